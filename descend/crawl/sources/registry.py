@@ -1,0 +1,7 @@
+"""The crawl sources by name: ``baidu``, ``bing``, ``urls``; a new source registers itself here."""
+
+from __future__ import annotations
+
+from descend.registry import Registry
+
+SOURCES: Registry[type] = Registry[type]("crawl source")

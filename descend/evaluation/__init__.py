@@ -1,0 +1,1 @@
+"""Evaluation of a checkpoint on a dataset, and prediction on images."""

@@ -1,0 +1,99 @@
+"""``descend eval``: accuracy, per-class precision and recall, a confusion matrix and the
+misclassified examples of a checkpoint on a dataset split."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from descend.data.datasets import load_dataset
+from descend.data.loader import BatchLoader
+from descend.errors import DataError
+from descend.reports.plots import plot_confusion, plot_image_grid
+from descend.training.checkpoint import load_model
+from descend.training.device import pick_device
+from descend.training.loop import predict_batches
+
+
+def confusion_matrix(labels: torch.Tensor, preds: torch.Tensor, n: int) -> torch.Tensor:
+    """``m[i, j]`` counts images of true class i predicted as j."""
+    return torch.bincount(labels * n + preds, minlength=n * n).view(n, n)
+
+
+def per_class(matrix: torch.Tensor, classes: list[str]) -> list[dict[str, Any]]:
+    tp = matrix.diag().double()
+    predicted, actual = matrix.sum(0).double(), matrix.sum(1).double()
+    rows = []
+    for i, c in enumerate(classes):
+        rows.append({
+            "class": c,
+            "precision": (tp[i] / predicted[i]).item() if predicted[i] else 0.0,
+            "recall": (tp[i] / actual[i]).item() if actual[i] else 0.0,
+            "support": int(actual[i].item()),
+        })
+    return rows
+
+
+def evaluate_checkpoint(
+    checkpoint: str | Path,
+    data: str | None = None,
+    split: str | None = None,
+    out_dir: str | Path | None = None,
+    data_root: str | None = None,
+    cache_dir: str | None = None,
+    device: str = "auto",
+    batch_size: int = 1024,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Evaluate on ``split`` (default: test if the dataset has one, else validation)."""
+    dev = pick_device(device)
+    loaded = load_model(checkpoint, dev)
+    ckpt = loaded.checkpoint
+    name = data or ckpt.get("data") or ckpt["config"].get("data")
+    cfg = ckpt["config"]
+    size = loaded.spec.image_size
+    splits = load_dataset(name, data_root or cfg.get("data_root"), cache_dir or cfg.get("cache_dir"),
+                          image_size=size[0], val_fraction=cfg.get("val_fraction"),
+                          seed=cfg.get("seed", 0), progress=progress)
+    if splits.classes != loaded.classes:
+        raise DataError(
+            f"{name} has classes {splits.classes} but the checkpoint was trained on "
+            f"{loaded.classes}; evaluate on a dataset with the same classes"
+        )
+    if splits.channels != loaded.spec.in_channels or splits.image_size != size:
+        raise DataError(
+            f"{name} gives {splits.channels}x{splits.image_size} images; the model takes "
+            f"{loaded.spec.in_channels}x{size}"
+        )
+    split = split or ("test" if splits.test is not None else "val")
+    tensors = {"train": splits.train, "val": splits.val, "test": splits.test}.get(split)
+    if tensors is None:
+        raise DataError(f"{name} has no {split!r} split; use --split val or --split train")
+    batches = BatchLoader(tensors, batch_size, loaded.mean, loaded.std, device=dev)
+    logits, labels = predict_batches(loaded.model, batches, dev)
+    preds = logits.argmax(1)
+    n = len(loaded.classes)
+    matrix = confusion_matrix(labels, preds, n)
+    out = Path(out_dir) if out_dir else Path(checkpoint).parent / f"eval-{split}"
+    out.mkdir(parents=True, exist_ok=True)
+    plot_confusion(matrix, loaded.classes, out / "confusion.png")
+    wrong = torch.nonzero(preds != labels).flatten()[:40]
+    titles = [f"{loaded.classes[labels[i]]} -> {loaded.classes[preds[i]]}" for i in wrong.tolist()]
+    if len(wrong):
+        plot_image_grid(tensors.images[wrong], titles, out / "misclassified.png")
+    return {
+        "checkpoint": str(checkpoint),
+        "data": name,
+        "split": split,
+        "images": int(len(labels)),
+        "accuracy": (preds == labels).float().mean().item(),
+        "loss": F.cross_entropy(logits, labels).item(),
+        "per_class": per_class(matrix, loaded.classes),
+        "confusion_matrix": matrix.tolist(),
+        "classes": loaded.classes,
+        "files": {"confusion": str(out / "confusion.png"),
+                  "misclassified": str(out / "misclassified.png") if len(wrong) else None},
+    }

@@ -1,0 +1,5 @@
+"""Models by name: ``mlp`` (the seed's MyNet), ``cnn``, ``resnet8`` and ``tv:NAME``."""
+
+from descend.models.registry import MODELS, ModelSpec, create_model
+
+__all__ = ["MODELS", "ModelSpec", "create_model"]

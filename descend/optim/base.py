@@ -1,0 +1,177 @@
+"""What every descend optimizer shares: gathering gradients, checks, weight decay, grouping.
+
+Each optimizer module (sgd.py, momentum.py, ...) holds its class and two update functions
+side by side, as torch.optim does: ``_single_tensor_*`` (a loop that reads like the formula,
+the reference) and ``_multi_tensor_*`` (the same arithmetic with ``torch._foreach_*`` kernels
+over all tensors of one device and dtype at once, the fast default). Both apply the same
+tensor operations in the same order, so they agree to the last bit.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import torch
+from torch import Tensor
+from torch.optim import Optimizer
+
+from descend.errors import ConfigError
+
+__all__ = [
+    "DescendOptimizer",
+    "check_hyper",
+    "group_by_device_and_dtype",
+    "has_momentum",
+]
+
+
+def check_hyper(
+    optimizer: str,
+    name: str,
+    value: float,
+    *,
+    low: float = 0.0,
+    high: float | None = None,
+    high_inclusive: bool = False,
+) -> float:
+    """Return ``float(value)`` or raise `ConfigError` (a ValueError) naming the bad setting."""
+    value = float(value)
+    ok = not math.isnan(value) and value >= low
+    if high is not None:
+        ok = ok and (value <= high if high_inclusive else value < high)
+    if not ok:
+        if high is None:
+            allowed = f">= {low:g}"
+        else:
+            allowed = f"in [{low:g}, {high:g}{']' if high_inclusive else ')'}"
+        raise ConfigError(f"{optimizer}: invalid {name} = {value!r}; it must be {allowed}")
+    return value
+
+
+def has_momentum(optimizer: Optimizer) -> bool:
+    """Whether `torch.optim.lr_scheduler.OneCycleLR` / `CyclicLR` can cycle a momentum.
+
+    Those schedulers look for ``momentum`` or ``betas`` in ``optimizer.defaults``: `Momentum`,
+    `Nesterov`, `Adam` and `AdamW` have one; `SGD`, `AdaGrad` and `RMSProp` have none, so use
+    ``cycle_momentum=False`` with them.
+    """
+    return "momentum" in optimizer.defaults or "betas" in optimizer.defaults
+
+
+def group_by_device_and_dtype(
+    tensorlists: list[list[Tensor]],
+) -> list[tuple[list[list[Tensor]], list[int]]]:
+    """Split parallel tensor lists into runs of one device and dtype, as foreach kernels need.
+
+    Returns ``[(lists, indices), ...]``; ``indices`` map back into the original lists (for
+    per-parameter Python values such as step counts).
+    """
+    # torch's grouping is a C++ routine; it is what torch.optim's foreach paths use.
+    grouped = Optimizer._group_tensors_by_device_and_dtype(tensorlists, with_indices=True)
+    return [(lists, indices) for lists, indices in grouped.values()]  # type: ignore[misc]
+
+
+def weight_decay_single(
+    param: Tensor, grad: Tensor, lr: float, weight_decay: float, decoupled: bool
+) -> Tensor:
+    """L2: g <- g + lambda theta (returned, p.grad untouched). Decoupled: theta <- (1 - eta lambda) theta."""
+    if weight_decay == 0:
+        return grad
+    if decoupled:
+        param.mul_(1.0 - lr * weight_decay)
+        return grad
+    return grad.add(param, alpha=weight_decay)
+
+
+def weight_decay_foreach(
+    params: list[Tensor], grads: list[Tensor], lr: float, weight_decay: float, decoupled: bool
+) -> list[Tensor]:
+    """`weight_decay_single` on lists."""
+    if weight_decay == 0:
+        return grads
+    if decoupled:
+        torch._foreach_mul_(params, 1.0 - lr * weight_decay)
+        return grads
+    return list(torch._foreach_add(grads, params, alpha=weight_decay))
+
+
+class DescendOptimizer(Optimizer):
+    """Base class: `step` gathers (param, grad) pairs per group and calls `_update`.
+
+    Shared behaviour, documented once here:
+
+    * Parameters whose ``.grad`` is None are skipped (no state is created, no step counted).
+    * Sparse gradients raise RuntimeError naming the parameter; these optimizers are dense.
+    * Non-finite gradients: with ``check_finite=False`` (the default, and torch.optim's
+      behaviour) a NaN or inf gradient flows into the parameters and the optimizer state, as in
+      torch.optim; the training loop is expected to watch the loss. With ``check_finite=True``
+      the step first checks every gradient (one extra read of the gradients and one device
+      sync) and raises FloatingPointError naming the parameter *before anything is modified*,
+      so the model and optimizer state stay as they were.
+    * Parameters passed as ``model.named_parameters()`` are named in error messages.
+    """
+
+    def __init__(self, params: Iterable[Any], defaults: dict[str, Any]) -> None:
+        super().__init__(params, defaults)
+
+    def _label(self, group_index: int, param: Tensor) -> str:
+        group = self.param_groups[group_index]
+        index = next(i for i, p in enumerate(group["params"]) if p is param)
+        names = group.get("param_names")
+        if names:
+            return f"parameter {names[index]!r}"
+        return f"parameter {index} of param group {group_index} (shape {list(param.shape)})"
+
+    def _gather(self, group_index: int) -> tuple[list[Tensor], list[Tensor]]:
+        params: list[Tensor] = []
+        grads: list[Tensor] = []
+        for p in self.param_groups[group_index]["params"]:
+            if p.grad is None:
+                continue
+            if p.grad.is_sparse:
+                raise RuntimeError(
+                    f"{type(self).__name__} does not support sparse gradients "
+                    f"({self._label(group_index, p)}); use dense gradients "
+                    "(e.g. nn.Embedding(sparse=False)) or torch.optim.SparseAdam"
+                )
+            params.append(p)
+            grads.append(p.grad)
+        return params, grads
+
+    def _check_finite(self, group_index: int, params: list[Tensor], grads: list[Tensor]) -> None:
+        nonempty = [i for i, g in enumerate(grads) if g.numel() > 0]
+        if not nonempty:
+            return
+        for lists, indices in group_by_device_and_dtype([[grads[i] for i in nonempty]]):
+            # The infinity norm propagates NaN and, unlike the 2-norm, cannot overflow.
+            norms = torch.stack(torch._foreach_norm(lists[0], math.inf))
+            finite = torch.isfinite(norms)
+            if not bool(finite.all()):
+                bad = nonempty[indices[int((~finite).nonzero()[0])]]
+                raise FloatingPointError(
+                    f"{type(self).__name__}: non-finite gradient (NaN or inf) in "
+                    f"{self._label(group_index, params[bad])}; no parameter was changed. "
+                    "Lower the learning rate, clip gradients, or check the data and loss."
+                )
+
+    @torch.no_grad()
+    def step(self, closure: Callable[[], Any] | None = None) -> Any:  # type: ignore[override]
+        """One update of every parameter that has a gradient; returns the closure's loss."""
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        gathered = [self._gather(i) for i in range(len(self.param_groups))]
+        # All checks before any update, so a failed step leaves everything untouched.
+        for i, (params, grads) in enumerate(gathered):
+            if self.param_groups[i]["check_finite"] and params:
+                self._check_finite(i, params, grads)
+        for group, (params, grads) in zip(self.param_groups, gathered):
+            if params:
+                self._update(group, params, grads)
+        return loss
+
+    def _update(self, group: dict[str, Any], params: list[Tensor], grads: list[Tensor]) -> None:
+        raise NotImplementedError

@@ -1,0 +1,1 @@
+"""Plots: training curves, confusion matrices and image grids (PNG, via matplotlib's Agg)."""
