@@ -33,6 +33,7 @@ class TrainConfig:
     batch_size: int = 256  # large enough to keep 2 CPU cores busy, small enough to generalise
     drop_last: bool = True  # a last batch of one breaks BatchNorm and skews the epoch
     strict: bool = False  # True: an unusable image file stops the run, naming it
+    download: bool = True  # False: never touch the network, fail if the data is absent
     # --- model ----------------------------------------------------------------------------
     model: str = "cnn"  # the fastest to a good accuracy on a CPU (BENCHMARKS.md)
     model_args: dict[str, Any] = field(default_factory=dict)

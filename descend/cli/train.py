@@ -54,6 +54,8 @@ def add_parser(sub: Any) -> None:
     g.add_argument("--batch-size", type=int, help="training batch size (default 256)")
     g.add_argument("--drop-last", action=bool_flag, help="drop a last partial batch (default on)")
     g.add_argument("--strict", action=bool_flag, help="stop on any unusable image file")
+    g.add_argument("--download", action=bool_flag, help="download a missing public dataset "
+                   "(default on; --no-download never touches the network)")
     g = p.add_argument_group("model and optimization")
     g.add_argument("--model", help="mlp, cnn or tv:NAME (default cnn)")
     g.add_argument("--model-arg", dest="model_args", type=_model_arg, action="append",

@@ -232,6 +232,12 @@ def _folder_splits(root: Path, request: DataRequest, default_size: int, name: st
         remap = torch.tensor([alive.index(c) if c in alive else -1 for c in classes])
         train = ImageTensors(train.images, remap[train.labels], train.paths)
         classes = alive
+    if len(classes) < 2:
+        raise DataError(
+            f"{train_root} has {len(classes)} class(es) with usable images "
+            f"({', '.join(classes) or 'none'}); a classifier needs at least 2 class folders, "
+            f"each holding images: {train_root}/<class name>/*.jpg"
+        )
     test = None
     if split_layout:
         extra = {}

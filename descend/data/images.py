@@ -88,7 +88,7 @@ def fit(im: Image.Image, size: tuple[int, int]) -> Image.Image:
     h, w = size
     if im.size == (w, h):
         return im
-    return ImageOps.fit(im, (w, h), method=Image.Resampling.BILINEAR, reducing_gap=3.0)
+    return ImageOps.fit(im, (w, h), method=Image.Resampling.BILINEAR)
 
 
 def load_pixels(

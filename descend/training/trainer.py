@@ -72,7 +72,8 @@ def prepare_run_dir(path: Path, overwrite: bool) -> None:
 
 def load_data(cfg: TrainConfig, log: RunLog) -> DataSplits:
     options: dict[str, Any] = dict(image_size=cfg.image_size, val_fraction=cfg.val_fraction,
-                                   seed=cfg.seed, strict=cfg.strict, progress=cfg.progress)
+                                   seed=cfg.seed, strict=cfg.strict, progress=cfg.progress,
+                                   download=cfg.download)
     if cfg.data is not None:
         return load_dataset(cfg.data, cfg.data_root, cfg.cache_dir, **options)
     try:

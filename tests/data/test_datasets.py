@@ -1,0 +1,156 @@
+import os
+import stat
+from pathlib import Path
+
+import pytest
+import torch
+
+from descend.data.datasets import load_dataset
+from descend.data.loader import channel_stats
+from descend.data.splits import stratified_split
+from descend.errors import ConfigError, DataError
+from descend.registry import Registry
+
+
+def test_flat_folder_gets_a_stratified_deterministic_split(image_folder: Path) -> None:
+    a = load_dataset(f"imagefolder:{image_folder}", image_size=16, seed=3)
+    b = load_dataset(f"imagefolder:{image_folder}", image_size=16, seed=3)
+    c = load_dataset(f"imagefolder:{image_folder}", image_size=16, seed=4)
+    assert a.classes == ["blue", "green", "red"]
+    assert a.train.class_counts(3) == [16, 16, 16] and a.val.class_counts(3) == [4, 4, 4]
+    assert a.val.paths == b.val.paths and a.val.paths != c.val.paths
+    assert not set(a.train.paths) & set(a.val.paths)
+    assert a.train.images.dtype == torch.uint8 and a.train.images.shape[1:] == (3, 16, 16)
+
+
+def test_split_layout_uses_its_val_and_test(split_folder: Path) -> None:
+    d = load_dataset(f"imagefolder:{split_folder}", image_size=16)
+    assert (len(d.train), len(d.val), len(d.test)) == (48, 12, 12)
+    assert "val" in d.val_source
+
+
+def test_stratified_split_keeps_small_classes_on_both_sides() -> None:
+    labels = torch.tensor([0] * 10 + [1] * 2)
+    train, val = stratified_split(labels, 0.2, seed=0)
+    assert sorted(labels[val].tolist()) == [0, 0, 1]
+    assert len(train) + len(val) == 12
+
+
+def test_images_are_resized_to_the_training_size(image_folder: Path) -> None:
+    d = load_dataset(f"imagefolder:{image_folder}", image_size=24)
+    assert d.image_size == (24, 24)
+
+
+def test_one_class_folder_is_refused(tmp_path: Path, make_images) -> None:
+    make_images(tmp_path / "only" / "cats", (100, 100, 100), 5)
+    with pytest.raises(DataError, match="at least 2 class folders"):
+        load_dataset(f"imagefolder:{tmp_path / 'only'}")
+
+
+def test_empty_folder_and_missing_folder_are_refused(tmp_path: Path) -> None:
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DataError, match="0 class"):
+        load_dataset(f"imagefolder:{tmp_path / 'empty'}")
+    with pytest.raises(DataError, match="does not exist"):
+        load_dataset(f"imagefolder:{tmp_path / 'nope'}")
+
+
+def test_loose_files_without_class_folders_say_how_to_lay_them_out(tmp_path: Path,
+                                                                    make_images) -> None:
+    make_images(tmp_path / "loose", (10, 10, 10), 3)
+    with pytest.raises(DataError, match="no class sub-folders"):
+        load_dataset(f"imagefolder:{tmp_path / 'loose'}")
+
+
+def test_empty_class_folder_is_skipped_with_a_note(image_folder: Path) -> None:
+    (image_folder / "empty_class").mkdir()
+    d = load_dataset(f"imagefolder:{image_folder}", image_size=16)
+    assert "empty_class" not in d.classes
+    assert any("empty_class" in n for n in d.notes)
+
+
+def test_bad_files_are_skipped_and_listed_or_fail_with_strict(image_folder: Path) -> None:
+    whole = (image_folder / "red" / "img_000.png").read_bytes()
+    (image_folder / "red" / "broken.png").write_bytes(whole[: len(whole) // 2])  # truncated
+    (image_folder / "red" / "empty.jpg").write_bytes(b"")
+    (image_folder / "red" / "notes.txt").write_text("not an image")
+    (image_folder / "red" / ".hidden.png").write_text("ignored")
+    d = load_dataset(f"imagefolder:{image_folder}", image_size=16)
+    reasons = {Path(s["path"]).name: s["reason"] for s in d.skipped}
+    assert reasons == {"broken.png": "corrupt", "empty.jpg": "empty", "notes.txt": "not-an-image"}
+    assert len(d.train) + len(d.val) == 60
+    with pytest.raises(DataError, match=r"(?s)--strict: 3 file.*broken.png"):
+        load_dataset(f"imagefolder:{image_folder}", image_size=16, strict=True)
+
+
+def test_cache_is_reused_and_rebuilt_when_files_change(image_folder: Path,
+                                                       isolated_cache: Path) -> None:
+    load_dataset(f"imagefolder:{image_folder}", image_size=16)
+    entries = list((isolated_cache / "decoded").glob("*.pt"))
+    assert len(entries) == 1
+    mtime = entries[0].stat().st_mtime_ns
+    load_dataset(f"imagefolder:{image_folder}", image_size=16)
+    assert entries[0].stat().st_mtime_ns == mtime  # reused, not rewritten
+    (image_folder / "red" / "img_000.png").unlink()
+    d = load_dataset(f"imagefolder:{image_folder}", image_size=16)
+    assert len(list((isolated_cache / "decoded").glob("*.pt"))) == 2
+    assert len(d.train) + len(d.val) == 59
+
+
+def test_read_only_data_root_works(image_folder: Path) -> None:
+    modes = {}
+    for p in [image_folder, *image_folder.rglob("*")]:
+        modes[p] = p.stat().st_mode
+        p.chmod(p.stat().st_mode & ~(stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH))
+    try:
+        before = sorted(str(p) for p in image_folder.rglob("*"))
+        d = load_dataset(f"imagefolder:{image_folder}", image_size=16)
+        assert len(d.train) == 48
+        assert sorted(str(p) for p in image_folder.rglob("*")) == before
+    finally:
+        for p, m in modes.items():
+            p.chmod(m)
+
+
+def test_missing_public_dataset_says_where_it_looked(tmp_path: Path) -> None:
+    with pytest.raises(DataError, match=f"not found in {tmp_path}.*--data-root"):
+        load_dataset("mnist", root=tmp_path, download=False)
+    with pytest.raises(DataError, match="cifar10"):
+        load_dataset("cifar10", root=tmp_path, download=False)
+
+
+def test_unknown_dataset_lists_the_valid_names() -> None:
+    with pytest.raises(ConfigError, match="cifar10-sample.*imagefolder.*mnist"):
+        load_dataset("imagenet")
+
+
+def test_builtin_sample() -> None:
+    d = load_dataset("cifar10-sample")
+    assert (len(d.train), len(d.test), d.image_size) == (3000, 800, (32, 32))
+    assert d.train.class_counts(10) == [300] * 10
+    assert d.classes[0] == "airplane"
+    assert d.train.images.float().std() > 20  # real pixels, not zeros
+
+
+def test_registry_refuses_a_name_twice() -> None:
+    r: Registry[int] = Registry("thing")
+    r.register("a")(1)
+    with pytest.raises(ValueError):
+        r.register("a")(2)
+
+
+def test_real_mnist(real_data: Path) -> None:
+    d = load_dataset("mnist", root=real_data, download=False)
+    assert (len(d.train), len(d.val), d.channels, d.image_size) == (60000, 10000, 1, (28, 28))
+    assert d.val_source == "the test split"
+
+
+@pytest.mark.skipif(os.name == "nt", reason="POSIX paths")
+def test_real_cifar10_class_folders(real_data: Path, shared_cache: Path) -> None:
+    d = load_dataset("cifar10", root=real_data, cache=shared_cache, download=False,
+                     progress=False)
+    assert (len(d.train), len(d.val)) == (50000, 10000)
+    assert d.classes[:3] == ["airplane", "automobile", "bird"]
+    mean, std = channel_stats(d.train.images)
+    assert torch.allclose(torch.tensor(mean), torch.tensor([0.4914, 0.4822, 0.4465]), atol=1e-3)
+    assert torch.allclose(torch.tensor(std), torch.tensor([0.2470, 0.2435, 0.2616]), atol=1e-3)
