@@ -110,6 +110,15 @@ def train(cfg: TrainConfig | None = None, resume: str | Path | None = None,
                 f"--resume continues a run as it was configured; cannot change "
                 f"{', '.join(blocked)} (only {', '.join(sorted(RESUMABLE_OVERRIDES))})"
             )
+        planned = state["config"]["epochs"]
+        if overrides.get("epochs", planned) != planned and state["config"]["schedule"] in (
+            "onecycle", "cosine"
+        ):
+            raise ConfigError(
+                f"the {state['config']['schedule']} schedule of {run_dir} was planned for "
+                f"{planned} epochs and cannot be stretched; resume without --epochs, or start a "
+                "new run (a constant, step, multistep, exponential or plateau run can be extended)"
+            )
         cfg = TrainConfig.from_dict({**state["config"], **overrides, "out": str(run_dir)})
     else:
         cfg = (cfg or TrainConfig()).updated(**overrides) if overrides else (cfg or TrainConfig())
