@@ -101,5 +101,5 @@ def load_pixels(
     if size is not None:
         im = fit(im, size)
     if channels == 1:
-        return np.asarray(im.convert("L"), dtype=np.uint8)[None]
+        return np.array(im.convert("L"), dtype=np.uint8)[None]
     return np.ascontiguousarray(np.asarray(im, dtype=np.uint8).transpose(2, 0, 1))

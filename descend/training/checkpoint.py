@@ -50,6 +50,11 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
                 break
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} does not exist")
+    if not zipfile.is_zipfile(path):  # torch.save writes a zip archive; anything else is not ours
+        raise CheckpointError(
+            f"{path} is not a readable checkpoint (not a PyTorch archive): it may be truncated "
+            "or not a checkpoint at all; use the run's best.pt or last.pt"
+        )
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except (zipfile.BadZipFile, EOFError, RuntimeError) as e:

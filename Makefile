@@ -1,0 +1,32 @@
+# Two commands on a fresh machine:  `make train` (the main job) and `make test` (the suite).
+# Both create .venv and install what they need first.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+# The torch build installed first; pip then keeps it for descend's own range (torch>=2.4,<3).
+TORCH ?= torch==2.14.1 torchvision==0.29.1
+DESCEND_DATA ?= $(abspath ../shared/datasets)
+export DESCEND_DATA
+
+.PHONY: install train test lint clean
+
+$(BIN)/descend: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet $(TORCH)
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $@
+
+install: $(BIN)/descend
+
+train: install
+	$(BIN)/descend train $(ARGS)
+
+test: install
+	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+
+lint: install
+	$(BIN)/ruff check .
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache
