@@ -5,7 +5,8 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 # The torch build installed first; pip then keeps it for descend's own range (torch>=2.4,<3).
 TORCH ?= torch==2.14.1 torchvision==0.29.1
-DESCEND_DATA ?= $(abspath ../shared/datasets)
+# The shared datasets when they sit beside the checkout; otherwise the default data root.
+DESCEND_DATA ?= $(if $(wildcard ../shared/datasets),$(abspath ../shared/datasets),)
 export DESCEND_DATA
 
 .PHONY: install train test lint clean

@@ -1,4 +1,4 @@
-"""Name -> factory registries, so that the command line, config files and the API say the same names."""
+"""Name -> factory registries: the command line, config files and the API say the same names."""
 
 from __future__ import annotations
 

@@ -37,6 +37,7 @@ def run(args: argparse.Namespace) -> int:
     for row in report["per_class"]:
         print(f"{row['class']:<16}{row['precision']:>10.3f}{row['recall']:>10.3f}"
               f"{row['support']:>9}")
-    print(f"wrote {report['files']['confusion']}"
-          + (f" and {report['files']['misclassified']}" if report['files']['misclassified'] else ""))
+    files = report["files"]
+    print(f"wrote {files['confusion']}"
+          + (f" and {files['misclassified']}" if files["misclassified"] else ""))
     return 0

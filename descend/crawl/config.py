@@ -84,7 +84,8 @@ class CrawlConfig:
         check_class_names([c.name for c in self.classes])
         checks = [
             (self.per_class >= 1, f"--per-class must be at least 1, not {self.per_class}"),
-            (0 <= self.val_fraction < 1, f"--val-fraction must be in [0, 1), not {self.val_fraction}"),
+            (0 <= self.val_fraction < 1,
+             f"--val-fraction must be in [0, 1), not {self.val_fraction}"),
             (self.min_size >= 1, f"--min-size must be at least 1 pixel, not {self.min_size}"),
             (self.concurrency >= 1, f"--concurrency must be at least 1, not {self.concurrency}"),
             (self.rate is None or self.rate > 0, f"--rate must be positive, not {self.rate}"),

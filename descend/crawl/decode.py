@@ -1,8 +1,9 @@
 """Turning downloaded bytes into a clean RGB JPEG, or a reason why not.
 
-Runs in worker threads (Pillow releases the GIL while decoding), so it avoids
-``warnings.catch_warnings``, which is not thread-safe: the decompression-bomb limit is checked
-directly against ``Image.MAX_IMAGE_PIXELS`` instead of turning Pillow's warning into an error.
+Runs in worker threads (Pillow releases the GIL while decoding), where
+``warnings.catch_warnings`` is not safe to enter; so the decompression-bomb limit is also
+checked directly against ``Image.MAX_IMAGE_PIXELS``, whether or not the caller (the crawler
+does) has made Pillow's DecompressionBombWarning an error.
 """
 
 from __future__ import annotations
@@ -18,7 +19,10 @@ from descend.data.images import BadImage, open_image
 
 # Formats a web image can honestly be. Leaving out the rest matters: Pillow would hand EPS to
 # Ghostscript, and exotic decoders are where parser bugs live.
-WEB_FORMATS = ("JPEG", "PNG", "GIF", "WEBP", "BMP", "TIFF", "MPO", "AVIF")
+Image.init()  # load every plugin so that the list below can be checked against what exists
+WEB_FORMATS = tuple(
+    f for f in ("JPEG", "PNG", "GIF", "WEBP", "BMP", "TIFF", "MPO", "AVIF") if f in Image.OPEN
+)
 JPEG_QUALITY = 95
 
 
@@ -55,9 +59,10 @@ def clean_image(data: bytes, min_size: int, content_type: str = "") -> CleanImag
     except UnidentifiedImageError:
         kind = content_type.split(";")[0].strip().lower()
         raise ImageRejected(f"not-an-image:{kind}" if kind else "not-an-image") from None
-    except Image.DecompressionBombError:
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        # The warning arrives as an exception when the crawl runs it as an error.
         raise ImageRejected("decompression-bomb") from None
-    except (OSError, SyntaxError, ValueError) as e:
+    except Exception as e:  # noqa: BLE001  hostile bytes reach odd corners of the decoders
         raise ImageRejected(f"broken-image:{_short(e)}") from None
     width, height = im.size
     limit = Image.MAX_IMAGE_PIXELS
@@ -73,7 +78,7 @@ def clean_image(data: bytes, min_size: int, content_type: str = "") -> CleanImag
         raise ImageRejected(f"broken-image:{e.reason}") from None
     except Image.DecompressionBombError:
         raise ImageRejected("decompression-bomb") from None
-    except (OSError, SyntaxError, ValueError) as e:
+    except Exception as e:  # noqa: BLE001  as above: a bad file is a rejection, not a crash
         raise ImageRejected(f"broken-image:{_short(e)}") from None
     digest = hashlib.sha256(f"{rgb.width}x{rgb.height}:".encode())
     digest.update(rgb.tobytes())

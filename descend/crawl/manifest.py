@@ -3,8 +3,11 @@
 Statuses: ``run`` (settings of each invocation), ``search`` (one results page), ``fetched``
 (downloaded, cleaned and staged, not yet decided), ``kept`` (with sha256, phash, path and
 split) and ``rejected`` (with a reason and whether the rejection is ``permanent``). The last
-record of a (class, URL) pair is its state. Appending one line and fsyncing it is atomic
-enough: a kill can only tear the last line, which the next run cuts off before appending.
+record of a (class, URL) pair is its state. Each record is one line written and flushed to
+the operating system at once, so a killed process loses nothing and can only tear the line
+being written, which the next run cuts off before appending. `sync` (fsync) makes records
+durable against a system crash too; the crawler calls it once per batch of records, not per
+record, since one fsync costs as much as a whole image's decoding.
 """
 
 from __future__ import annotations
@@ -34,31 +37,44 @@ class History:
 
 
 class Manifest:
-    """An append-only JSONL file; every `append` is on disk before it returns."""
+    """An append-only JSONL file: `append` writes and flushes a record, `sync` fsyncs."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
         self.records = read_records(path)
         self._file = open(path, "a", encoding="utf-8")  # noqa: SIM115 (closed by close())
+        self._unsynced = False
 
     def history(self) -> History:
-        history = History()
-        for record in self.records:
-            status = record.get("status")
-            if status == "run" and history.first_run is None:
-                history.first_run = record
-            elif status in URL_STATUSES:
-                history.last[(record["class"], record["url"])] = record
-        return history
+        return history_of(self.records)
 
     def append(self, record: Record) -> None:
         record = {"status": record["status"], "time": round(time.time(), 3), **record}
         self._file.write(json.dumps(record, ensure_ascii=False, separators=(",", ":")) + "\n")
         self._file.flush()
-        os.fsync(self._file.fileno())
+        self._unsynced = True
+
+    def sync(self) -> None:
+        """Make every record appended so far durable (no-op if there is none)."""
+        if self._unsynced:
+            os.fsync(self._file.fileno())
+            self._unsynced = False
 
     def close(self) -> None:
+        self.sync()
         self._file.close()
+
+
+def history_of(records: list[Record]) -> History:
+    """The first run's settings and the last record of every (class, URL)."""
+    history = History()
+    for record in records:
+        status = record.get("status")
+        if status == "run" and history.first_run is None:
+            history.first_run = record
+        elif status in URL_STATUSES:
+            history.last[(record["class"], record["url"])] = record
+    return history
 
 
 def read_records(path: Path) -> list[Record]:

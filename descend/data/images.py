@@ -53,7 +53,7 @@ def _to_rgb(im: Image.Image) -> Image.Image:
 
 
 def open_image(source: str | os.PathLike[str] | bytes | Image.Image) -> Image.Image:
-    """Decode fully, apply EXIF orientation and return an RGB image; raise `BadImage` if unusable."""
+    """Decode fully, apply EXIF orientation, return RGB; raise `BadImage` if unusable."""
     name = "<bytes>" if isinstance(source, bytes) else str(source)
     if isinstance(source, Image.Image):
         im = source

@@ -55,7 +55,8 @@ def evaluate_checkpoint(
     name = data or ckpt.get("data") or ckpt["config"].get("data")
     cfg = ckpt["config"]
     size = loaded.spec.image_size
-    splits = load_dataset(name, data_root or cfg.get("data_root"), cache_dir or cfg.get("cache_dir"),
+    root, cache = data_root or cfg.get("data_root"), cache_dir or cfg.get("cache_dir")
+    splits = load_dataset(name, root, cache,
                           image_size=size[0], val_fraction=cfg.get("val_fraction"),
                           seed=cfg.get("seed", 0), progress=progress)
     if splits.classes != loaded.classes:

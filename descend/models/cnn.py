@@ -42,7 +42,8 @@ class CNN(nn.Module):
         self.blocks = nn.Sequential(
             ConvBlock(w[0], w[0]), ConvBlock(w[0], w[1]), ConvBlock(w[1], w[2])
         )
-        self.head = nn.Sequential(nn.AdaptiveMaxPool2d(1), nn.Flatten(), nn.Linear(w[2], num_classes))
+        self.head = nn.Sequential(nn.AdaptiveMaxPool2d(1), nn.Flatten(),
+                                  nn.Linear(w[2], num_classes))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.blocks(self.stem(x)))

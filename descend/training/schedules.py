@@ -79,10 +79,14 @@ def onecycle(opt: torch.optim.Optimizer, cfg: TrainConfig, steps: int) -> Schedu
     # Momentum cycling only where the optimizer has a momentum hyper-parameter to cycle.
     group = opt.param_groups[0]
     cycle = "betas" in group or group.get("momentum", 0) > 0
+    total = cfg.epochs * steps
+    if total < 4:  # too short to warm up and anneal: hold the learning rate
+        return constant(opt, cfg, steps)
+    # torch divides by (pct_start * total - 1): keep at least two warm-up steps.
+    pct = max(0.25, 2.0 / total)
     return Schedule(
         lr_scheduler.OneCycleLR(opt, max_lr=[g["lr"] for g in opt.param_groups],
-                                total_steps=cfg.epochs * steps, pct_start=0.25,
-                                cycle_momentum=cycle),
+                                total_steps=total, pct_start=pct, cycle_momentum=cycle),
         per_step=True,
     )
 

@@ -225,7 +225,8 @@ def train(cfg: TrainConfig | None = None, resume: str | Path | None = None,
         })
         log(f"epoch {epoch + 1:>3}/{cfg.epochs}  train loss {result.loss:.4f} acc "
             f"{result.acc:.4f}  val loss {val_loss:.4f} acc {val_acc:.4f}  lr {lr:.4g}  "
-            f"{result.seconds:.1f}s  {row['images_per_sec']:.0f} img/s" + ("  *" if improved else ""))
+            f"{result.seconds:.1f}s  {row['images_per_sec']:.0f} img/s"
+            + ("  *" if improved else ""))
         if stop:
             stopped_early = True
             log(f"early stopping: {cfg.monitor} has not improved for {cfg.early_stop} epochs")

@@ -1,0 +1,162 @@
+"""B4: the seed's CIFAR-10 run (MyNet, SGD lr 0.01, batch 128, 20 epochs), ours against the
+seed's own code, side by side in one run.
+
+    python benchmarks/b4_seed_run.py --data ../shared/datasets [--epochs 20]
+
+1. seed: the seed's code (build_data / MyNet / train / eval) with one change only: the pixels
+   come from the CIFAR-10 PNG folders (decoded once up front, untimed) instead of the pickled
+   release, then go through the same per-sample PIL image -> ToTensor -> DataLoader path that
+   torchvision's CIFAR10 class uses. Test accuracy after every epoch, as the seed prints it.
+2. descend, the seed's command: descend train --data cifar10 --model mlp --optimizer sgd
+   --lr 0.01 --epochs 20 --batch-size 128 (our other defaults: one-cycle, crop+flip, ...).
+3. descend, the seed's exact recipe: the same plus --schedule constant --augment none
+   --label-smoothing 0 --weight-decay 0 (no augmentation, constant lr): our pipeline only.
+4. descend train with no flags (its defaults).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+from torchvision import transforms
+
+sys.path.insert(0, str(Path(__file__).parent))
+from machine import describe  # noqa: E402
+
+CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
+
+
+class ArrayCIFAR(Dataset):
+    """torchvision.datasets.CIFAR10's __getitem__: numpy HWC -> PIL -> transform, per sample."""
+
+    def __init__(self, data: np.ndarray, targets: list[int], transform: object) -> None:
+        self.data, self.targets, self.transform = data, targets, transform
+
+    def __len__(self) -> int:
+        return len(self.targets)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
+        return self.transform(Image.fromarray(self.data[i])), self.targets[i]
+
+
+def read_split(root: Path, split: str) -> tuple[np.ndarray, list[int]]:
+    images, labels = [], []
+    for label, name in enumerate(CLASSES):
+        for f in sorted((root / "cifar10" / split / name).glob("*.png")):
+            images.append(np.asarray(Image.open(f).convert("RGB")))
+            labels.append(label)
+    return np.stack(images), labels
+
+
+class MyNet(nn.Module):  # the seed's network, as written there
+    def __init__(self, in_features: int = 3072, out_features: int = 10) -> None:
+        super().__init__()
+        self.fc1 = nn.Linear(in_features, 1024)
+        self.bn1 = nn.BatchNorm1d(1024)
+        self.fc2 = nn.Linear(1024, 512)
+        self.bn2 = nn.BatchNorm1d(512)
+        self.fc3 = nn.Linear(512, 256)
+        self.bn3 = nn.BatchNorm1d(256)
+        self.fc4 = nn.Linear(256, 64)
+        self.bn4 = nn.BatchNorm1d(64)
+        self.fc5 = nn.Linear(64, out_features)
+        self.relu = nn.ReLU()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.view(-1, 32 * 32 * 3)
+        x = self.relu(self.bn1(self.fc1(x)))
+        x = self.relu(self.bn2(self.fc2(x)))
+        x = self.relu(self.bn3(self.fc3(x)))
+        x = self.relu(self.bn4(self.fc4(x)))
+        return self.fc5(x)
+
+
+def seed_run(root: Path, epochs: int) -> dict[str, object]:
+    train_np, train_y = read_split(root, "train")
+    test_np, test_y = read_split(root, "test")
+    t = transforms.Compose([transforms.ToTensor()])
+    train_loader = DataLoader(ArrayCIFAR(train_np, train_y, t), batch_size=128, shuffle=True)
+    eval_loader = DataLoader(ArrayCIFAR(test_np, test_y, t), batch_size=len(test_y), shuffle=True)
+    torch.manual_seed(0)
+    model = MyNet()
+    criterion = nn.CrossEntropyLoss()
+    opt = torch.optim.SGD(model.parameters(), lr=0.01)
+    accs, train_seconds = [], 0.0
+    start = time.perf_counter()
+    for epoch in range(epochs):
+        model.train()
+        t0 = time.perf_counter()
+        for x, y in train_loader:
+            loss = criterion(model(x), y)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        train_seconds += time.perf_counter() - t0
+        model.eval()
+        correct = 0
+        with torch.no_grad():
+            for x, y in eval_loader:
+                correct += (model(x).argmax(1) == y).sum().item()
+        accs.append(correct / len(test_y))
+        print(f"  seed epoch {epoch + 1}: test acc {accs[-1]:.4f} "
+              f"({time.perf_counter() - start:.0f}s)", flush=True)
+    return {"wall_s": time.perf_counter() - start, "train_s": train_seconds,
+            "last_acc": accs[-1], "best_acc": max(accs), "accs": accs}
+
+
+def descend_run(args: list[str], out: Path) -> dict[str, object]:
+    cmd = [sys.executable, "-m", "descend", "train", *args, "--out", str(out), "--overwrite",
+           "--no-progress", "--json"]
+    start = time.perf_counter()
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    wall = time.perf_counter() - start
+    if proc.returncode:
+        raise SystemExit(proc.stderr)
+    result = json.loads(proc.stdout[proc.stdout.index("{\n"):])
+    hist = result["history"]
+    return {"wall_s": wall, "train_s": sum(r["seconds"] for r in hist),
+            "last_acc": hist[-1]["val_acc"], "best_acc": max(r["val_acc"] for r in hist),
+            "accs": [r["val_acc"] for r in hist], "command": "descend train " + " ".join(args)}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("--data", default="../shared/datasets")
+    p.add_argument("--epochs", type=int, default=20)
+    p.add_argument("--out", default="/tmp/descend-b4")
+    a = p.parse_args()
+    print(describe(), flush=True)
+    root, out = Path(a.data).resolve(), Path(a.out)
+    seed_cmd = ["--data", "cifar10", "--data-root", str(root), "--model", "mlp", "--optimizer",
+                "sgd", "--lr", "0.01", "--epochs", str(a.epochs), "--batch-size", "128"]
+    exact = seed_cmd + ["--schedule", "constant", "--augment", "none", "--label-smoothing", "0",
+                        "--weight-decay", "0"]
+    # Warm the decode cache first so no descend run pays the one-time decode.
+    descend_run(["--data", "cifar10", "--data-root", str(root), "--epochs", "1", "--model",
+                 "mlp"], out / "warm")
+    rows = {}
+    rows["seed's code"] = seed_run(root, a.epochs)
+    rows["descend, seed's command"] = descend_run(seed_cmd, out / "seed-cmd")
+    rows["descend, seed's exact recipe"] = descend_run(exact, out / "seed-exact")
+    rows["descend train (defaults)"] = descend_run(["--data-root", str(root)], out / "defaults")
+    base = rows["seed's code"]["wall_s"]
+    print(f"\n{'run':<32}{'wall s':>8}{'train s':>9}{'last acc':>10}{'best acc':>10}"
+          f"{'time vs seed':>14}")
+    for name, r in rows.items():
+        print(f"{name:<32}{r['wall_s']:>8.1f}{r['train_s']:>9.1f}{r['last_acc']:>10.4f}"
+              f"{r['best_acc']:>10.4f}{r['wall_s'] / base:>13.2f}x")
+    print(json.dumps(rows))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,127 @@
+"""``descend crawl``: collect labelled images from the web into OUT/{train,val}/<class>/."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+from descend.crawl import SOURCES, CrawlConfig, crawl, parse_class_spec, parse_size
+from descend.crawl.sources.urls import read_urls_file
+from descend.errors import ConfigError
+
+EXAMPLES = """\
+examples:
+  descend crawl --class cat=猫 --class dog=狗 --per-class 150 --out data/pets
+  descend crawl --class cat=猫,小猫 --class dog=狗 --source bing --out data/pets
+  descend crawl --source urls --urls-file pets.txt --out data/pets   (lines: class url)
+
+Running the same command again continues an interrupted crawl: the manifest
+OUT/manifest.jsonl records every URL (kept, with its sha256, phash, path and
+split; or rejected, with the reason), and nothing kept or rejected for good is
+downloaded again. Then train with: descend train --data imagefolder:OUT
+
+Duplicates (same pixels, or perceptual hashes within --phash-distance bits) are
+dropped across classes and splits, so no val image has a twin in train; an
+image found under two classes is kept under the class named first. Candidates
+are decided in search order, so the kept set does not depend on network timing.
+"""
+
+
+def add_parser(subparsers: Any) -> None:
+    """Add the ``crawl`` sub-command to an argparse ``subparsers`` object."""
+    p = subparsers.add_parser(
+        "crawl",
+        help="collect images from the web into a train/val image folder",
+        description="Search the web for images of each class, download them safely, drop\n"
+        "broken images and duplicates, and split them into OUT/train and OUT/val.",
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--class", dest="classes", action="append", default=[],
+                   metavar="NAME[=WORD,...]",
+                   help="a class and its search words (repeatable); NAME alone searches NAME")
+    p.add_argument("--per-class", type=int, default=100, metavar="N",
+                   help="images to keep per class (default 100)")
+    p.add_argument("--out", type=Path, required=True, metavar="DIR",
+                   help="output folder; it gets train/, val/ and manifest.jsonl")
+    p.add_argument("--source", default="baidu", choices=SOURCES.names(),
+                   help="where to search (default baidu)")
+    p.add_argument("--urls-file", type=Path, metavar="FILE",
+                   help="for --source urls: lines 'class url' ('#' comments); without --class, "
+                   "the classes are those of the file")
+    p.add_argument("--base-url", metavar="URL",
+                   help="replace the source's scheme://host:port (baidu, bing), e.g. a mirror "
+                   "or a local test server")
+    p.add_argument("--val-fraction", type=float, default=0.2,
+                   help="share of each class put in val/ (default 0.2)")
+    p.add_argument("--seed", type=int, default=0, help="picks which images go to val/")
+    p.add_argument("--min-size", type=int, default=32, metavar="PX",
+                   help="reject images narrower or lower than this (default 32)")
+    p.add_argument("--concurrency", type=int, default=8, help="parallel downloads (default 8)")
+    p.add_argument("--rate", type=float, metavar="R",
+                   help="at most R requests per second to any one host (default: no limit)")
+    p.add_argument("--max-bytes", default="10MB", metavar="SIZE",
+                   help="largest file downloaded, e.g. 500k, 10MB (default 10MB)")
+    p.add_argument("--max-total-bytes", metavar="SIZE",
+                   help="stop after downloading this much in this run (default: no limit)")
+    p.add_argument("--timeout", type=float, default=30.0, metavar="S",
+                   help="seconds for one attempt, connect to last byte (default 30)")
+    p.add_argument("--retries", type=int, default=3,
+                   help="extra attempts after a timeout, connection error, 429 or 5xx (default 3)")
+    p.add_argument("--backoff", type=float, default=0.5, metavar="S",
+                   help="first retry waits about S seconds, doubling each time (default 0.5)")
+    p.add_argument("--phash-distance", type=int, default=6, metavar="BITS",
+                   help="images whose perceptual hashes differ in at most BITS of 64 are "
+                   "duplicates (default 6)")
+    p.add_argument("--strict", action="store_true",
+                   help="exit with status 1 if any class ends with fewer than --per-class images")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def config_from_args(args: argparse.Namespace) -> CrawlConfig:
+    """The `CrawlConfig` an argument namespace asks for; `ConfigError` for bad values."""
+    classes = [parse_class_spec(text) for text in args.classes]
+    if not classes and args.source == "urls" and args.urls_file is not None:
+        classes = [parse_class_spec(name) for name in read_urls_file(args.urls_file)]
+    if not classes:
+        raise ConfigError("no class to crawl: give --class NAME=WORD once per class, "
+                          "e.g. --class cat=猫 --class dog=狗")
+    return CrawlConfig(
+        classes=classes,
+        out=args.out,
+        per_class=args.per_class,
+        source=args.source,
+        base_url=args.base_url,
+        urls_file=args.urls_file,
+        val_fraction=args.val_fraction,
+        seed=args.seed,
+        min_size=args.min_size,
+        concurrency=args.concurrency,
+        rate=args.rate,
+        max_bytes=parse_size(args.max_bytes),
+        max_total_bytes=parse_size(args.max_total_bytes) if args.max_total_bytes else None,
+        timeout=args.timeout,
+        retries=args.retries,
+        backoff=args.backoff,
+        phash_distance=args.phash_distance,
+        progress=not args.no_progress,
+    ).validate()
+
+
+def run(args: argparse.Namespace) -> int:
+    """Crawl, print the per-class summary; 1 under --strict when a class came up short."""
+    config = config_from_args(args)
+    try:
+        report = crawl(config)
+    except KeyboardInterrupt:
+        print(f"\ninterrupted; {config.out}/manifest.jsonl keeps what was done: run the same "
+              "command again to continue", file=sys.stderr)
+        return 130
+    print(report.format())
+    if args.strict and report.short:
+        names = ", ".join(f"{c.name} ({c.kept}/{c.target})" for c in report.short)
+        print(f"--strict: too few images for {names}", file=sys.stderr)
+        return 1
+    return 0

@@ -1,0 +1,101 @@
+"""``descend crawl`` through its own argparse parser, as the command line runs it."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import pytest
+
+from descend.cli import crawl as crawl_cli
+from descend.crawl.fakeweb import FakeWeb, pictures
+from descend.errors import ConfigError
+
+
+def cli(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="descend")
+    crawl_cli.add_parser(parser.add_subparsers(dest="command"))
+    return crawl_cli.run(parser.parse_args(["crawl", *argv]))
+
+
+def _tree(root: Path) -> set[str]:
+    return {str(p.relative_to(root)) for p in root.rglob("*")}
+
+
+def test_crawl_prints_a_summary_and_makes_an_imagefolder(web: FakeWeb, tmp_path: Path,
+                                                         capsys: pytest.CaptureFixture) -> None:
+    web.baidu["猫"] = [web.add(f"/c{i}.jpg", b) for i, b in enumerate(pictures(12))]
+    web.baidu["狗"] = [web.add(f"/d{i}.jpg", b) for i, b in enumerate(pictures(12, start=50))]
+    web.baidu["狗"].append(web.url + "/missing.jpg")
+    out = tmp_path / "pets"
+    rc = cli(["--class", "cat=猫", "--class", "dog=狗", "--per-class", "10", "--out", str(out),
+              "--base-url", web.url, "--no-progress"])
+    assert rc == 0
+    printed = capsys.readouterr().out
+    assert "class" in printed and "10/10" in printed and "manifest" in printed
+    for split, n in (("train", 8), ("val", 2)):
+        for name in ("cat", "dog"):
+            assert len(list((out / split / name).glob("*.jpg"))) == n
+
+
+def test_strict_fails_when_a_class_comes_up_short(web: FakeWeb, tmp_path: Path,
+                                                  capsys: pytest.CaptureFixture) -> None:
+    web.baidu["猫"] = [web.add(f"/c{i}.jpg", b) for i, b in enumerate(pictures(3))]
+    argv = ["--class", "cat=猫", "--per-class", "5", "--out", str(tmp_path / "o"),
+            "--base-url", web.url, "--no-progress"]
+    assert cli(argv) == 0
+    assert "only 3 of 5" in capsys.readouterr().out
+    assert cli([*argv, "--strict"]) == 1
+    assert "--strict: too few images for cat (3/5)" in capsys.readouterr().err
+
+
+def test_url_list_gives_the_classes_when_none_are_named(web: FakeWeb, tmp_path: Path) -> None:
+    urls = [web.add(f"/p{i}.jpg", b) for i, b in enumerate(pictures(6))]
+    listing = tmp_path / "urls.txt"
+    listing.write_text("# class url\n" + "".join(
+        f"{'dog' if i < 3 else 'cat'} {u}\n" for i, u in enumerate(urls)))
+    out = tmp_path / "o"
+    assert cli(["--source", "urls", "--urls-file", str(listing), "--per-class", "3",
+                "--val-fraction", "0", "--out", str(out), "--no-progress"]) == 0
+    assert {p.name for p in (out / "train").iterdir()} == {"cat", "dog"}
+
+
+@pytest.mark.parametrize("name", ["../../etc", "a/b", "/abs", "..", ".", ""])
+def test_unsafe_class_names_write_nothing_anywhere(web: FakeWeb, tmp_path: Path,
+                                                   name: str) -> None:
+    web.baidu["x"] = [web.add("/p.jpg", pictures(1)[0])]
+    work = tmp_path / "work"
+    work.mkdir()
+    with pytest.raises(ConfigError, match="cannot be a folder name"):
+        cli(["--class", f"{name}=x", "--out", str(work / "out"), "--base-url", web.url,
+             "--no-progress"])
+    assert _tree(tmp_path) == {"work"}  # not even the output folder was made
+    assert web.requests == []
+
+
+def test_bad_option_values_are_config_errors(tmp_path: Path) -> None:
+    base = ["--class", "cat", "--out", str(tmp_path / "o")]
+    with pytest.raises(ConfigError, match="--val-fraction"):
+        cli([*base, "--val-fraction", "1.5"])
+    with pytest.raises(ConfigError, match="size 'lots'"):
+        cli([*base, "--max-bytes", "lots"])
+    with pytest.raises(ConfigError, match="needs --urls-file"):
+        cli([*base, "--source", "urls"])
+    with pytest.raises(ConfigError, match="no class"):
+        cli(["--out", str(tmp_path / "o")])
+
+
+def test_through_the_descend_command(web: FakeWeb, tmp_path: Path,
+                                     capsys: pytest.CaptureFixture) -> None:
+    main = pytest.importorskip("descend.cli.main").main
+    assert main(["crawl", "--class", "a/b=x", "--out", str(tmp_path / "o")]) == 2
+    assert "cannot be a folder name" in capsys.readouterr().err
+    web.baidu["x"] = [web.add(f"/p{i}.jpg", b) for i, b in enumerate(pictures(4))]
+    assert main(["crawl", "--class", "ab=x", "--per-class", "4", "--out", str(tmp_path / "o"),
+                 "--base-url", web.url, "--no-progress"]) == 0
+
+
+def test_an_output_path_that_is_a_file_is_a_config_error(tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(ConfigError, match="cannot use --out"):
+        cli(["--class", "cat", "--out", str(tmp_path / "file"), "--no-progress"])

@@ -1,0 +1,40 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from descend.crawl.manifest import Manifest, read_records
+from descend.errors import DataError
+
+
+def test_appends_survive_and_the_last_record_of_a_url_wins(tmp_path: Path) -> None:
+    path = tmp_path / "manifest.jsonl"
+    m = Manifest(path)
+    m.append({"status": "run", "seed": 0})
+    m.append({"status": "fetched", "class": "cat", "url": "u1"})
+    m.append({"status": "kept", "class": "cat", "url": "u1", "split": "train"})
+    m.append({"status": "rejected", "class": "dog", "url": "u1", "reason": "duplicate-of:x"})
+    m.close()
+    history = Manifest(path).history()
+    assert history.first_run is not None and history.first_run["seed"] == 0
+    assert history.last[("cat", "u1")]["status"] == "kept"
+    assert history.last[("dog", "u1")]["reason"] == "duplicate-of:x"
+
+
+def test_a_torn_last_line_is_cut_off(tmp_path: Path) -> None:
+    path = tmp_path / "manifest.jsonl"
+    path.write_text('{"status": "run"}\n{"status": "kept", "cla')
+    assert read_records(path) == [{"status": "run"}]
+    assert path.read_text() == '{"status": "run"}\n'
+    m = Manifest(path)
+    m.append({"status": "run"})
+    m.close()
+    assert len(read_records(path)) == 2
+
+
+def test_damage_in_the_middle_is_reported_with_the_line(tmp_path: Path) -> None:
+    path = tmp_path / "manifest.jsonl"
+    path.write_text('{"status": "run"}\nnot json\n{"status": "run"}\n')
+    with pytest.raises(DataError, match=r"manifest.jsonl:2"):
+        read_records(path)

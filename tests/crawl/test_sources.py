@@ -1,0 +1,83 @@
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+
+import pytest
+
+from descend.crawl import SOURCES, create_source
+from descend.crawl.sources.baidu import parse_baidu
+from descend.crawl.sources.bing import parse_bing
+from descend.errors import ConfigError
+
+
+def test_registry_names_and_unknown_source() -> None:
+    assert SOURCES.names() == ["baidu", "bing", "urls"]
+    with pytest.raises(ConfigError, match="baidu, bing, urls"):
+        create_source("google")
+
+
+def test_baidu_seed_shape_and_todays_shape() -> None:
+    seed = {"data": {"images": [{"thumburl": "http://a/1.jpg"}, {"thumburl": None}, {}]}}
+    assert parse_baidu(json.dumps(seed).encode()) == ["http://a/1.jpg"]
+    today = {"data": [{"thumbURL": "http://a/t.jpg", "middleURL": "http://a/m.jpg"},
+                      {"thumbURL": "http://a/2.jpg"}, {}]}
+    assert parse_baidu(json.dumps(today).encode()) == ["http://a/m.jpg", "http://a/2.jpg"]
+    # Baidu escapes ' as \' , which strict JSON refuses.
+    assert parse_baidu(b'{"data": [{"thumbURL": "http://a/x.jpg", "fromPageTitle": "it\\\'s"}]}'
+                       ) == ["http://a/x.jpg"]
+    assert parse_baidu(b"<html>anti-crawler page</html>") == []
+    assert parse_baidu(b'{"data": null}') == []
+
+
+def test_baidu_builds_the_seed_request() -> None:
+    asked = []
+
+    async def get(url: str, params: dict) -> bytes:
+        asked.append((url, dict(params)))
+        return b'{"data": {"images": []}}'
+
+    source = create_source("baidu", base_url="http://127.0.0.1:9/")
+    assert asyncio.run(source.page("cat", "猫", 2, get)) == []
+    url, params = asked[0]
+    assert url == "http://127.0.0.1:9/search/acjson"
+    assert params["tn"] == "resultjson_com" and params["word"] == "猫"
+    assert params["pn"] == "60" and params["rn"] == "30" and params["ie"] == "utf-8"
+
+
+def test_bing_reads_murl_from_iusc_links() -> None:
+    page = (
+        b'<a class="iusc" m="{&quot;murl&quot;:&quot;https://x/1.jpg&quot;,&quot;turl&quot;:'
+        b'&quot;https://t/1&quot;}" href="#"></a>'
+        b'<a class="other" m="{&quot;murl&quot;:&quot;https://x/no.jpg&quot;}"></a>'
+        b'<a class="iusc" m="not json"></a>'
+        b"<a class='iusc big' m='{\"murl\": \"https://x/2.jpg?a=1&amp;b=2\"}'></a>"
+    )
+    assert parse_bing(page) == ["https://x/1.jpg", "https://x/2.jpg?a=1&b=2"]
+
+
+def test_urls_file_lines_comments_and_errors(tmp_path: Path) -> None:
+    good = tmp_path / "urls.txt"
+    good.write_text("# pets\ncat\thttp://a/1.jpg\n\ndog  http://a/2.jpg\ncat http://a/3.jpg\n")
+    source = create_source("urls", urls_file=good)
+    assert source.classes() == ["cat", "dog"]
+
+    async def no_network(url: str, params: dict) -> bytes:
+        raise AssertionError("the urls source must not fetch")
+
+    assert asyncio.run(source.page("cat", "cat", 0, no_network)) == ["http://a/1.jpg",
+                                                                     "http://a/3.jpg"]
+    assert asyncio.run(source.page("cat", "cat", 1, no_network)) == []
+    bad = tmp_path / "bad.txt"
+    bad.write_text("cat http://a/1.jpg\nhttp://a/2.jpg\n")
+    with pytest.raises(ConfigError, match=r"bad.txt:2: expected 'class url'"):
+        create_source("urls", urls_file=bad)
+    with pytest.raises(ConfigError, match="needs --urls-file"):
+        create_source("urls")
+
+
+@pytest.mark.parametrize("url", ["ftp://host", "127.0.0.1:8000", "http://", "http://h/?q=1"])
+def test_bad_base_urls(url: str) -> None:
+    with pytest.raises(ConfigError, match="--base-url"):
+        create_source("baidu", base_url=url)
