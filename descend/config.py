@@ -43,6 +43,7 @@ class TrainConfig:
     momentum: float = 0.9
     weight_decay: float = 5e-4  # L2 as in the ResNet recipes; AdamW decouples it
     label_smoothing: float = 0.1  # cheap regularisation, worth ~1% on CIFAR-10
+    ema_decay: float = 0.0  # > 0: validate and keep an EMA of the weights (e.g. 0.999)
     epochs: int = 8
     schedule: str = "onecycle"  # warm up then anneal: the fastest schedule for short runs
     warmup_epochs: float = 1.0  # cosine schedule warm-up (onecycle warms up by itself)
@@ -86,6 +87,8 @@ class TrainConfig:
                 raise ConfigError(f"--{name.replace('_', '-')} must be 0 or more, got {value!r}")
         if not self.label_smoothing < 1:
             raise ConfigError("--label-smoothing must be below 1")
+        if not 0 <= self.ema_decay < 1:
+            raise ConfigError(f"--ema-decay must be in [0, 1), got {self.ema_decay!r}")
         if not self.momentum < 1:
             raise ConfigError("--momentum must be below 1")
         if self.val_fraction is not None and not 0 <= self.val_fraction < 1:

@@ -66,6 +66,8 @@ def add_parser(sub: Any) -> None:
     g.add_argument("--momentum", type=float, help="momentum / beta1 (default 0.9)")
     g.add_argument("--weight-decay", type=float, help="default 5e-4")
     g.add_argument("--label-smoothing", type=float, help="default 0.1")
+    g.add_argument("--ema-decay", type=float, help="keep an EMA of the weights with this decay "
+                   "(e.g. 0.999); validation and best.pt use the averaged weights (default 0: off)")
     g.add_argument("--epochs", type=int, help="default 8")
     g.add_argument("--schedule", help="constant, step, multistep, exponential, cosine, onecycle, "
                    "plateau (default onecycle)")

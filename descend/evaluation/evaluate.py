@@ -3,6 +3,7 @@ misclassified examples of a checkpoint on a dataset split."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -55,7 +56,10 @@ def evaluate_checkpoint(
     name = data or ckpt.get("data") or ckpt["config"].get("data")
     cfg = ckpt["config"]
     size = loaded.spec.image_size
-    root, cache = data_root or cfg.get("data_root"), cache_dir or cfg.get("cache_dir")
+    # The data where the user points now, else where the run found it.
+    root = data_root or cfg.get("data_root") or os.environ.get("DESCEND_DATA") or ckpt.get(
+        "data_root")
+    cache = cache_dir or cfg.get("cache_dir")
     splits = load_dataset(name, root, cache,
                           image_size=size[0], val_fraction=cfg.get("val_fraction"),
                           seed=cfg.get("seed", 0), progress=progress)

@@ -14,6 +14,7 @@ import torch
 from torch.optim import lr_scheduler
 
 from descend.config import TrainConfig
+from descend.optim.base import has_momentum
 from descend.registry import Registry
 
 
@@ -77,8 +78,7 @@ def cosine(opt: torch.optim.Optimizer, cfg: TrainConfig, steps: int) -> Schedule
 @SCHEDULES.register("onecycle")
 def onecycle(opt: torch.optim.Optimizer, cfg: TrainConfig, steps: int) -> Schedule:
     # Momentum cycling only where the optimizer has a momentum hyper-parameter to cycle.
-    group = opt.param_groups[0]
-    cycle = "betas" in group or group.get("momentum", 0) > 0
+    cycle = has_momentum(opt)  # SGD, AdaGrad and RMSProp have no momentum to cycle
     total = cfg.epochs * steps
     if total < 4:  # too short to warm up and anneal: hold the learning rate
         return constant(opt, cfg, steps)

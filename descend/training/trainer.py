@@ -8,6 +8,7 @@ with the same weights as one that was never interrupted.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import random
 import re
@@ -24,11 +25,12 @@ from descend.config import TrainConfig
 from descend.data.augment import parse_augment
 from descend.data.datasets import load_dataset
 from descend.data.loader import BatchLoader, channel_stats
+from descend.data.paths import data_root
 from descend.data.splits import DataSplits
 from descend.errors import CheckpointError, ConfigError, DataError
 from descend.io import atomic_write_text
 from descend.models import ModelSpec, create_model
-from descend.optim import create_optimizer
+from descend.optim import ModelEMA, create_optimizer
 from descend.training.callbacks import EarlyStopping, MetricsLog, RunLog, better
 from descend.training.checkpoint import read_checkpoint, save_checkpoint
 from descend.training.device import pick_device, seed_everything, set_deterministic
@@ -163,6 +165,12 @@ def train(cfg: TrainConfig | None = None, resume: str | Path | None = None,
                                  cfg.weight_decay)
     schedule = create_schedule(optimizer, cfg, len(train_batches))
     early = EarlyStopping(cfg.monitor, cfg.early_stop, cfg.min_delta)
+    ema = ModelEMA(model, cfg.ema_decay) if cfg.ema_decay > 0 else None
+
+    def after_step() -> None:
+        schedule.step_batch()
+        if ema is not None:
+            ema.update(model)
     metrics = MetricsLog(run_dir)
     start_epoch = 0
     if state is not None:
@@ -170,6 +178,8 @@ def train(cfg: TrainConfig | None = None, resume: str | Path | None = None,
         optimizer.load_state_dict(state["optimizer"])
         schedule.scheduler.load_state_dict(state["scheduler"])
         early.load_state_dict(state["early_stopping"])
+        if ema is not None:
+            ema.load_state_dict(state["ema"])
         metrics.rows = list(state["history"])
         start_epoch = int(state["epoch"])
         torch.set_rng_state(state["rng"]["torch"])
@@ -179,6 +189,7 @@ def train(cfg: TrainConfig | None = None, resume: str | Path | None = None,
     atomic_write_text(run_dir / "config.json", json.dumps(cfg.to_dict(), indent=2))
 
     meta = {"model": spec.to_dict(), "classes": data.classes, "data": data.name,
+            "data_root": str(data_root(cfg.data_root).resolve()),
             "normalization": {"mean": list(mean), "std": list(std)}, "config": cfg.to_dict()}
     log(f"data {data.name}: {len(data.train)} train, {len(data.val)} validation "
         f"({data.val_source}), {len(data.classes)} classes, {data.channels}x"
@@ -201,8 +212,11 @@ def train(cfg: TrainConfig | None = None, resume: str | Path | None = None,
         with bar:
             result = train_one_epoch(step_model, train_batches, optimizer,
                                      label_smoothing=cfg.label_smoothing, device=device,
-                                     amp=cfg.amp, after_step=schedule.step_batch, progress=bar)
-        val_loss, val_acc = evaluate(step_model, val_batches, device, cfg.amp)
+                                     amp=cfg.amp, after_step=after_step, progress=bar)
+        # With --ema-decay, validation and best.pt see the averaged weights.
+        with ema.applied_to(model) if ema is not None else contextlib.nullcontext():
+            val_loss, val_acc = evaluate(step_model, val_batches, device, cfg.amp)
+            evaluated = {k: v.clone() for k, v in model.state_dict().items()}
         row = {"epoch": epoch + 1, "train_loss": result.loss, "train_acc": result.acc,
                "val_loss": val_loss, "val_acc": val_acc, "lr": lr, "seconds": result.seconds,
                "images_per_sec": result.images / result.seconds}
@@ -215,13 +229,14 @@ def train(cfg: TrainConfig | None = None, resume: str | Path | None = None,
             for k, v in row.items():
                 writer.add_scalar(k, v, epoch + 1)
         if improved:
-            save_checkpoint(run_dir / "best.pt", {**meta, "state_dict": model.state_dict(),
+            save_checkpoint(run_dir / "best.pt", {**meta, "state_dict": evaluated,
                                                   "epoch": epoch + 1, "metrics": row})
         save_checkpoint(run_dir / "last.pt", {
             **meta, "state_dict": model.state_dict(), "epoch": epoch + 1, "metrics": row,
             "optimizer": optimizer.state_dict(), "scheduler": schedule.scheduler.state_dict(),
             "early_stopping": early.state_dict(), "history": metrics.rows,
             "rng": {"torch": torch.get_rng_state()},
+            **({"ema": ema.state_dict()} if ema is not None else {}),
         })
         log(f"epoch {epoch + 1:>3}/{cfg.epochs}  train loss {result.loss:.4f} acc "
             f"{result.acc:.4f}  val loss {val_loss:.4f} acc {val_acc:.4f}  lr {lr:.4g}  "

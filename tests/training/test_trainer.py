@@ -171,3 +171,17 @@ def test_divergence_is_a_clear_error(image_folder: Path, tmp_path: Path) -> None
     with pytest.raises(DescendError, match="diverged.*lower --lr"):
         train(_cfg(image_folder, tmp_path / "run", epochs=2, lr=1e30, optimizer="sgd",
                    schedule="constant"))
+
+
+def test_ema_weights_are_validated_saved_and_resumed(image_folder: Path, tmp_path: Path) -> None:
+    result = train(_cfg(image_folder, tmp_path / "ema", epochs=2, ema_decay=0.9,
+                        schedule="constant"))
+    best = read_checkpoint(result.run_dir / "best.pt")
+    last = read_checkpoint(result.run_dir / "last.pt")
+    assert "ema" in last and last["ema"]["num_updates"] == 2 * 6  # 48 images / batch 8
+    shadow = last["ema"]["shadow"]
+    if best["epoch"] == 2:  # best.pt holds what was validated: the averaged weights
+        assert all(torch.equal(best["state_dict"][k], shadow[k]) for k in shadow)
+    assert any(not torch.equal(last["state_dict"][k], shadow[k]) for k in shadow)
+    resumed = train(resume=result.run_dir, epochs=3)
+    assert read_checkpoint(resumed.run_dir / "last.pt")["ema"]["num_updates"] == 18

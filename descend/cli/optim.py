@@ -1,0 +1,110 @@
+"""``descend optim paths`` and ``descend optim compare``: seeing the optimizers work."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+# Learning rates that suit each optimizer on small image models with a constant schedule;
+# the adaptive ones take steps of about lr per weight, hence their smaller values.
+COMPARE_LRS = {"sgd": 0.05, "momentum": 0.1, "nesterov": 0.02, "adagrad": 0.01,
+               "rmsprop": 1e-3, "adam": 1e-3, "adamw": 1e-3}
+
+
+def add_parser(sub: Any) -> None:
+    p = sub.add_parser("optim", help="see the optimizers at work (paths, compare)")
+    osub = p.add_subparsers(dest="optim_command", metavar="ACTION", required=True)
+    paths = osub.add_parser("paths", help="optimizer paths over 2-D test functions",
+                            description="Every optimizer from the same start on Rosenbrock, "
+                            "Beale, a saddle and an ill-conditioned quadratic; a PNG of the paths "
+                            "over contours and a table of where each ended.")
+    paths.add_argument("--optimizers", help="comma-separated names (default: all)")
+    paths.add_argument("--functions", help="comma-separated: rosenbrock, beale, saddle, quadratic")
+    paths.add_argument("--steps", type=int, default=500)
+    paths.add_argument("--out", default="paths.png")
+    compare = osub.add_parser("compare", help="train one model once per optimizer",
+                              description="Train the same model on the same data once per "
+                              "optimizer (same seed, constant lr unless --schedule) and overlay "
+                              "loss and accuracy per epoch and per second.")
+    compare.add_argument("--data", default="mnist")
+    compare.add_argument("--data-root")
+    compare.add_argument("--model", default="cnn")
+    compare.add_argument("--epochs", type=int, default=3)
+    compare.add_argument("--batch-size", type=int, default=128)
+    compare.add_argument("--optimizers", default="sgd,momentum,nesterov,adagrad,rmsprop,adam")
+    compare.add_argument("--lr", help="one lr for all, or per optimizer: sgd=0.1,adam=1e-3 "
+                         f"(defaults: {', '.join(f'{k}={v}' for k, v in COMPARE_LRS.items())})")
+    compare.add_argument("--schedule", default="constant")
+    compare.add_argument("--augment", default="none")
+    compare.add_argument("--seed", type=int, default=0)
+    compare.add_argument("--out", default="runs/compare", help="folder for the runs, PNG, table")
+    compare.add_argument("--no-progress", dest="progress", action="store_false")
+
+
+def _names(text: str | None) -> list[str] | None:
+    return [t.strip() for t in text.split(",") if t.strip()] if text else None
+
+
+def _lrs(text: str | None, names: list[str]) -> dict[str, float]:
+    from descend.errors import ConfigError
+
+    lrs = {n: COMPARE_LRS.get(n, 0.01) for n in names}
+    if not text:
+        return lrs
+    try:
+        if "=" not in text:
+            return dict.fromkeys(names, float(text))
+        for item in text.split(","):
+            name, _, value = item.partition("=")
+            lrs[name.strip()] = float(value)
+    except ValueError:
+        raise ConfigError(f"--lr {text!r}: give a number or name=number pairs") from None
+    return lrs
+
+
+def run(args: argparse.Namespace) -> int:
+    from descend.errors import ConfigError
+
+    if args.optim_command == "paths":
+        from descend.experiments.paths import format_paths_table, plot_paths, run_paths
+
+        try:
+            results = run_paths(_names(args.optimizers), _names(args.functions), args.steps)
+        except ValueError as e:
+            raise ConfigError(str(e)) from None
+        print(format_paths_table(results))
+        print(f"wrote {plot_paths(results, Path(args.out))}")
+        return 0
+
+    from descend.config import TrainConfig
+    from descend.experiments.compare import compare_optimizers, format_compare_table, plot_compare
+    from descend.optim import OPTIMIZERS
+    from descend.training.trainer import train
+
+    names = _names(args.optimizers) or []
+    for n in names:
+        OPTIMIZERS.get(n)  # unknown names fail before any training
+    lrs = _lrs(args.lr, names)
+    out = Path(args.out)
+
+    def one(name: str) -> list[dict[str, float]]:
+        cfg = TrainConfig(data=args.data, data_root=args.data_root, model=args.model,
+                          epochs=args.epochs, batch_size=args.batch_size, optimizer=name,
+                          lr=lrs[name], schedule=args.schedule, augment=args.augment,
+                          seed=args.seed, out=str(out / name), overwrite=True,
+                          progress=args.progress)
+        history = train(cfg).history
+        elapsed = 0.0
+        rows = []
+        for r in history:  # EpochRecord wants cumulative training seconds
+            elapsed += r["seconds"]
+            rows.append({**r, "seconds": elapsed})
+        return rows
+
+    runs = compare_optimizers(one, names)
+    table = format_compare_table(runs)
+    print(table)
+    (out / "compare.txt").write_text(table + "\n", encoding="utf-8")
+    print(f"wrote {plot_compare(runs, out / 'compare.png')} and {out / 'compare.txt'}")
+    return 0 if all(r.error is None for r in runs) else 1
