@@ -8,6 +8,7 @@ image folder holds out ``val_fraction`` (default 0.2) of each class.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import logging
 from collections.abc import Callable
@@ -16,12 +17,15 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from PIL import Image
 
-from descend.data.cache import TensorCache
-from descend.data.folder import is_split_layout, list_classes, load_class_folder
+from descend.data.augment import parse_augment
+from descend.data.cache import TensorCache, paths_key
+from descend.data.folder import is_split_layout, load_class_folder, scan_class_folder
+from descend.data.memory import memory_budget
 from descend.data.paths import cache_dir, data_root
-from descend.data.splits import DataSplits, ImageTensors, stratified_split
+from descend.data.splits import DataSplits, ImageTensors, Split, stratified_split
 from descend.errors import DataError
 from descend.registry import Registry
 
@@ -35,7 +39,16 @@ SAMPLE_FILE = Path(__file__).parent / "sample" / "cifar10-sample.npz"
 
 @dataclass
 class DataRequest:
-    """What the caller asks of a dataset; the fields mirror the data options of `TrainConfig`."""
+    """What the caller asks of a dataset; the fields mirror the data options of `TrainConfig`.
+
+    ``augment``: only its decoding geometry (``resize:N``, ``center-crop:N``) matters here.
+    ``min_size``: an image file with a side under this many pixels is skipped as
+    ``too-small``: at a few pixels a picture holds no evidence of its class (a web tracking
+    pixel, a placeholder), and upscaling it would train on a flat colour.
+    ``memory_budget``: bytes the decoded images may take (None: a quarter of the available
+    memory, or ``$DESCEND_MEMORY_BUDGET``); a bigger image folder is listed for streaming
+    instead of decoded.
+    """
 
     name: str
     root: Path
@@ -46,10 +59,18 @@ class DataRequest:
     download: bool = True
     strict: bool = False
     progress: bool = True
+    augment: str | None = None
+    min_size: int = 8
+    memory_budget: int | None = None
 
     @property
     def argument(self) -> str:
         return self.name.split(":", 1)[1] if ":" in self.name else ""
+
+    def geometry(self, default: int) -> tuple[tuple[int, int], int | None]:
+        """((h, w) images are decoded at, shorter side before the centre crop or None)."""
+        side, resize = parse_augment(self.augment).decode_size(self.image_size, default)
+        return (side, side), resize
 
 
 DATASETS: Registry[Callable[[DataRequest], DataSplits]] = Registry("dataset")
@@ -61,10 +82,15 @@ def load_dataset(
     cache: str | Path | None = None,
     **options: object,
 ) -> DataSplits:
-    """Load a dataset by name, e.g. ``load_dataset("imagefolder:data/pets", image_size=64)``."""
+    """Load a dataset by name, e.g. ``load_dataset("imagefolder:data/pets", image_size=64)``.
+
+    Options are the fields of `DataRequest`. An image folder whose decoded images would not fit
+    the memory budget comes back as `ImageFiles` splits, for the streaming loader.
+    """
     kind = name.split(":", 1)[0]
     request = DataRequest(name, data_root(root), cache_dir(cache), **options)  # type: ignore[arg-type]
     data = DATASETS.get(kind)(request)
+    data.cache = request.cache
     _check_usable(data, request)
     return data
 
@@ -86,8 +112,8 @@ def _check_usable(data: DataSplits, request: DataRequest) -> None:
 
 
 def _split_train(
-    full: ImageTensors, request: DataRequest, default_fraction: float | None
-) -> tuple[ImageTensors, ImageTensors | None, str]:
+    full: Split, request: DataRequest, default_fraction: float | None
+) -> tuple[Split, Split | None, str]:
     fraction = request.val_fraction if request.val_fraction is not None else default_fraction
     if not fraction:
         return full, None, ""
@@ -99,14 +125,48 @@ def _split_train(
 
 
 def _with_test(name: str, classes: list[str], train: ImageTensors, test: ImageTensors,
-               request: DataRequest) -> DataSplits:
-    train, val, note = _split_train(train, request, None)
+               request: DataRequest, native: int) -> DataSplits:
+    size, resize = request.geometry(native)
+    train, test = resize_tensors(train, size, resize), resize_tensors(test, size, resize)
+    train_part, val, note = _split_train(train, request, None)
     if val is None:
-        return DataSplits(name, classes, train, test, test, "the test split")
-    return DataSplits(name, classes, train, val, test, note)
+        return DataSplits(name, classes, train, test, test, "the test split", resize=resize)
+    return DataSplits(name, classes, train_part, val, test, note, resize=resize)
+
+
+def resize_tensors(split: ImageTensors, size: tuple[int, int],
+                   resize: int | None) -> ImageTensors:
+    """Apply the decoding geometry to images that came as tensors (MNIST, CIFAR-10 arrays):
+    scale (bilinear, antialiased, as Pillow) so the shorter side is ``resize`` or just covers
+    ``size``, then take the centred window. Nothing to do at the native size."""
+    n, c, h, w = split.images.shape
+    th, tw = size
+    scale = resize / min(h, w) if resize else max(th / h, tw / w)
+    if (h, w) == (th, tw) and scale == 1:
+        return split
+    sh, sw = max(th, round(h * scale)), max(tw, round(w * scale))
+    top, left = (sh - th) // 2, (sw - tw) // 2
+    out = torch.empty((n, c, th, tw), dtype=torch.uint8)
+    for start in range(0, n, 2048):
+        chunk = split.images[start:start + 2048].float()
+        if (sh, sw) != (h, w):
+            chunk = F.interpolate(chunk, size=(sh, sw), mode="bilinear", antialias=True,
+                                  align_corners=False)
+        out[start:start + 2048] = chunk[:, :, top:top + th, left:left + tw].round_().clamp_(
+            0, 255).to(torch.uint8)
+    key = None
+    if split.key is not None:
+        key = hashlib.sha256(f"{split.key}{size}{resize}".encode()).hexdigest()[:32]
+    return ImageTensors(out, split.labels, split.paths, key, split.source_sizes)
 
 
 # --- MNIST and Fashion-MNIST through torchvision (reads <root>/MNIST/raw as is) ---------------
+
+def _folder_key(folder: Path, *extra: object) -> str | None:
+    """`paths_key` of the files in ``folder``, or None when there is nothing to key on."""
+    files = sorted(p for p in folder.iterdir() if p.is_file()) if folder.is_dir() else []
+    return paths_key(files, *extra) if files else None
+
 
 def _torchvision_digits(request: DataRequest, cls_name: str, folder: str) -> DataSplits:
     import torchvision.datasets as tvd
@@ -125,9 +185,12 @@ def _torchvision_digits(request: DataRequest, cls_name: str, folder: str) -> Dat
             except Exception as e:  # no network, read-only root, server down...
                 raise DataError(_missing(request.name, root / folder / "raw", str(e))) from None
     tr, te = splits[True], splits[False]
-    train = ImageTensors(tr.data.unsqueeze(1).contiguous(), tr.targets.long())  # type: ignore[attr-defined]
-    test = ImageTensors(te.data.unsqueeze(1).contiguous(), te.targets.long())  # type: ignore[attr-defined]
-    return _with_test(request.name, list(tr.classes), train, test, request)  # type: ignore[attr-defined]
+    key = _folder_key(root / folder / "raw", cls_name)
+    train = ImageTensors(tr.data.unsqueeze(1).contiguous(), tr.targets.long(),  # type: ignore[attr-defined]
+                         key=key and f"{key}-train")
+    test = ImageTensors(te.data.unsqueeze(1).contiguous(), te.targets.long(),  # type: ignore[attr-defined]
+                        key=key and f"{key}-test")
+    return _with_test(request.name, list(tr.classes), train, test, request, 28)  # type: ignore[attr-defined]
 
 
 def _missing(name: str, where: Path, why: str) -> str:
@@ -154,8 +217,7 @@ def fashion_mnist(request: DataRequest) -> DataSplits:
 def cifar10(request: DataRequest) -> DataSplits:
     folders = request.root / "cifar10"
     if is_split_layout(folders):
-        data = _folder_splits(folders, request, default_size=32, name=request.name)
-        return data
+        return _folder_splits(folders, request, default_size=32, name=request.name)
     import torchvision.datasets as tvd
 
     try:
@@ -170,17 +232,21 @@ def cifar10(request: DataRequest) -> DataSplits:
         except Exception as e:
             where = f"{folders} (class folders) or {request.root / 'cifar-10-batches-py'}"
             raise DataError(_missing("cifar10", Path(where), str(e))) from None
+    key = _folder_key(request.root / "cifar-10-batches-py", "cifar10")
 
-    def tensors(ds: object) -> ImageTensors:
+    def tensors(ds: object, split: str) -> ImageTensors:
         pixels = torch.from_numpy(ds.data).permute(0, 3, 1, 2).contiguous()  # type: ignore[attr-defined]
-        return ImageTensors(pixels, torch.tensor(ds.targets, dtype=torch.int64))  # type: ignore[attr-defined]
+        return ImageTensors(pixels, torch.tensor(ds.targets, dtype=torch.int64),  # type: ignore[attr-defined]
+                            key=key and f"{key}-{split}")
 
-    return _with_test(request.name, list(tr.classes), tensors(tr), tensors(te), request)
+    return _with_test(request.name, list(tr.classes), tensors(tr, "train"), tensors(te, "test"),
+                      request, 32)
 
 
 @DATASETS.register("cifar10-sample")
 def cifar10_sample(request: DataRequest) -> DataSplits:
     """A stratified sample of CIFAR-10 shipped in the package (see sample/PROVENANCE.md)."""
+    key = paths_key([SAMPLE_FILE], "cifar10-sample")
     with np.load(SAMPLE_FILE) as z:
         def split(prefix: str) -> ImageTensors:
             mosaic = np.asarray(Image.open(io.BytesIO(z[f"{prefix}_png"].tobytes())).convert("RGB"))
@@ -188,10 +254,11 @@ def cifar10_sample(request: DataRequest) -> DataSplits:
             # the mosaic is one row of 32x32 tiles per image: (32*n, 32, 3) -> (n, 3, 32, 32)
             tiles = mosaic.reshape(n, 32, 32, 3).transpose(0, 3, 1, 2)
             return ImageTensors(torch.from_numpy(np.ascontiguousarray(tiles)),
-                                torch.from_numpy(z[f"{prefix}_labels"].astype(np.int64)))
+                                torch.from_numpy(z[f"{prefix}_labels"].astype(np.int64)),
+                                key=f"{key}-{prefix}")
         train, test = split("train"), split("test")
         classes = [str(c) for c in z["classes"]]
-    return _with_test(request.name, classes, train, test, request)
+    return _with_test(request.name, classes, train, test, request, 32)
 
 
 # --- imagefolder:PATH -------------------------------------------------------------------------
@@ -203,47 +270,66 @@ def imagefolder(request: DataRequest) -> DataSplits:
     root = Path(request.argument).expanduser()
     if not root.is_dir():
         raise DataError(f"image folder {root} does not exist: give a folder of class sub-folders")
-    return _folder_splits(root, request, default_size=64, name=request.name)
+    # The absolute path, so that a checkpoint names data that `descend eval` finds from anywhere.
+    return _folder_splits(root, request, default_size=64, name=f"imagefolder:{root.resolve()}")
+
+
+def _drop_dead_classes(train: Split, classes: list[str]) -> tuple[Split, list[str], list[str]]:
+    """A class whose every file was unusable is dropped like an empty folder."""
+    counts = train.class_counts(len(classes))
+    dead = [c for c, n in zip(classes, counts) if n == 0]
+    if not dead:
+        return train, classes, []
+    alive = [c for c in classes if c not in dead]
+    remap = torch.tensor([alive.index(c) if c in alive else -1 for c in classes])
+    train.labels = remap[train.labels]
+    return train, alive, [f"class {c!r} has no usable image and is skipped" for c in dead]
 
 
 def _folder_splits(root: Path, request: DataRequest, default_size: int, name: str) -> DataSplits:
-    size = request.image_size or default_size
-    hw = (size, size)
+    size, resize = request.geometry(default_size)
     cache = TensorCache(request.cache)
     split_layout = is_split_layout(root)
     train_root = root / "train" if split_layout else root
+    folders = {"train": scan_class_folder(train_root)}
     if not split_layout:
-        found, empty = list_classes(root)
-        if not found and not empty and any(f.is_file() for f in root.iterdir()):
+        f = folders["train"]
+        if not f.classes and not f.empty and any(p.is_file() for p in root.iterdir()):
             raise DataError(
                 f"{root} holds files but no class sub-folders: put each class's images in "
                 f"{root}/<class name>/"
             )
-    train, classes, skipped, empty = load_class_folder(train_root, hw, cache, None,
-                                                       request.progress)
+    else:
+        folders.update({s: scan_class_folder(root / s) for s in ("val", "test")
+                        if (root / s).is_dir()})
+    # Decode everything if it fits the memory budget, else list the files for streaming.
+    decoded_bytes = sum(f.count for f in folders.values()) * 3 * size[0] * size[1]
+    lazy = decoded_bytes > memory_budget(request.memory_budget)
+    options = dict(resize=resize, min_size=request.min_size, lazy=lazy,
+                   progress=request.progress)
+    train, classes, skipped, empty = load_class_folder(folders["train"], size, cache, None,
+                                                       **options)  # type: ignore[arg-type]
     notes = [f"empty class folder skipped: {train_root / c}" for c in empty]
     skipped = list(skipped)
-    # A class whose every file was unusable is dropped like an empty folder.
-    counts = train.class_counts(len(classes))
-    dead = [c for c, n in zip(classes, counts) if n == 0]
-    if dead:
-        notes += [f"class {c!r} has no usable image and is skipped" for c in dead]
-        alive = [c for c in classes if c not in dead]
-        remap = torch.tensor([alive.index(c) if c in alive else -1 for c in classes])
-        train = ImageTensors(train.images, remap[train.labels], train.paths)
-        classes = alive
+    train, classes, dead_notes = _drop_dead_classes(train, classes)
+    notes += dead_notes
     if len(classes) < 2:
         raise DataError(
             f"{train_root} has {len(classes)} class(es) with usable images "
             f"({', '.join(classes) or 'none'}); a classifier needs at least 2 class folders, "
             f"each holding images: {train_root}/<class name>/*.jpg"
         )
+    if lazy:
+        notes.append(f"{decoded_bytes / 1e6:,.0f} MB decoded would exceed the memory budget of "
+                     f"{memory_budget(request.memory_budget) / 1e6:,.0f} MB: images are streamed "
+                     "from the files")
     test = None
     if split_layout:
-        extra = {}
+        extra: dict[str, Split] = {}
         for split in ("val", "test"):
-            if (root / split).is_dir():
-                t, _, s, _ = load_class_folder(root / split, hw, cache, classes, request.progress)
+            if split in folders:
+                t, _, s, _ = load_class_folder(folders[split], size, cache, classes,
+                                               **options)  # type: ignore[arg-type]
                 skipped += s
                 extra[split] = t
         if "val" in extra and request.val_fraction is None:
@@ -261,4 +347,5 @@ def _folder_splits(root: Path, request: DataRequest, default_size: int, name: st
         raise DataError(
             f"{root} has no val/ or test/ folder, so validation needs --val-fraction above 0"
         )
-    return DataSplits(name, classes, train, val, test, val_source, skipped, notes)
+    return DataSplits(name, classes, train, val, test, val_source, skipped, notes,
+                      resize=resize)

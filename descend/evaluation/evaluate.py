@@ -11,7 +11,8 @@ import torch
 import torch.nn.functional as F
 
 from descend.data.datasets import load_dataset
-from descend.data.loader import BatchLoader
+from descend.data.loader import make_loader
+from descend.data.splits import ImageTensors
 from descend.errors import DataError
 from descend.reports.plots import plot_confusion, plot_image_grid
 from descend.training.checkpoint import load_model
@@ -62,7 +63,8 @@ def evaluate_checkpoint(
     cache = cache_dir or cfg.get("cache_dir")
     splits = load_dataset(name, root, cache,
                           image_size=size[0], val_fraction=cfg.get("val_fraction"),
-                          seed=cfg.get("seed", 0), progress=progress)
+                          seed=cfg.get("seed", 0), progress=progress,
+                          augment=cfg.get("augment"))
     if splits.classes != loaded.classes:
         raise DataError(
             f"{name} has classes {splits.classes} but the checkpoint was trained on "
@@ -77,7 +79,7 @@ def evaluate_checkpoint(
     tensors = {"train": splits.train, "val": splits.val, "test": splits.test}.get(split)
     if tensors is None:
         raise DataError(f"{name} has no {split!r} split; use --split val or --split train")
-    batches = BatchLoader(tensors, batch_size, loaded.mean, loaded.std, device=dev)
+    batches = make_loader(tensors, batch_size, loaded.mean, loaded.std, device=dev)
     logits, labels = predict_batches(loaded.model, batches, dev)
     preds = logits.argmax(1)
     n = len(loaded.classes)
@@ -87,8 +89,10 @@ def evaluate_checkpoint(
     plot_confusion(matrix, loaded.classes, out / "confusion.png")
     wrong = torch.nonzero(preds != labels).flatten()[:40]
     titles = [f"{loaded.classes[labels[i]]} -> {loaded.classes[preds[i]]}" for i in wrong.tolist()]
-    if len(wrong):
-        plot_image_grid(tensors.images[wrong], titles, out / "misclassified.png")
+    grid = None
+    if len(wrong) and isinstance(tensors, ImageTensors):  # streamed data has no pixels in memory
+        grid = out / "misclassified.png"
+        plot_image_grid(tensors.images[wrong], titles, grid)
     return {
         "checkpoint": str(checkpoint),
         "data": name,
@@ -100,5 +104,5 @@ def evaluate_checkpoint(
         "confusion_matrix": matrix.tolist(),
         "classes": loaded.classes,
         "files": {"confusion": str(out / "confusion.png"),
-                  "misclassified": str(out / "misclassified.png") if len(wrong) else None},
+                  "misclassified": str(grid) if grid else None},
     }

@@ -24,9 +24,10 @@ from tqdm import tqdm
 from descend.config import TrainConfig
 from descend.data.augment import parse_augment
 from descend.data.datasets import load_dataset
-from descend.data.loader import BatchLoader, channel_stats
+from descend.data.loader import make_loader
 from descend.data.paths import data_root
 from descend.data.splits import DataSplits
+from descend.data.stats import train_stats
 from descend.errors import CheckpointError, ConfigError, DataError
 from descend.io import atomic_write_text
 from descend.models import ModelSpec, create_model
@@ -75,7 +76,7 @@ def prepare_run_dir(path: Path, overwrite: bool) -> None:
 def load_data(cfg: TrainConfig, log: RunLog) -> DataSplits:
     options: dict[str, Any] = dict(image_size=cfg.image_size, val_fraction=cfg.val_fraction,
                                    seed=cfg.seed, strict=cfg.strict, progress=cfg.progress,
-                                   download=cfg.download)
+                                   download=cfg.download, augment=cfg.augment)
     if cfg.data is not None:
         return load_dataset(cfg.data, cfg.data_root, cfg.cache_dir, **options)
     try:
@@ -145,7 +146,7 @@ def train(cfg: TrainConfig | None = None, resume: str | Path | None = None,
             log(f"  {s['path']}: {s['reason']}")
         atomic_write_text(run_dir / "skipped.json", json.dumps(data.skipped, indent=1))
 
-    mean, std = (cfg.mean, cfg.std) if cfg.mean and cfg.std else channel_stats(data.train.images)
+    mean, std = (cfg.mean, cfg.std) if cfg.mean and cfg.std else train_stats(data)
     if len(mean) != data.channels or len(std) != data.channels:
         raise ConfigError(f"mean/std need {data.channels} values (one per channel)")
     spec = ModelSpec(cfg.model, len(data.classes), data.channels, data.image_size,
@@ -156,11 +157,15 @@ def train(cfg: TrainConfig | None = None, resume: str | Path | None = None,
         model = model.to(memory_format=torch.channels_last)
     step_model = torch.compile(model) if cfg.compile else model
 
-    train_batches = BatchLoader(data.train, cfg.batch_size, mean, std, shuffle=True,
+    streamed = dict(strict=cfg.strict, on_skip=lambda s: log(f"skipped {s['path']}: "
+                                                              f"{s['reason']} ({s['detail']})"))
+    train_batches = make_loader(data.train, cfg.batch_size, mean, std, shuffle=True,
                                 drop_last=cfg.drop_last, augment=parse_augment(cfg.augment),
-                                device=device, seed=cfg.seed, channels_last=channels_last)
-    val_batches = BatchLoader(data.val, cfg.eval_batch_size, mean, std, device=device,
-                              channels_last=channels_last)
+                                device=device, seed=cfg.seed, channels_last=channels_last,
+                                **streamed)
+    val_batches = make_loader(data.val, cfg.eval_batch_size, mean, std, device=device,
+                              channels_last=channels_last, **streamed)
+    log(f"input pipeline: {train_batches.description}")
     optimizer = create_optimizer(cfg.optimizer, model.parameters(), cfg.lr, cfg.momentum,
                                  cfg.weight_decay)
     schedule = create_schedule(optimizer, cfg, len(train_batches))
@@ -257,8 +262,8 @@ def train(cfg: TrainConfig | None = None, resume: str | Path | None = None,
             log(f"restored the best weights (epoch {best['epoch']})")
     test_acc = None
     if data.test is not None and data.test is not data.val:
-        test_batches = BatchLoader(data.test, cfg.eval_batch_size, mean, std, device=device,
-                                   channels_last=channels_last)
+        test_batches = make_loader(data.test, cfg.eval_batch_size, mean, std, device=device,
+                                   channels_last=channels_last, **streamed)
         _, test_acc = evaluate(model, test_batches, device, cfg.amp)
         log(f"test accuracy of best.pt: {test_acc:.4f}")
     log(f"best {cfg.monitor} {early.best} at epoch {early.best_epoch}; saved {best_path}")

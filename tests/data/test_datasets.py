@@ -154,3 +154,83 @@ def test_real_cifar10_class_folders(real_data: Path, shared_cache: Path) -> None
     mean, std = channel_stats(d.train.images)
     assert torch.allclose(torch.tensor(mean), torch.tensor([0.4914, 0.4822, 0.4465]), atol=1e-3)
     assert torch.allclose(torch.tensor(std), torch.tensor([0.2470, 0.2435, 0.2616]), atol=1e-3)
+
+
+def test_geometry_of_the_augment_spec_decides_the_decoding_size(image_folder: Path) -> None:
+    d = load_dataset(f"imagefolder:{image_folder}", augment="resize:20,center-crop:12,hflip",
+                     progress=False)
+    assert d.image_size == (12, 12)
+    sample = load_dataset("cifar10-sample", augment="center-crop:24")
+    assert sample.image_size == (24, 24)
+    full = load_dataset("cifar10-sample")
+    # CenterCrop on tensors: the centred 24x24 of the 32x32 pixels, unscaled
+    assert torch.equal(sample.train.images[:5], full.train.images[:5, :, 4:28, 4:28])
+    big = load_dataset("cifar10-sample", image_size=48)
+    assert big.image_size == (48, 48) and big.train.images.float().std() > 20
+
+
+def test_memory_budget_decides_between_decoding_and_listing(image_folder: Path,
+                                                            monkeypatch) -> None:  # noqa: ANN001
+    from descend.data.splits import ImageFiles
+
+    d = load_dataset(f"imagefolder:{image_folder}", image_size=16, memory_budget=0)
+    assert isinstance(d.train, ImageFiles) and isinstance(d.val, ImageFiles)
+    assert d.image_size == (16, 16) and d.channels == 3 and len(d.train) == 48
+    monkeypatch.setenv("DESCEND_MEMORY_BUDGET", "1G")
+    assert load_dataset(f"imagefolder:{image_folder}", image_size=16).in_memory
+
+
+def test_train_streams_and_says_so(image_folder: Path, tmp_path: Path, monkeypatch) -> None:  # noqa: ANN001
+    """A run over a dataset beyond the memory budget trains from the streaming loader, with
+    the same result as from memory (the loaders give identical batches)."""
+    from descend.training.checkpoint import read_checkpoint
+    from descend.training.trainer import train
+
+    cfg = dict(data=f"imagefolder:{image_folder}", model="mlp", epochs=2, batch_size=8,
+               image_size=16, progress=False, download=False, lr=0.05, deterministic=True)
+    train(out=str(tmp_path / "mem"), **cfg)
+    monkeypatch.setenv("DESCEND_MEMORY_BUDGET", "0")
+    train(out=str(tmp_path / "stream"), **cfg)
+    log = (tmp_path / "stream" / "train.log").read_text()
+    assert "input pipeline: streaming from 48 files" in log
+    assert "input pipeline: in-memory" in (tmp_path / "mem" / "train.log").read_text()
+    a = read_checkpoint(tmp_path / "mem" / "last.pt")["state_dict"]
+    b = read_checkpoint(tmp_path / "stream" / "last.pt")["state_dict"]
+    assert all(torch.allclose(a[k].float(), b[k].float(), atol=1e-5) for k in a)
+
+
+def test_real_cifar10_second_load_maps_the_cache(real_data: Path, shared_cache: Path) -> None:
+    """The later load reads the cache entry (not rewritten, memory-mapped), same pixels."""
+    a = load_dataset("cifar10", root=real_data, cache=shared_cache, download=False,
+                     progress=False)
+    entries = {p: p.stat().st_mtime_ns for p in (shared_cache / "decoded").glob("*.pt")}
+    assert len(entries) >= 2  # train and test folders (and whatever else shares the cache)
+    b = load_dataset("cifar10", root=real_data, cache=shared_cache, download=False,
+                     progress=False)
+    assert {p: p.stat().st_mtime_ns for p in entries} == entries
+    assert torch.equal(a.train.images[::997], b.train.images[::997])
+    maps = Path("/proc/self/maps")
+    if maps.is_file():
+        assert all(str(p) in maps.read_text() for p in entries)
+
+
+def test_real_mnist_at_another_size(real_data: Path) -> None:
+    d = load_dataset("mnist", root=real_data, download=False, image_size=32)
+    assert d.image_size == (32, 32) and d.channels == 1
+    assert d.train.images.dtype == torch.uint8 and d.train.images[:100].float().mean() > 20
+
+
+def test_process_and_thread_decoding_agree(image_folder: Path, monkeypatch) -> None:  # noqa: ANN001
+    import descend.data.folder as folder
+    from descend.data.cache import scan_files
+
+    (image_folder / "red" / "bad.png").write_bytes(b"\x89PNG\r\n\x1a\n broken")
+    paths = [f.path for c in ("blue", "red") for f in scan_files(image_folder / c)]
+    monkeypatch.setattr(folder, "PROCESS_MIN_FILES", 0)
+    by_processes = folder.decode_files(paths, (8, 8), 3, progress=False, workers=2)
+    monkeypatch.setattr(folder, "PROCESS_MIN_FILES", 10**9)
+    by_threads = folder.decode_files(paths, (8, 8), 3, progress=False, workers=2)
+    for a, b in zip(by_processes[:3], by_threads[:3]):
+        assert (a == b).all()
+    assert by_processes[3] == by_threads[3] and len(by_threads[3]) == 1
+    assert int(by_threads[1].sum()) == 40

@@ -85,3 +85,58 @@ def test_decompression_bomb_is_refused(tmp_path: Path, monkeypatch: pytest.Monke
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 300 * 300 // 1.5)  # only a warning in Pillow
     with pytest.raises(BadImage):
         open_image(path)
+
+
+def test_header_beyond_the_pixel_limit_is_refused_before_decoding(tmp_path: Path,
+                                                                   huge_png_header) -> None:
+    path = tmp_path / "bomb.png"
+    path.write_bytes(huge_png_header(100_000, 100_000))
+    assert path.stat().st_size < 100
+    with pytest.raises(BadImage) as e:
+        load_pixels(path, (16, 16))
+    assert e.value.reason == "too-large"
+
+
+def test_min_size_refuses_tiny_images_and_predict_style_calls_keep_them(tmp_path: Path) -> None:
+    path = _save(Image.new("RGB", (1, 1), (200, 10, 10)), tmp_path / "dot.png")
+    with pytest.raises(BadImage) as e:
+        load_pixels(path, (16, 16), min_size=8)
+    assert e.value.reason == "too-small"
+    px = load_pixels(path, (16, 16))  # min_size 1: upscaled, one flat colour
+    assert px.shape == (3, 16, 16) and tuple(px[:, 8, 8]) == (200, 10, 10)
+
+
+def test_jpeg_draft_decodes_big_photos_at_reduced_scale_with_the_same_result(
+        tmp_path: Path) -> None:
+    """A 2000x1500 JPEG fitted to 64x64 via a 1/8-scale draft matches the full decode."""
+    rng = np.random.default_rng(0)
+    small = rng.integers(0, 255, (30, 40, 3), dtype=np.uint8)
+    big = Image.fromarray(small).resize((2000, 1500), Image.Resampling.BICUBIC)
+    path = _save(big, tmp_path / "photo.jpg", quality=92)
+    fast = load_pixels(path, (64, 64)).astype(float)
+    from descend.data.images import fit
+
+    with Image.open(path) as im:
+        full = np.asarray(fit(im.convert("RGB"), (64, 64))).transpose(2, 0, 1).astype(float)
+    assert fast.shape == full.shape == (3, 64, 64)
+    assert np.abs(fast - full).mean() < 1.0  # grey levels out of 255
+    with Image.open(path) as im:
+        im.draft(None, (256, 256))
+        assert im.size[0] < 2000  # the draft really reduced the decode
+
+
+def test_resize_then_centre_crop(tmp_path: Path) -> None:
+    """resize 40 then crop 32 of an 80x80 image: its centre 64x64, scaled by 1/2."""
+    arr = np.zeros((80, 80, 3), dtype=np.uint8)
+    arr[4:76, 4:76] = 255  # white beyond the crop (8..72) by the filter's reach (2 pixels)
+    path = _save(Image.fromarray(arr), tmp_path / "sq.png")
+    px = load_pixels(path, (32, 32), resize=40)
+    assert px.min() == 255
+    plain = load_pixels(path, (32, 32))  # fit: the whole image, black border included
+    assert plain.min() == 0
+
+
+def test_16_bit_dark_image_stays_dark(tmp_path: Path) -> None:
+    dark = Image.fromarray(np.full((8, 8), 200, dtype=np.uint16))  # 200 of 65535
+    px = load_pixels(_save(dark, tmp_path / "dark16.png"), None, channels=1)
+    assert px.max() <= 1

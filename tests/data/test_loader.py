@@ -67,3 +67,65 @@ def test_cutout_zeroes_a_square() -> None:
 def test_bad_augment_specs(spec: str) -> None:
     with pytest.raises(ConfigError):
         parse_augment(spec)
+
+
+def test_normalization_from_uint8_is_the_formula() -> None:
+    from descend.data.loader import Normalize
+
+    x = torch.randint(0, 256, (4, 3, 5, 5), dtype=torch.uint8)
+    mean, std = [0.4, 0.5, 0.6], [0.2, 0.25, 0.3]
+    out = Normalize(mean, std, torch.device("cpu"))(x)
+    ref = (x.float() / 255 - torch.tensor(mean).view(1, 3, 1, 1)) / torch.tensor(std).view(
+        1, 3, 1, 1)
+    assert out.dtype == torch.float32 and torch.allclose(out, ref, atol=1e-5)
+    last = Normalize(mean, std, torch.device("cpu"), channels_last=True)(x)
+    assert last.is_contiguous(memory_format=torch.channels_last) and torch.allclose(last, ref,
+                                                                                    atol=1e-5)
+
+
+def test_evaluation_batches_keep_the_dataset_order() -> None:
+    data = _data(50)
+    ys = torch.cat([y for _, y in BatchLoader(data, 16, [0] * 3, [1] * 3)])
+    assert torch.equal(ys, data.labels)
+
+
+def test_make_loader_picks_memory_or_streaming_and_says_which(image_folder) -> None:  # noqa: ANN001
+    from descend.data.datasets import load_dataset
+    from descend.data.loader import make_loader
+
+    d = load_dataset(f"imagefolder:{image_folder}", image_size=16, progress=False)
+    loader = make_loader(d.train, 8, [0.5] * 3, [0.25] * 3, augment=parse_augment("hflip"))
+    assert isinstance(loader, BatchLoader) and "in-memory uint8" in loader.description
+    lazy = load_dataset(f"imagefolder:{image_folder}", image_size=16, progress=False,
+                        memory_budget=0)
+    assert not lazy.in_memory and any("streamed" in n for n in lazy.notes)
+    streaming = make_loader(lazy.train, 8, [0.5] * 3, [0.25] * 3, workers=0)
+    assert "streaming from 48 files with 0 worker processes" in streaming.description
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_streaming_gives_the_same_batches_as_memory(image_folder, workers: int) -> None:  # noqa: ANN001
+    """Same files, seed and augmentation: the streamed epoch equals the in-memory one."""
+    from descend.data.datasets import load_dataset
+    from descend.data.loader import make_loader
+
+    mem = load_dataset(f"imagefolder:{image_folder}", image_size=16, progress=False)
+    lazy = load_dataset(f"imagefolder:{image_folder}", image_size=16, progress=False,
+                        memory_budget=0)
+    assert lazy.train.paths == mem.train.paths
+    kw = dict(shuffle=True, drop_last=True, augment=parse_augment("crop:2,hflip,rotate:10"),
+              seed=7)
+    a = make_loader(mem.train, 8, [0.5] * 3, [0.25] * 3, **kw)
+    b = make_loader(lazy.train, 8, [0.5] * 3, [0.25] * 3, workers=workers, **kw)
+    assert len(a) == len(b) == 6
+    for epoch in (0, 3):
+        a.set_epoch(epoch)
+        b.set_epoch(epoch)
+        pairs = list(zip(a, b))
+        assert len(pairs) == 6
+        for (xa, ya), (xb, yb) in pairs:
+            assert torch.equal(ya, yb) and torch.allclose(xa, xb, atol=1e-6)
+    b.set_epoch(1)
+    first = next(iter(b))[1]
+    b.set_epoch(0)
+    assert not torch.equal(first, next(iter(b))[1])
