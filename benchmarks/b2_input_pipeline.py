@@ -42,11 +42,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader
 from torchvision import transforms
 
 sys.path.insert(0, str(Path(__file__).parent))
 from machine import describe  # noqa: E402
+from seed_pipeline import ArrayCIFAR  # noqa: E402
 
 from descend.data.augment import parse_augment  # noqa: E402
 from descend.data.datasets import load_dataset  # noqa: E402
@@ -59,19 +60,6 @@ SPEC = "crop:4,hflip"
 
 
 # --- 1. throughput ------------------------------------------------------------------------------
-
-class ArrayCIFAR(Dataset):
-    """torchvision.datasets.CIFAR10's __getitem__: numpy HWC -> PIL -> transform, per sample."""
-
-    def __init__(self, data: np.ndarray, targets: list[int], transform: object) -> None:
-        self.data, self.targets, self.transform = data, targets, transform
-
-    def __len__(self) -> int:
-        return len(self.targets)
-
-    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
-        return self.transform(Image.fromarray(self.data[i])), self.targets[i]  # type: ignore[operator]
-
 
 def seed_loader(images: torch.Tensor, labels: torch.Tensor, mean: list[float],
                 std: list[float], workers: int) -> DataLoader:

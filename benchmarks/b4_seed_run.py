@@ -28,26 +28,14 @@ import numpy as np
 import torch
 from PIL import Image
 from torch import nn
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader
 from torchvision import transforms
 
 sys.path.insert(0, str(Path(__file__).parent))
 from machine import describe  # noqa: E402
+from seed_pipeline import ArrayCIFAR  # noqa: E402
 
 CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
-
-
-class ArrayCIFAR(Dataset):
-    """torchvision.datasets.CIFAR10's __getitem__: numpy HWC -> PIL -> transform, per sample."""
-
-    def __init__(self, data: np.ndarray, targets: list[int], transform: object) -> None:
-        self.data, self.targets, self.transform = data, targets, transform
-
-    def __len__(self) -> int:
-        return len(self.targets)
-
-    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
-        return self.transform(Image.fromarray(self.data[i])), self.targets[i]
 
 
 def read_split(root: Path, split: str) -> tuple[np.ndarray, list[int]]:
