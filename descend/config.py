@@ -1,90 +1,140 @@
 """TrainConfig: the one truth for a training run.
 
 The command line, a config file (TOML, YAML or JSON) and the Python API all fill this object,
-and every checkpoint stores it. Each default says why it has its value: together they are the
+and every checkpoint stores it. Each setting is declared once, with `setting`: its default, its
+help (what it does and why the default has its value) and its group. The flags of
+``descend train`` and ``descend optim compare`` are generated from these declarations
+(`descend.cli.flags`), and file values are converted by the same `convert` as flag text, so a
+default, a type and a help line each live in exactly one place. Together the defaults are the
 recipe that ``descend train`` runs with no flags (see BENCHMARKS.md for what it reaches).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import math
-from dataclasses import dataclass, field
+import sys
+import types
+import typing
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import tomllib
-
 from descend.errors import ConfigError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - Python 3.10
+    import tomli as tomllib
+
+
+def setting(default: Any, help: str, *, group: str, default_text: str | None = None,
+            flag: str | None = None, metavar: str | None = None) -> Any:
+    """A TrainConfig field with its help: ``default_text`` says what a None default means."""
+    meta = {"help": help, "group": group, "default_text": default_text, "flag": flag,
+            "metavar": metavar}
+    if isinstance(default, (list, dict)):
+        return dataclasses.field(default_factory=lambda: type(default)(default), metadata=meta)
+    return dataclasses.field(default=default, metadata=meta)
+
+
+_data = functools.partial(setting, group="data")
+_model = functools.partial(setting, group="model and optimization")
+_stop = functools.partial(setting, group="early stopping")
+_machine = functools.partial(setting, group="machine")
+_output = functools.partial(setting, group="output")
 
 
 @dataclass
 class TrainConfig:
     # --- data -----------------------------------------------------------------------------
-    data: str | None = None  # None: cifar10, or the built-in cifar10-sample when it is absent
-    data_root: str | None = None  # else $DESCEND_DATA, else ~/.cache/descend/datasets
-    cache_dir: str | None = None  # else $DESCEND_CACHE, else ~/.cache/descend/cache
-    image_size: int | None = None  # None: the dataset's own size (64 for image folders)
-    val_fraction: float | None = None  # None: official test split, 0.2 for a flat image folder
-    augment: str = "crop:4,hflip"  # the two augmentations that pay on small images
-    mean: list[float] | None = None  # None: computed from the training split
-    std: list[float] | None = None
-    batch_size: int = 256  # large enough to keep 2 CPU cores busy, small enough to generalise
-    drop_last: bool = True  # a last batch of one breaks BatchNorm and skews the epoch
-    strict: bool = False  # True: an unusable image file stops the run, naming it
-    download: bool = True  # False: never touch the network, fail if the data is absent
+    data: str | None = _data(
+        None, "mnist, fashion-mnist, cifar10, cifar10-sample or imagefolder:PATH",
+        default_text="cifar10, else the built-in cifar10-sample when CIFAR-10 is absent")
+    data_root: str | None = _data(None, "where datasets live",
+                                  default_text="$DESCEND_DATA, else ~/.cache/descend/datasets")
+    cache_dir: str | None = _data(None, "where decoded caches go",
+                                  default_text="$DESCEND_CACHE, else ~/.cache/descend/cache")
+    image_size: int | None = _data(None, "side of the square training images",
+                                   default_text="the dataset's own, 64 for image folders")
+    val_fraction: float | None = _data(
+        None, "hold out this share of each class for validation",
+        default_text="the official test split; 0.2 for a flat image folder")
+    augment: str = _data("crop:4,hflip", "e.g. crop:4,hflip,cutout:8 or none; the default is "
+                         "the two augmentations that pay on small images")
+    mean: list[float] | None = _data(None, "normalization mean per channel, e.g. 0.49,0.48,0.45",
+                                     default_text="computed from the training split")
+    std: list[float] | None = _data(None, "normalization std per channel",
+                                    default_text="computed from the training split")
+    batch_size: int = _data(256, "training batch size: large enough to keep 2 CPU cores busy, "
+                            "small enough to generalise")
+    drop_last: bool = _data(True, "drop a last partial batch: a batch of one breaks BatchNorm "
+                            "and skews the epoch")
+    strict: bool = _data(False, "stop on any unusable image file, naming it")
+    download: bool = _data(True, "download a missing public dataset (--no-download never "
+                           "touches the network)")
     # --- model ----------------------------------------------------------------------------
-    model: str = "cnn"  # the fastest to a good accuracy on a CPU (BENCHMARKS.md)
-    model_args: dict[str, Any] = field(default_factory=dict)
+    model: str = _model("cnn", "mlp, cnn or tv:NAME; cnn is the fastest to a good accuracy on "
+                        "a CPU (BENCHMARKS.md)")
+    model_args: dict[str, Any] = _model({}, "model argument, e.g. widths=[32,64,128] "
+                                        "dropout=0.1", flag="--model-arg", metavar="KEY=VALUE")
     # --- optimization ---------------------------------------------------------------------
-    optimizer: str = "nesterov"  # SGD + Nesterov momentum: the CIFAR-10 standard
-    lr: float = 0.2  # peak learning rate of the one-cycle schedule at batch 256
-    momentum: float = 0.9
-    weight_decay: float = 5e-4  # L2 as in the ResNet recipes; AdamW decouples it
-    label_smoothing: float = 0.1  # cheap regularisation, worth ~1% on CIFAR-10
-    ema_decay: float = 0.0  # > 0: validate and keep an EMA of the weights (e.g. 0.999)
-    epochs: int = 8
-    schedule: str = "onecycle"  # warm up then anneal: the fastest schedule for short runs
-    warmup_epochs: float = 1.0  # cosine schedule warm-up (onecycle warms up by itself)
-    step_size: int = 10  # step schedule: epochs between decays
-    gamma: float = 0.1  # step, multistep, exponential: decay factor
-    milestones: list[int] = field(default_factory=lambda: [10, 15])  # multistep epochs
-    plateau_patience: int = 3  # reduce-on-plateau: epochs without improvement
+    optimizer: str = _model("nesterov", "optimizer by name, e.g. sgd, adam (a wrong name lists "
+                            "them all); SGD with Nesterov momentum is the CIFAR-10 standard")
+    lr: float = _model(0.2, "(peak) learning rate; 0.2 peaks the one-cycle schedule at batch 256")
+    momentum: float = _model(0.9, "momentum / beta1")
+    weight_decay: float = _model(5e-4, "L2 as in the ResNet recipes; AdamW decouples it")
+    label_smoothing: float = _model(0.1, "cheap regularisation, worth ~1% on CIFAR-10")
+    ema_decay: float = _model(0.0, "keep an EMA of the weights with this decay (e.g. 0.999); "
+                              "validation and best.pt use the averaged weights; 0 is off")
+    epochs: int = _model(8, "epochs to train")
+    schedule: str = _model("onecycle", "constant, step, multistep, exponential, cosine, "
+                           "onecycle, plateau; one-cycle (warm up, then anneal) is the fastest "
+                           "schedule for short runs")
+    warmup_epochs: float = _model(1.0, "cosine warm-up length (onecycle warms up by itself)")
+    step_size: int = _model(10, "step schedule: epochs between decays")
+    gamma: float = _model(0.1, "decay factor of step/multistep/exponential/plateau")
+    milestones: list[int] = _model([10, 15], "multistep epochs, e.g. 10,15")
+    plateau_patience: int = _model(3, "reduce-on-plateau: epochs without improvement")
     # --- early stopping and checkpoints ---------------------------------------------------
-    monitor: str = "val_acc"  # the metric that picks `best.pt` and drives early stopping
-    early_stop: int = 0  # patience in epochs; 0 turns early stopping off
-    min_delta: float = 0.0
+    monitor: str = _stop("val_acc", "val_acc or val_loss: the metric that picks best.pt and "
+                         "drives early stopping")
+    early_stop: int = _stop(0, "stop after this many epochs without improvement; 0 is off",
+                            metavar="PATIENCE")
+    min_delta: float = _stop(0.0, "smallest change that counts as improvement")
     # --- machine --------------------------------------------------------------------------
-    seed: int = 0
-    deterministic: bool = False  # bit-exact reruns at some cost in speed
-    device: str = "auto"  # cuda, then mps, then cpu
-    amp: bool = True  # bfloat16 autocast on CUDA; ignored on CPU
-    channels_last: bool = True  # 1.3-1.6x faster convolutions on CPU and GPU alike
-    compile: bool = False  # torch.compile the model (slow start, faster steps on GPU)
-    eval_batch_size: int = 1024
+    seed: int = _machine(0, "seed of every random stream (order, augmentation, initialisation)")
+    deterministic: bool = _machine(False, "bit-exact reruns at some cost in speed")
+    device: str = _machine("auto", "auto, cpu, cuda[:N] or mps; auto picks cuda, then mps, "
+                           "then cpu")
+    amp: bool = _machine(True, "bfloat16 autocast on CUDA (ignored on the CPU)")
+    channels_last: bool = _machine(True, "channels-last memory: 1.3-1.6x faster convolutions "
+                                   "on CPU and GPU alike")
+    compile: bool = _machine(False, "torch.compile the model (slow start, faster steps on GPU)")
+    eval_batch_size: int = _machine(1024, "batch size of validation and test passes")
     # --- output ---------------------------------------------------------------------------
-    out: str | None = None  # None: runs/<data>-<model>-<time>
-    overwrite: bool = False
-    progress: bool = True
-    tensorboard: bool = False
+    out: str | None = _output(None, "run folder", default_text="runs/<data>-<model>-<time>")
+    overwrite: bool = _output(False, "replace a run already in --out")
+    progress: bool = _output(True, "progress bars")
+    tensorboard: bool = _output(False, "also log to RUN/tensorboard")
 
     def validate(self) -> TrainConfig:
         positive = {"lr": self.lr, "epochs": self.epochs, "batch_size": self.batch_size,
                     "eval_batch_size": self.eval_batch_size}
         for name, value in positive.items():
             if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
-                flag = "--" + name.replace("_", "-")
-                raise ConfigError(f"{flag} must be a positive number, got {value!r}")
+                raise ConfigError(f"{flag_name(name)} must be a positive number, got {value!r}")
         for name in ("epochs", "batch_size", "eval_batch_size", "early_stop", "step_size"):
             if int(getattr(self, name)) != getattr(self, name):
-                raise ConfigError(f"--{name.replace('_', '-')} must be a whole number")
+                raise ConfigError(f"{flag_name(name)} must be a whole number")
         nonneg = {"weight_decay": self.weight_decay, "momentum": self.momentum,
                   "label_smoothing": self.label_smoothing, "early_stop": self.early_stop,
                   "min_delta": self.min_delta, "warmup_epochs": self.warmup_epochs}
         for name, value in nonneg.items():
             if not (math.isfinite(value) and value >= 0):
-                raise ConfigError(f"--{name.replace('_', '-')} must be 0 or more, got {value!r}")
+                raise ConfigError(f"{flag_name(name)} must be 0 or more, got {value!r}")
         if not self.label_smoothing < 1:
             raise ConfigError("--label-smoothing must be below 1")
         if not 0 <= self.ema_decay < 1:
@@ -118,6 +168,7 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, values: dict[str, Any], source: str = "config") -> TrainConfig:
+        """Settings by name (``-`` or ``_``), each converted to its field's type by `convert`."""
         clean = {k.replace("-", "_"): v for k, v in values.items()}
         unknown = sorted(set(clean) - cls.field_names())
         if unknown:
@@ -125,10 +176,115 @@ class TrainConfig:
                 f"{source}: unknown setting(s) {', '.join(unknown)}; valid settings are: "
                 f"{', '.join(sorted(cls.field_names()))}"
             )
-        return cls(**clean)
+        return cls(**{k: convert(k, v, source) for k, v in clean.items()})
 
     def updated(self, **changes: Any) -> TrainConfig:
         return TrainConfig.from_dict({**self.to_dict(), **changes})
+
+
+def flag_name(name: str) -> str:
+    """The command-line flag of a setting: ``batch_size`` -> ``--batch-size``."""
+    meta = _FIELDS[name].metadata if name in _FIELDS else {}
+    return meta.get("flag") or "--" + name.replace("_", "-")
+
+
+_FIELDS = {f.name: f for f in dataclasses.fields(TrainConfig)}
+
+
+@functools.cache
+def field_types() -> dict[str, Any]:
+    """Each setting's type with None taken out (``int | None`` -> ``int``)."""
+    hints = typing.get_type_hints(TrainConfig)
+    return {name: _without_none(hint) for name, hint in hints.items()}
+
+
+def optional(name: str) -> bool:
+    return type(None) in typing.get_args(typing.get_type_hints(TrainConfig)[name])
+
+
+def _without_none(hint: Any) -> Any:
+    args = [a for a in typing.get_args(hint) if a is not type(None)]
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        return args[0]
+    return hint
+
+
+_TRUE, _FALSE = {"true", "yes", "on", "1"}, {"false", "no", "off", "0"}
+
+
+def convert(name: str, value: Any, source: str = "config") -> Any:
+    """``value`` (from a flag's text or a config file) as setting ``name``'s type.
+
+    The same rules serve flags and files: numbers may be given as text (YAML reads ``5e-4`` as a
+    string), a whole-number setting takes a whole float (``8.0``) but not ``8.5``, lists may be
+    comma-separated text, and True/False are the only booleans a number setting refuses.
+    """
+    if value is None and optional(name):
+        return None
+    kind = field_types()[name]
+    try:
+        return _convert(kind, value)
+    except (ValueError, TypeError):
+        raise ConfigError(f"{source}: {flag_name(name)} must be {_describe(kind)}, got "
+                          f"{value!r}") from None
+
+
+def _convert(kind: Any, value: Any) -> Any:
+    if kind is bool:
+        return _to_bool(value)
+    if kind is int:
+        return _to_int(value)
+    if kind is float:
+        return _to_float(value)
+    if kind is str:
+        if not isinstance(value, str):
+            raise ValueError(value)
+        return value
+    if typing.get_origin(kind) is list:
+        items = value.split(",") if isinstance(value, str) else value
+        if not isinstance(items, (list, tuple)):
+            raise ValueError(value)
+        return [_convert(typing.get_args(kind)[0], v) for v in items]
+    if typing.get_origin(kind) is dict:
+        if not isinstance(value, dict):
+            raise ValueError(value)
+        return dict(value)
+    raise TypeError(f"no conversion for {kind!r}")  # a new field type needs a rule here
+
+
+def _describe(kind: Any) -> str:
+    if typing.get_origin(kind) is list:
+        item = typing.get_args(kind)[0]
+        return f"a comma-separated list of {'whole numbers' if item is int else 'numbers'}"
+    if typing.get_origin(kind) is dict:
+        return "a table of KEY = VALUE settings"
+    return {bool: "true or false", int: "a whole number", float: "a number"}.get(kind, "text")
+
+
+def _to_bool(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in _TRUE | _FALSE:
+        return value.strip().lower() in _TRUE
+    raise ValueError(value)
+
+
+def _to_int(value: Any) -> int:
+    if isinstance(value, bool):
+        raise ValueError(value)
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, str):
+        return int(value.strip())
+    raise ValueError(value)
+
+
+def _to_float(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise ValueError(value)
+    return float(value)
 
 
 def read_config_file(path: str | Path) -> dict[str, Any]:

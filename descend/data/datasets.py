@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import hashlib
 import io
-import logging
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, fields
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -29,17 +29,13 @@ from descend.data.splits import DataSplits, ImageTensors, Split, stratified_spli
 from descend.errors import DataError
 from descend.registry import Registry
 
-log = logging.getLogger("descend")
-
-CIFAR10_CLASSES = [
-    "airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck",
-]
 SAMPLE_FILE = Path(__file__).parent / "sample" / "cifar10-sample.npz"
 
 
 @dataclass
 class DataRequest:
-    """What the caller asks of a dataset; the fields mirror the data options of `TrainConfig`.
+    """What the caller asks of a dataset; fields named like `TrainConfig`'s data settings take
+    their values (`options_from`).
 
     ``augment``: only its decoding geometry (``resize:N``, ``center-crop:N``) matters here.
     ``min_size``: an image file with a side under this many pixels is skipped as
@@ -62,6 +58,13 @@ class DataRequest:
     augment: str | None = None
     min_size: int = 8
     memory_budget: int | None = None
+
+    @classmethod
+    def options_from(cls, settings: Mapping[str, Any]) -> dict[str, Any]:
+        """The request options among ``settings`` (a run's config): the same names, so the
+        mapping from a config to a request is written nowhere else."""
+        names = {f.name for f in fields(cls)} - {"name", "root", "cache"}
+        return {k: v for k, v in settings.items() if k in names}
 
     @property
     def argument(self) -> str:

@@ -32,7 +32,6 @@ from descend.data.images import check_many, decode_many
 from descend.data.splits import ImageFiles, ImageTensors
 from descend.errors import DataError
 
-SPLIT_NAMES = ("train", "val", "test")
 # Below this many files a thread pool in this process is as fast as forking workers: measured
 # on CIFAR-10's PNG files on 2 cores, both take 0.07 s for 500 files; for 8,000, processes
 # 0.40 s and threads 1.10 s.

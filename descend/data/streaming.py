@@ -16,14 +16,19 @@ is dropped from its batch, reported through ``on_skip`` and kept in ``skipped``;
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator
 
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from descend.data.augment import Augment
+from descend.data.batching import (
+    LoaderOptions,
+    Normalize,
+    batch_count,
+    check_batch_size,
+    epoch_seed,
+)
 from descend.data.images import BadImage
-from descend.data.loader import Normalize, check_batch_size, epoch_seed
 from descend.data.splits import ImageFiles
 from descend.errors import DataError
 
@@ -70,7 +75,7 @@ class EpochBatches(Sampler[list[int]]):
         self.order = torch.arange(n)
 
     def __len__(self) -> int:
-        return self.n // self.batch_size if self.drop_last else -(-self.n // self.batch_size)
+        return batch_count(self.n, self.batch_size, self.drop_last)
 
     def __iter__(self) -> Iterator[list[int]]:
         for b in range(len(self)):
@@ -80,34 +85,18 @@ class EpochBatches(Sampler[list[int]]):
 class StreamingLoader:
     """Batches decoded from files by worker processes, augmented and normalized on the device."""
 
-    def __init__(
-        self,
-        data: ImageFiles,
-        batch_size: int,
-        mean: Sequence[float],
-        std: Sequence[float],
-        *,
-        shuffle: bool = False,
-        drop_last: bool = False,
-        augment: Augment | None = None,
-        device: torch.device | str = "cpu",
-        seed: int = 0,
-        channels_last: bool = False,
-        workers: int | None = None,
-        strict: bool = False,
-        on_skip: Callable[[dict[str, str]], None] | None = None,
-    ) -> None:
-        check_batch_size(batch_size, len(data), drop_last)
+    def __init__(self, data: ImageFiles, options: LoaderOptions) -> None:
+        check_batch_size(options.batch_size, len(data), options.drop_last)
         self.files = data
-        self.device = torch.device(device)
-        self.augment = augment if augment is not None and augment.ops else None
-        self.normalize = Normalize(mean, std, self.device, channels_last)
-        self.seed, self.epoch = seed, 0
-        self.strict, self.on_skip = strict, on_skip
+        self.device = torch.device(options.device)
+        self.augment = options.active_augment
+        self.normalize = Normalize.for_options(options)
+        self.seed, self.epoch = options.seed, 0
+        self.strict, self.on_skip = options.strict, options.on_skip
         self.skipped: list[dict[str, str]] = []
-        self.workers = default_workers() if workers is None else workers
-        self.shuffle = shuffle
-        self.batches = EpochBatches(len(data), batch_size, drop_last)
+        self.workers = default_workers() if options.workers is None else options.workers
+        self.shuffle = options.shuffle
+        self.batches = EpochBatches(len(data), options.batch_size, options.drop_last)
         self.loader = DataLoader(
             _FileSamples(data), batch_sampler=self.batches, num_workers=self.workers,
             collate_fn=_collate, pin_memory=self.device.type == "cuda",
@@ -117,8 +106,7 @@ class StreamingLoader:
         self.description = (
             f"streaming from {len(data):,} files with {self.workers} worker process"
             f"{'es' if self.workers != 1 else ''}, decoded at {data.channels}x{data.size[0]}x"
-            f"{data.size[1]}, augmented on {self.device.type}"
-            + (f" ({augment.spec})" if self.augment is not None and augment is not None else "")
+            f"{data.size[1]}, augmented on {self.device.type}{options.describe_augment()}"
         )
 
     def set_epoch(self, epoch: int) -> None:

@@ -10,7 +10,8 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from descend.data.datasets import load_dataset
+from descend.data.batching import LoaderOptions
+from descend.data.datasets import DataRequest, load_dataset
 from descend.data.loader import make_loader
 from descend.data.splits import ImageTensors
 from descend.errors import DataError
@@ -61,10 +62,9 @@ def evaluate_checkpoint(
     root = data_root or cfg.get("data_root") or os.environ.get("DESCEND_DATA") or ckpt.get(
         "data_root")
     cache = cache_dir or cfg.get("cache_dir")
-    splits = load_dataset(name, root, cache,
-                          image_size=size[0], val_fraction=cfg.get("val_fraction"),
-                          seed=cfg.get("seed", 0), progress=progress,
-                          augment=cfg.get("augment"))
+    # Split, seed and decoding as the run had them, at the model's input size.
+    options = {**DataRequest.options_from(cfg), "image_size": size[0], "progress": progress}
+    splits = load_dataset(name, root, cache, **options)
     if splits.classes != loaded.classes:
         raise DataError(
             f"{name} has classes {splits.classes} but the checkpoint was trained on "
@@ -79,7 +79,7 @@ def evaluate_checkpoint(
     tensors = {"train": splits.train, "val": splits.val, "test": splits.test}.get(split)
     if tensors is None:
         raise DataError(f"{name} has no {split!r} split; use --split val or --split train")
-    batches = make_loader(tensors, batch_size, loaded.mean, loaded.std, device=dev)
+    batches = make_loader(tensors, LoaderOptions(batch_size, loaded.mean, loaded.std, device=dev))
     logits, labels = predict_batches(loaded.model, batches, dev)
     preds = logits.argmax(1)
     n = len(loaded.classes)

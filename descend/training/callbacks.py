@@ -1,78 +1,214 @@
-"""Small pieces of a training run, each with one job: early stopping, the best-metric tracker,
-the metrics log (CSV and curves), and the run log."""
+"""The concerns of a training run, each a small callback: checkpoints, the metrics log and its
+plot, TensorBoard, early stopping, the weight EMA, and progress.
+
+A callback overrides the hooks it needs; the loop in `descend.training.trainer.fit` calls them
+in this order for every epoch::
+
+    on_train_start
+      on_epoch_start, on_step_end (after each optimizer step),
+      on_validation_start, on_validation_end, on_epoch_end      (once per epoch)
+    on_train_end
+
+Each hook gets the `Run` and may read anything in it; setting ``run.stop`` ends training after
+the epoch. A callback with state to carry over ``--resume`` gives it a ``key`` and implements
+`state_dict` / `load_state_dict`; `Checkpoint` stores it in ``last.pt`` under that key.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
-import math
-from dataclasses import asdict, dataclass, field
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tqdm import tqdm
 
+from descend.errors import ConfigError
 from descend.io import atomic_write_text
+from descend.optim import ModelEMA
+from descend.training.checkpoint import read_checkpoint, save_checkpoint
+
+if TYPE_CHECKING:
+    from descend.training.run import Run
 
 METRIC_COLUMNS = ["epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "seconds",
                   "images_per_sec"]
 
 
-def better(metric: str, value: float, best: float | None, min_delta: float = 0.0) -> bool:
-    """Is ``value`` an improvement on ``best`` by more than ``min_delta``? (acc up, loss down)"""
-    if best is None or math.isnan(best):
-        return not math.isnan(value)
-    if metric.endswith("acc"):
-        return value > best + min_delta
-    return value < best - min_delta
+class Callback:
+    """A piece of a training run with a few hooks; every hook does nothing unless overridden."""
+
+    key: str | None = None  # where `state_dict` is kept in last.pt; None: no state to keep
+
+    def on_train_start(self, run: Run) -> None: ...
+    def on_epoch_start(self, run: Run) -> None: ...
+    def on_step_end(self, run: Run) -> None: ...
+    def on_validation_start(self, run: Run) -> None: ...
+    def on_validation_end(self, run: Run) -> None: ...
+    def on_epoch_end(self, run: Run) -> None: ...
+    def on_train_end(self, run: Run) -> None: ...
+
+    def state_dict(self) -> Any:
+        return None
+
+    def load_state_dict(self, state: Any) -> None: ...
 
 
-@dataclass
-class EarlyStopping:
-    """Stop when ``monitor`` has not improved by ``min_delta`` for ``patience`` epochs."""
+class CallbackList:
+    """Calls each hook on every callback, in the order given."""
 
-    monitor: str = "val_acc"
-    patience: int = 0
-    min_delta: float = 0.0
-    best: float | None = None
-    best_epoch: int = 0
-    bad_epochs: int = 0
+    def __init__(self, callbacks: Iterable[Callback]) -> None:
+        self.callbacks = list(callbacks)
 
-    def update(self, epoch: int, value: float) -> bool:
-        """Record an epoch's value; True when training should stop."""
-        if better(self.monitor, value, self.best, self.min_delta):
-            self.best, self.best_epoch, self.bad_epochs = value, epoch, 0
-        else:
-            self.bad_epochs += 1
-        return self.patience > 0 and self.bad_epochs >= self.patience
+    def __getattr__(self, hook: str) -> Any:
+        if not hook.startswith("on_"):
+            raise AttributeError(hook)
+
+        def call(run: Run) -> None:
+            for cb in self.callbacks:
+                getattr(cb, hook)(run)
+
+        return call
+
+    def state_dicts(self) -> dict[str, Any]:
+        return {cb.key: cb.state_dict() for cb in self.callbacks if cb.key is not None}
+
+    def load_state_dicts(self, state: dict[str, Any]) -> None:
+        for cb in self.callbacks:
+            if cb.key is not None and cb.key in state:
+                cb.load_state_dict(state[cb.key])
+
+
+class EMA(Callback):
+    """An EMA of the weights (``--ema-decay``): validation and best.pt see the averaged ones."""
+
+    key = "ema"
+
+    def __init__(self, run: Run, decay: float) -> None:
+        self.ema = ModelEMA(run.model, decay)
+        self._applied = contextlib.ExitStack()
+
+    def on_step_end(self, run: Run) -> None:
+        self.ema.update(run.model)
+
+    def on_validation_start(self, run: Run) -> None:
+        self._applied.enter_context(self.ema.applied_to(run.model))
+
+    def on_validation_end(self, run: Run) -> None:
+        run.evaluated_state = {k: v.clone() for k, v in run.model.state_dict().items()}
+        self._applied.close()  # the live weights come back for the next epoch
 
     def state_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return self.ema.state_dict()
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        for k, v in state.items():
-            setattr(self, k, v)
+        self.ema.load_state_dict(state)
 
 
-@dataclass
-class MetricsLog:
+class MetricsLog(Callback):
     """Per-epoch rows, written to ``metrics.csv`` and drawn to ``curves.png`` after each epoch."""
 
-    run_dir: Path
-    rows: list[dict[str, float]] = field(default_factory=list)
+    def __init__(self, run_dir: Path) -> None:
+        self.run_dir = run_dir
 
-    def append(self, row: dict[str, float]) -> None:
-        self.rows.append(row)
+    def on_epoch_end(self, run: Run) -> None:
         buf = io.StringIO()
         writer = csv.DictWriter(buf, fieldnames=METRIC_COLUMNS)
         writer.writeheader()
-        for r in self.rows:
+        for r in run.history:
             writer.writerow({k: (f"{r[k]:.6g}" if isinstance(r[k], float) else r[k])
                              for k in METRIC_COLUMNS})
         atomic_write_text(self.run_dir / "metrics.csv", buf.getvalue())
         from descend.reports.plots import plot_curves
 
-        plot_curves(self.rows, self.run_dir / "curves.png")
+        plot_curves(run.history, self.run_dir / "curves.png")
+
+
+class TensorBoard(Callback):
+    """Every metric of every epoch, to ``RUN/tensorboard`` (``--tensorboard``)."""
+
+    def __init__(self, run_dir: Path) -> None:
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+        except ImportError:
+            raise ConfigError("--tensorboard needs the tensorboard package: "
+                              "pip install tensorboard") from None
+        self.writer = SummaryWriter(str(run_dir / "tensorboard"))
+
+    def on_epoch_end(self, run: Run) -> None:
+        for k, v in run.row.items():
+            self.writer.add_scalar(k, v, run.row["epoch"])
+
+    def on_train_end(self, run: Run) -> None:
+        self.writer.close()
+
+
+class Checkpoint(Callback):
+    """``best.pt`` when the monitored metric improved, ``last.pt`` after every epoch (both
+    atomic), and the best weights restored into the model when training ends."""
+
+    def __init__(self, run_dir: Path) -> None:
+        self.best_path, self.last_path = run_dir / "best.pt", run_dir / "last.pt"
+
+    def on_epoch_end(self, run: Run) -> None:
+        epoch = {**run.meta, "epoch": run.row["epoch"], "metrics": run.row}
+        if run.improved:
+            weights = run.evaluated_state or run.model.state_dict()
+            save_checkpoint(self.best_path, {**epoch, "state_dict": weights})
+        save_checkpoint(self.last_path, {**epoch, "state_dict": run.model.state_dict(),
+                                         **run.resume_state()})
+
+    def on_train_end(self, run: Run) -> None:
+        if self.best_path.is_file():
+            best = read_checkpoint(self.best_path)
+            run.model.load_state_dict(best["state_dict"])
+            if run.stop:
+                run.log(f"restored the best weights (epoch {best['epoch']})")
+
+
+class EarlyStopping(Callback):
+    """Stop when the monitored metric has not improved for ``patience`` epochs."""
+
+    def __init__(self, patience: int) -> None:
+        self.patience = patience
+
+    def on_epoch_end(self, run: Run) -> None:
+        if self.patience > 0 and run.best.bad_epochs >= self.patience:
+            run.stop = (f"early stopping: {run.best.monitor} has not improved for "
+                        f"{self.patience} epochs")
+            run.log(run.stop)
+
+
+class Progress(Callback):
+    """A progress bar over each epoch's batches (``--progress``) and one log line per epoch."""
+
+    def __init__(self, show_bar: bool) -> None:
+        self.show_bar = show_bar
+        self.bar: tqdm | None = None
+
+    def on_epoch_start(self, run: Run) -> None:
+        self.bar = tqdm(total=len(run.train_batches), desc=f"epoch {run.epoch + 1}/"
+                        f"{run.cfg.epochs}", disable=not self.show_bar, leave=False,
+                        unit="batch")
+
+    def on_step_end(self, run: Run) -> None:
+        assert self.bar is not None and run.running is not None
+        self.bar.update(1)
+        if self.show_bar and run.running.steps % 10 == 0:  # each read is a host sync
+            self.bar.set_postfix(loss=f"{run.running.loss:.3f}", acc=f"{run.running.acc:.3f}")
+
+    def on_validation_start(self, run: Run) -> None:
+        if self.bar is not None:  # training is over for this epoch: the bar goes
+            self.bar.close()
+
+    def on_epoch_end(self, run: Run) -> None:
+        r = run.row
+        run.log(f"epoch {r['epoch']:>3}/{run.cfg.epochs}  train loss {r['train_loss']:.4f} acc "
+                f"{r['train_acc']:.4f}  val loss {r['val_loss']:.4f} acc {r['val_acc']:.4f}  "
+                f"lr {r['lr']:.4g}  {r['seconds']:.1f}s  {r['images_per_sec']:.0f} img/s"
+                + ("  *" if run.improved else ""))
 
 
 class RunLog:
@@ -87,3 +223,20 @@ class RunLog:
         if self.path is not None:
             with open(self.path, "a", encoding="utf-8") as f:
                 f.write(message + "\n")
+
+
+def default_callbacks(run: Run) -> list[Callback]:
+    """The callbacks ``descend train`` runs with, from its config, in hook order."""
+    cfg = run.cfg
+    callbacks: list[Callback] = []
+    if cfg.ema_decay > 0:
+        callbacks.append(EMA(run, cfg.ema_decay))
+    callbacks.append(MetricsLog(run.run_dir))
+    if cfg.tensorboard:
+        callbacks.append(TensorBoard(run.run_dir))
+    callbacks += [Checkpoint(run.run_dir), Progress(cfg.progress), EarlyStopping(cfg.early_stop)]
+    return callbacks
+
+
+__all__ = ["METRIC_COLUMNS", "Callback", "CallbackList", "Checkpoint", "EMA", "EarlyStopping",
+           "MetricsLog", "Progress", "RunLog", "TensorBoard", "default_callbacks"]

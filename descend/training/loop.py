@@ -10,7 +10,6 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from torch import nn
-from tqdm import tqdm
 
 from descend.errors import DescendError
 
@@ -21,6 +20,24 @@ class EpochResult:
     acc: float
     seconds: float
     images: int
+
+
+@dataclass
+class RunningMetrics:
+    """Sums over the steps so far, kept on the device: reading them costs a host sync."""
+
+    loss_sum: torch.Tensor
+    correct: torch.Tensor
+    seen: int = 0
+    steps: int = 0
+
+    @property
+    def loss(self) -> float:
+        return self.loss_sum.item() / max(self.seen, 1)
+
+    @property
+    def acc(self) -> float:
+        return self.correct.item() / max(self.seen, 1)
 
 
 def autocast(device: torch.device, amp: bool) -> contextlib.AbstractContextManager[object]:
@@ -38,14 +55,16 @@ def train_one_epoch(
     label_smoothing: float = 0.0,
     device: torch.device,
     amp: bool = False,
-    after_step: Callable[[], None] | None = None,
-    progress: tqdm | None = None,
+    on_step: Callable[[RunningMetrics], None] | None = None,
 ) -> EpochResult:
-    """Mean loss and accuracy are over every image seen, so a short last batch weighs less."""
+    """Mean loss and accuracy are over every image seen, so a short last batch weighs less.
+
+    ``on_step`` is called after every optimizer step with the running sums.
+    """
     model.train()
-    total_loss = torch.zeros((), device=device)
-    correct = torch.zeros((), device=device, dtype=torch.int64)
-    seen, start = 0, time.perf_counter()
+    running = RunningMetrics(torch.zeros((), device=device),
+                             torch.zeros((), device=device, dtype=torch.int64))
+    start = time.perf_counter()
     for x, y in batches:
         with autocast(device, amp):
             logits = model(x)
@@ -53,27 +72,23 @@ def train_one_epoch(
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
-        if after_step is not None:
-            after_step()
         # Accumulate on the device: one host sync per epoch, not per batch.
-        total_loss += loss.detach() * len(y)
-        correct += (logits.detach().argmax(1) == y).sum()
-        seen += len(y)
-        if progress is not None:
-            progress.update(1)
-            if progress.n % 10 == 0:
-                progress.set_postfix(loss=f"{total_loss.item() / seen:.3f}",
-                                     acc=f"{correct.item() / seen:.3f}")
+        running.loss_sum += loss.detach() * len(y)
+        running.correct += (logits.detach().argmax(1) == y).sum()
+        running.seen += len(y)
+        running.steps += 1
+        if on_step is not None:
+            on_step(running)
     if device.type == "cuda":
         torch.cuda.synchronize()
     seconds = time.perf_counter() - start
-    loss_value = total_loss.item() / max(seen, 1)
+    loss_value = running.loss
     if not torch.isfinite(torch.tensor(loss_value)):
         raise DescendError(
             "training diverged: the loss became NaN or infinite; lower --lr (the checkpoints of "
             "earlier epochs are kept)"
         )
-    return EpochResult(loss_value, correct.item() / max(seen, 1), seconds, seen)
+    return EpochResult(loss_value, running.acc, seconds, running.seen)
 
 
 @torch.no_grad()
@@ -93,13 +108,13 @@ def predict_batches(
     return torch.cat(outs), torch.cat(labels)
 
 
-def evaluate(
+def loss_and_accuracy(
     model: nn.Module,
     batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
     device: torch.device,
     amp: bool = False,
 ) -> tuple[float, float]:
-    """(mean cross-entropy, accuracy) over all images."""
+    """(mean cross-entropy, accuracy) over all images of ``batches``."""
     logits, labels = predict_batches(model, batches, device, amp)
     loss = F.cross_entropy(logits, labels).item()
     return loss, (logits.argmax(1) == labels).float().mean().item()

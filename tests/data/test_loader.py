@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from descend.data.augment import parse_augment
-from descend.data.loader import BatchLoader, channel_stats
+from descend.data.loader import BatchLoader, LoaderOptions, channel_stats
 from descend.data.splits import ImageTensors
 from descend.errors import ConfigError
 
@@ -16,7 +16,7 @@ def _data(n: int = 64) -> ImageTensors:
 def test_batches_are_normalized_and_cover_the_epoch() -> None:
     data = _data()
     mean, std = channel_stats(data.images)
-    loader = BatchLoader(data, 16, mean, std, shuffle=True, seed=1)
+    loader = BatchLoader(data, LoaderOptions(16, mean, std, shuffle=True, seed=1))
     xs, ys = zip(*loader)
     x = torch.cat(xs)
     assert sorted(torch.cat(ys).tolist()) == sorted(data.labels.tolist())
@@ -25,10 +25,10 @@ def test_batches_are_normalized_and_cover_the_epoch() -> None:
 
 def test_epoch_order_depends_on_seed_and_epoch_only() -> None:
     data = _data()
-    a = BatchLoader(data, 16, [0.5] * 3, [0.25] * 3, shuffle=True, seed=1,
-                    augment=parse_augment("crop:2,hflip"))
-    b = BatchLoader(data, 16, [0.5] * 3, [0.25] * 3, shuffle=True, seed=1,
-                    augment=parse_augment("crop:2,hflip"))
+    a = BatchLoader(data, LoaderOptions(16, [0.5] * 3, [0.25] * 3, shuffle=True, seed=1,
+                    augment=parse_augment("crop:2,hflip")))
+    b = BatchLoader(data, LoaderOptions(16, [0.5] * 3, [0.25] * 3, shuffle=True, seed=1,
+                    augment=parse_augment("crop:2,hflip")))
     b.set_epoch(3)
     b.set_epoch(0)
     assert all(torch.equal(x1, x2) for (x1, _), (x2, _) in zip(a, b))
@@ -38,10 +38,10 @@ def test_epoch_order_depends_on_seed_and_epoch_only() -> None:
 
 def test_drop_last_and_batch_larger_than_data() -> None:
     data = _data(50)
-    assert len(BatchLoader(data, 16, [0] * 3, [1] * 3, drop_last=True)) == 3
-    assert len(BatchLoader(data, 16, [0] * 3, [1] * 3)) == 4
+    assert len(BatchLoader(data, LoaderOptions(16, [0] * 3, [1] * 3, drop_last=True))) == 3
+    assert len(BatchLoader(data, LoaderOptions(16, [0] * 3, [1] * 3))) == 4
     with pytest.raises(ConfigError, match="larger than the 50 training images"):
-        BatchLoader(data, 64, [0] * 3, [1] * 3, drop_last=True)
+        BatchLoader(data, LoaderOptions(64, [0] * 3, [1] * 3, drop_last=True))
 
 
 def test_each_sample_draws_its_own_crop_and_flip() -> None:
@@ -85,7 +85,7 @@ def test_normalization_from_uint8_is_the_formula() -> None:
 
 def test_evaluation_batches_keep_the_dataset_order() -> None:
     data = _data(50)
-    ys = torch.cat([y for _, y in BatchLoader(data, 16, [0] * 3, [1] * 3)])
+    ys = torch.cat([y for _, y in BatchLoader(data, LoaderOptions(16, [0] * 3, [1] * 3))])
     assert torch.equal(ys, data.labels)
 
 
@@ -94,12 +94,12 @@ def test_make_loader_picks_memory_or_streaming_and_says_which(image_folder) -> N
     from descend.data.loader import make_loader
 
     d = load_dataset(f"imagefolder:{image_folder}", image_size=16, progress=False)
-    loader = make_loader(d.train, 8, [0.5] * 3, [0.25] * 3, augment=parse_augment("hflip"))
+    loader = make_loader(d.train, LoaderOptions(8, [0.5] * 3, [0.25] * 3, augment=parse_augment("hflip")))
     assert isinstance(loader, BatchLoader) and "in-memory uint8" in loader.description
     lazy = load_dataset(f"imagefolder:{image_folder}", image_size=16, progress=False,
                         memory_budget=0)
     assert not lazy.in_memory and any("streamed" in n for n in lazy.notes)
-    streaming = make_loader(lazy.train, 8, [0.5] * 3, [0.25] * 3, workers=0)
+    streaming = make_loader(lazy.train, LoaderOptions(8, [0.5] * 3, [0.25] * 3, workers=0))
     assert "streaming from 48 files with 0 worker processes" in streaming.description
 
 
@@ -115,8 +115,8 @@ def test_streaming_gives_the_same_batches_as_memory(image_folder, workers: int) 
     assert lazy.train.paths == mem.train.paths
     kw = dict(shuffle=True, drop_last=True, augment=parse_augment("crop:2,hflip,rotate:10"),
               seed=7)
-    a = make_loader(mem.train, 8, [0.5] * 3, [0.25] * 3, **kw)
-    b = make_loader(lazy.train, 8, [0.5] * 3, [0.25] * 3, workers=workers, **kw)
+    a = make_loader(mem.train, LoaderOptions(8, [0.5] * 3, [0.25] * 3, **kw))
+    b = make_loader(lazy.train, LoaderOptions(8, [0.5] * 3, [0.25] * 3, workers=workers, **kw))
     assert len(a) == len(b) == 6
     for epoch in (0, 3):
         a.set_epoch(epoch)

@@ -13,7 +13,7 @@ from PIL import Image
 
 from descend.cli import data as data_cli
 from descend.data.datasets import load_dataset
-from descend.data.loader import make_loader
+from descend.data.loader import LoaderOptions, make_loader
 from descend.data.splits import ImageFiles
 from descend.errors import DataError
 
@@ -144,12 +144,12 @@ def test_the_zoo_streamed_gets_the_same_outcomes(zoo: Path) -> None:
     both = ImageFiles(d.train.paths + d.val.paths, torch.cat([d.train.labels, d.val.labels]),
                       3, (16, 16), min_size=8)
     found: list[dict[str, str]] = []
-    loader = make_loader(both, 4, [0.5] * 3, [0.25] * 3, workers=0, on_skip=found.append)
+    loader = make_loader(both, LoaderOptions(4, [0.5] * 3, [0.25] * 3, workers=0, on_skip=found.append))
     n = sum(len(y) for _, y in loader)
     late = {Path(s["path"]).name: s["reason"] for s in found}
     assert {**early, **late} == SKIPPED
     assert n == len(both) - len(late) == 12 + len(KEPT)
-    strict = make_loader(both, 64, [0.5] * 3, [0.25] * 3, workers=0, strict=True)
+    strict = make_loader(both, LoaderOptions(64, [0.5] * 3, [0.25] * 3, workers=0, strict=True))
     with pytest.raises(DataError, match="--strict.*truncated"):
         list(strict)
 
