@@ -9,7 +9,7 @@ TORCH ?= torch==2.14.1 torchvision==0.29.1
 DESCEND_DATA ?= $(if $(wildcard ../shared/datasets),$(abspath ../shared/datasets),)
 export DESCEND_DATA
 
-.PHONY: install train test lint clean
+.PHONY: install train test test-slow lint clean
 
 $(BIN)/descend: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -23,8 +23,12 @@ install: $(BIN)/descend
 train: install
 	$(BIN)/descend train $(ARGS)
 
+# The default suite leaves out the tests marked slow (those that read the real datasets).
 test: install
-	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -q -m "not slow" $(PYTEST_ARGS)
+
+test-slow: install
+	$(BIN)/python -m pytest -q -m slow $(PYTEST_ARGS)
 
 lint: install
 	$(BIN)/ruff check .

@@ -81,3 +81,11 @@ def _train_args(data: Path | str, out: Path, *extra: str) -> list[str]:
     return ["train", "--data", f"imagefolder:{data}", "--model", "mlp", "--epochs", "2",
             "--batch-size", "8", "--image-size", "16", "--out", str(out), "--no-progress",
             "--no-download", "--lr", "0.05", *extra]
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Every test that reads the real datasets is `slow`: `make test` leaves them out and
+    `make test-slow` (run by CI) runs them."""
+    for item in items:
+        if "real_data" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.slow)

@@ -45,3 +45,40 @@ def test_unparsable_config_file(tmp_path: Path) -> None:
     path.write_text("model = \n")
     with pytest.raises(ConfigError, match="cannot be parsed"):
         read_config_file(path)
+
+
+@pytest.mark.parametrize("name, text", [
+    ("c.yaml", "lr: 1e-3\nweight_decay: 5e-4\nepochs: 8.0\nmean: 0.5,0.5,0.5\ndrop_last: 'no'\n"),
+    ("c.json", '{"lr": "1e-3", "weight_decay": 5e-4, "epochs": 8.0, "mean": [0.5, 0.5, 0.5],'
+               ' "drop_last": false}'),
+    ("c.toml", 'lr = "1e-3"\nweight_decay = 5e-4\nepochs = 8.0\nmean = "0.5,0.5,0.5"\n'
+               'drop_last = false\n'),
+])
+def test_file_values_are_converted_like_flags(tmp_path: Path, name: str, text: str) -> None:
+    """YAML reads 5e-4 as text; a whole float fills a whole-number setting."""
+    path = tmp_path / name
+    path.write_text(text)
+    cfg = TrainConfig.from_dict(read_config_file(path)).validate()
+    assert (cfg.lr, cfg.weight_decay, cfg.epochs, cfg.mean, cfg.drop_last) == (
+        1e-3, 5e-4, 8, [0.5, 0.5, 0.5], False)
+    assert isinstance(cfg.epochs, int)
+
+
+@pytest.mark.parametrize("values, message", [
+    ({"epochs": 8.5}, "--epochs must be a whole number, got 8.5"),
+    ({"lr": "fast"}, "--lr must be a number, got 'fast'"),
+    ({"lr": True}, "--lr must be a number"),
+    ({"milestones": "5,x"}, "--milestones must be a comma-separated list of whole numbers"),
+    ({"model": 3}, "--model must be text"),
+    ({"amp": "maybe"}, "--amp must be true or false"),
+    ({"model_args": [1, 2]}, "--model-arg must be a table"),
+])
+def test_values_that_cannot_be_converted_name_the_setting(values: dict, message: str) -> None:
+    with pytest.raises(ConfigError, match="c.yaml: " + message.replace("[", r"\[")):
+        TrainConfig.from_dict(values, source="c.yaml")
+
+
+def test_none_is_allowed_only_where_the_default_is_none() -> None:
+    assert TrainConfig.from_dict({"image_size": None}).image_size is None
+    with pytest.raises(ConfigError, match="--epochs"):
+        TrainConfig.from_dict({"epochs": None})

@@ -21,12 +21,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"descend {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name in COMMANDS:
-        try:
-            module = importlib.import_module(f"descend.cli.{name}")
-        except ModuleNotFoundError as e:
-            if e.name == f"descend.cli.{name}":
-                continue  # a sub-command still being built
-            raise
+        module = importlib.import_module(f"descend.cli.{name}")
         before = set(sub.choices)
         module.add_parser(sub)
         for cmd in set(sub.choices) - before:

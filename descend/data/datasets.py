@@ -22,7 +22,12 @@ from PIL import Image
 
 from descend.data.augment import parse_augment
 from descend.data.cache import TensorCache, paths_key
-from descend.data.folder import is_split_layout, load_class_folder, scan_class_folder
+from descend.data.folder import (
+    ClassFolder,
+    is_split_layout,
+    load_class_folder,
+    scan_class_folder,
+)
 from descend.data.memory import memory_budget
 from descend.data.paths import cache_dir, data_root
 from descend.data.splits import DataSplits, ImageTensors, Split, stratified_split
@@ -294,17 +299,7 @@ def _folder_splits(root: Path, request: DataRequest, default_size: int, name: st
     cache = TensorCache(request.cache)
     split_layout = is_split_layout(root)
     train_root = root / "train" if split_layout else root
-    folders = {"train": scan_class_folder(train_root)}
-    if not split_layout:
-        f = folders["train"]
-        if not f.classes and not f.empty and any(p.is_file() for p in root.iterdir()):
-            raise DataError(
-                f"{root} holds files but no class sub-folders: put each class's images in "
-                f"{root}/<class name>/"
-            )
-    else:
-        folders.update({s: scan_class_folder(root / s) for s in ("val", "test")
-                        if (root / s).is_dir()})
+    folders = _scan_folders(root, train_root, split_layout)
     # Decode everything if it fits the memory budget, else list the files for streaming.
     decoded_bytes = sum(f.count for f in folders.values()) * 3 * size[0] * size[1]
     lazy = decoded_bytes > memory_budget(request.memory_budget)
@@ -326,29 +321,43 @@ def _folder_splits(root: Path, request: DataRequest, default_size: int, name: st
         notes.append(f"{decoded_bytes / 1e6:,.0f} MB decoded would exceed the memory budget of "
                      f"{memory_budget(request.memory_budget) / 1e6:,.0f} MB: images are streamed "
                      "from the files")
-    test = None
+    extra: dict[str, Split] = {}
+    for split in ("val", "test"):
+        if split in folders:
+            t, _, s, _ = load_class_folder(folders[split], size, cache, classes,
+                                           **options)  # type: ignore[arg-type]
+            skipped += s
+            extra[split] = t
+    train, val, test, val_source = _validation(root, train, extra, request)
+    return DataSplits(name, classes, train, val, test, val_source, skipped, notes,
+                      resize=resize)
+
+
+def _scan_folders(root: Path, train_root: Path, split_layout: bool) -> dict[str, ClassFolder]:
+    """The class folders of each split present: train, and val/test in the split layout."""
+    folders = {"train": scan_class_folder(train_root)}
     if split_layout:
-        extra: dict[str, Split] = {}
-        for split in ("val", "test"):
-            if split in folders:
-                t, _, s, _ = load_class_folder(folders[split], size, cache, classes,
-                                               **options)  # type: ignore[arg-type]
-                skipped += s
-                extra[split] = t
-        if "val" in extra and request.val_fraction is None:
-            val, val_source = extra["val"], f"{root / 'val'}"
-            test = extra.get("test")
-        elif "test" in extra and "val" not in extra and request.val_fraction is None:
-            val, test, val_source = extra["test"], extra["test"], "the test split"
-        else:
-            train, maybe_val, val_source = _split_train(train, request, 0.2)
-            val, test = maybe_val, extra.get("test")  # type: ignore[assignment]
-    else:
-        train, maybe_val, val_source = _split_train(train, request, 0.2)
-        val = maybe_val  # type: ignore[assignment]
+        folders.update({s: scan_class_folder(root / s) for s in ("val", "test")
+                        if (root / s).is_dir()})
+    elif not folders["train"].classes and not folders["train"].empty and any(
+            p.is_file() for p in root.iterdir()):
+        raise DataError(
+            f"{root} holds files but no class sub-folders: put each class's images in "
+            f"{root}/<class name>/"
+        )
+    return folders
+
+
+def _validation(root: Path, train: Split, extra: dict[str, Split], request: DataRequest
+                ) -> tuple[Split, Split, Split | None, str]:
+    """(train, val, test, where val came from): a val/ folder, else test/, else held out."""
+    if "val" in extra and request.val_fraction is None:
+        return train, extra["val"], extra.get("test"), f"{root / 'val'}"
+    if "test" in extra and request.val_fraction is None:
+        return train, extra["test"], extra["test"], "the test split"
+    train, val, val_source = _split_train(train, request, 0.2)
     if val is None:
         raise DataError(
             f"{root} has no val/ or test/ folder, so validation needs --val-fraction above 0"
         )
-    return DataSplits(name, classes, train, val, test, val_source, skipped, notes,
-                      resize=resize)
+    return train, val, extra.get("test"), val_source

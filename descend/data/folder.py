@@ -150,6 +150,34 @@ def _cached(cache: TensorCache | None, key: str,
         return value
 
 
+def _class_names(folder: ClassFolder, classes: list[str] | None) -> list[str]:
+    """The folder's classes in label order: sorted, or training's (which must include them)."""
+    if classes is None:
+        return sorted(folder.classes)
+    unknown = sorted(set(folder.classes) - set(classes))
+    if unknown:
+        raise DataError(
+            f"{folder.root} has class folders that training does not have: "
+            f"{', '.join(unknown)}; every split needs the same class names"
+        )
+    return classes
+
+
+def _checked_files(paths: list[str], labels: torch.Tensor, key: str, cache: TensorCache | None,
+                   channels: int, size: tuple[int, int], resize: int | None, min_size: int
+                   ) -> tuple[ImageFiles, list[dict[str, str]]]:
+    """The usable files, checked (header and size) but not decoded, for streaming."""
+    def check() -> dict[str, Any]:
+        ok, sizes, skipped = check_files(paths, min_size)
+        return {"ok": torch.from_numpy(ok), "sizes": torch.from_numpy(sizes), "skipped": skipped}
+
+    entry = _cached(cache, f"check-{key}", check)
+    keep = torch.nonzero(entry["ok"]).flatten()
+    files = ImageFiles([paths[i] for i in keep.tolist()], labels[keep], channels, size, resize,
+                       min_size, key, entry["sizes"][keep])
+    return files, list(entry["skipped"])
+
+
 def load_class_folder(
     folder: ClassFolder,
     size: tuple[int, int],
@@ -168,16 +196,7 @@ def load_class_folder(
     ``lazy``: list and check the files, do not decode them.
     """
     root = folder.root
-    if classes is None:
-        names = sorted(folder.classes)
-    else:
-        unknown = sorted(set(folder.classes) - set(classes))
-        if unknown:
-            raise DataError(
-                f"{root} has class folders that training does not have: {', '.join(unknown)}; "
-                "every split needs the same class names"
-            )
-        names = classes
+    names = _class_names(folder, classes)
     entries = [f for c in names for f in folder.classes.get(c, [])]
     paths = [f.path for f in entries]
     labels = torch.tensor([i for i, c in enumerate(names) for _ in folder.classes.get(c, [])],
@@ -185,17 +204,9 @@ def load_class_folder(
     key = files_key(entries, names, size, channels, resize, min_size)
 
     if lazy:
-        def check() -> dict[str, Any]:
-            ok, sizes, skipped = check_files(paths, min_size)
-            return {"ok": torch.from_numpy(ok), "sizes": torch.from_numpy(sizes),
-                    "skipped": skipped}
-
-        entry = _cached(cache, f"check-{key}", check)
-        keep = torch.nonzero(entry["ok"]).flatten()
-        split: ImageTensors | ImageFiles = ImageFiles(
-            [paths[i] for i in keep.tolist()], labels[keep], channels, size, resize, min_size,
-            key, entry["sizes"][keep])
-        return split, names, list(entry["skipped"]), folder.empty
+        files, skipped = _checked_files(paths, labels, key, cache, channels, size, resize,
+                                        min_size)
+        return files, names, skipped, folder.empty
 
     def decode() -> dict[str, Any]:
         px, ok, sizes, skipped = decode_files(paths, size, channels, resize, min_size, progress,
@@ -206,7 +217,7 @@ def load_class_folder(
     entry = _cached(cache, key, decode)
     ok = entry["ok"]
     if bool(ok.all()):  # the usual case: keep the memory-mapped tensor, copy nothing
-        split = ImageTensors(entry["images"], labels, paths, key, entry["sizes"])
+        split: ImageTensors = ImageTensors(entry["images"], labels, paths, key, entry["sizes"])
     else:
         keep = torch.nonzero(ok).flatten()
         split = ImageTensors(entry["images"][keep], labels[keep],

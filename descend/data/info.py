@@ -137,7 +137,16 @@ def format_report(report: dict[str, Any], max_listed: int = 20) -> str:
         lines.append(f"  {c:<{width}}" + "".join(f"{report['counts'][n][i]:>10,}" for n in names))
     lines.append(f"  {'total':<{width}}" + "".join(f"{report['splits'][n]:>10,}" for n in names))
     lines.append("")
-    p = report["problems"]
+    found = _format_problems(report["problems"], max_listed)
+    checked = "unusable files, empty classes, class imbalance, exact duplicates"
+    lines.append(f"problems ({checked}):" + ("" if found else " none found"))
+    lines += found
+    return "\n".join(lines)
+
+
+def _format_problems(p: dict[str, Any], max_listed: int) -> list[str]:
+    """The lines under ``problems``: skipped files, notes, imbalance and duplicates."""
+    fmt = ", ".join
     found = []
     if p["skipped"]:
         by = fmt(f"{r} {n}" for r, n in p["skipped_by_reason"].items())
@@ -163,7 +172,4 @@ def format_report(report: dict[str, Any], max_listed: int = 20) -> str:
             found.append(f"    {' = '.join(group)}")
     elif not d.get("checked"):
         found.append(f"  duplicates not checked: {d.get('why')}")
-    checked = "unusable files, empty classes, class imbalance, exact duplicates"
-    lines.append(f"problems ({checked}):" + ("" if found else " none found"))
-    lines += found
-    return "\n".join(lines)
+    return found

@@ -13,10 +13,10 @@ import torch.nn.functional as F
 from descend.data.batching import LoaderOptions
 from descend.data.datasets import DataRequest, load_dataset
 from descend.data.loader import make_loader
-from descend.data.splits import ImageTensors
+from descend.data.splits import DataSplits, ImageFiles, ImageTensors
 from descend.errors import DataError
 from descend.reports.plots import plot_confusion, plot_image_grid
-from descend.training.checkpoint import load_model
+from descend.training.checkpoint import LoadedModel, load_model
 from descend.training.device import pick_device
 from descend.training.loop import predict_batches
 
@@ -54,27 +54,8 @@ def evaluate_checkpoint(
     """Evaluate on ``split`` (default: test if the dataset has one, else validation)."""
     dev = pick_device(device)
     loaded = load_model(checkpoint, dev)
-    ckpt = loaded.checkpoint
-    name = data or ckpt.get("data") or ckpt["config"].get("data")
-    cfg = ckpt["config"]
-    size = loaded.spec.image_size
-    # The data where the user points now, else where the run found it.
-    root = data_root or cfg.get("data_root") or os.environ.get("DESCEND_DATA") or ckpt.get(
-        "data_root")
-    cache = cache_dir or cfg.get("cache_dir")
-    # Split, seed and decoding as the run had them, at the model's input size.
-    options = {**DataRequest.options_from(cfg), "image_size": size[0], "progress": progress}
-    splits = load_dataset(name, root, cache, **options)
-    if splits.classes != loaded.classes:
-        raise DataError(
-            f"{name} has classes {splits.classes} but the checkpoint was trained on "
-            f"{loaded.classes}; evaluate on a dataset with the same classes"
-        )
-    if splits.channels != loaded.spec.in_channels or splits.image_size != size:
-        raise DataError(
-            f"{name} gives {splits.channels}x{splits.image_size} images; the model takes "
-            f"{loaded.spec.in_channels}x{size}"
-        )
+    name = data or loaded.checkpoint.get("data") or loaded.checkpoint["config"].get("data")
+    splits = _load_run_data(loaded, name, data_root, cache_dir, progress)
     split = split or ("test" if splits.test is not None else "val")
     tensors = {"train": splits.train, "val": splits.val, "test": splits.test}.get(split)
     if tensors is None:
@@ -82,17 +63,9 @@ def evaluate_checkpoint(
     batches = make_loader(tensors, LoaderOptions(batch_size, loaded.mean, loaded.std, device=dev))
     logits, labels = predict_batches(loaded.model, batches, dev)
     preds = logits.argmax(1)
-    n = len(loaded.classes)
-    matrix = confusion_matrix(labels, preds, n)
+    matrix = confusion_matrix(labels, preds, len(loaded.classes))
     out = Path(out_dir) if out_dir else Path(checkpoint).parent / f"eval-{split}"
-    out.mkdir(parents=True, exist_ok=True)
-    plot_confusion(matrix, loaded.classes, out / "confusion.png")
-    wrong = torch.nonzero(preds != labels).flatten()[:40]
-    titles = [f"{loaded.classes[labels[i]]} -> {loaded.classes[preds[i]]}" for i in wrong.tolist()]
-    grid = None
-    if len(wrong) and isinstance(tensors, ImageTensors):  # streamed data has no pixels in memory
-        grid = out / "misclassified.png"
-        plot_image_grid(tensors.images[wrong], titles, grid)
+    files = _plots(out, matrix, loaded.classes, tensors, labels, preds)
     return {
         "checkpoint": str(checkpoint),
         "data": name,
@@ -103,6 +76,41 @@ def evaluate_checkpoint(
         "per_class": per_class(matrix, loaded.classes),
         "confusion_matrix": matrix.tolist(),
         "classes": loaded.classes,
-        "files": {"confusion": str(out / "confusion.png"),
-                  "misclassified": str(grid) if grid else None},
+        "files": files,
     }
+
+
+def _load_run_data(loaded: LoadedModel, name: str, data_root: str | None,
+                   cache_dir: str | None, progress: bool) -> DataSplits:
+    """The dataset as the run split and decoded it, at the model's input size, checked to fit."""
+    cfg, size = loaded.checkpoint["config"], loaded.spec.image_size
+    # The data where the user points now, else where the run found it.
+    root = data_root or cfg.get("data_root") or os.environ.get("DESCEND_DATA") or \
+        loaded.checkpoint.get("data_root")
+    options = {**DataRequest.options_from(cfg), "image_size": size[0], "progress": progress}
+    splits = load_dataset(name, root, cache_dir or cfg.get("cache_dir"), **options)
+    if splits.classes != loaded.classes:
+        raise DataError(
+            f"{name} has classes {splits.classes} but the checkpoint was trained on "
+            f"{loaded.classes}; evaluate on a dataset with the same classes"
+        )
+    if splits.channels != loaded.spec.in_channels or splits.image_size != size:
+        raise DataError(
+            f"{name} gives {splits.channels}x{splits.image_size} images; the model takes "
+            f"{loaded.spec.in_channels}x{size}"
+        )
+    return splits
+
+
+def _plots(out: Path, matrix: torch.Tensor, classes: list[str], tensors: ImageTensors | ImageFiles,
+           labels: torch.Tensor, preds: torch.Tensor) -> dict[str, str | None]:
+    """The confusion matrix, and a grid of the first misclassified images (in-memory data)."""
+    out.mkdir(parents=True, exist_ok=True)
+    plot_confusion(matrix, classes, out / "confusion.png")
+    wrong = torch.nonzero(preds != labels).flatten()[:40]
+    grid = None
+    if len(wrong) and isinstance(tensors, ImageTensors):  # streamed data has no pixels in memory
+        grid = out / "misclassified.png"
+        titles = [f"{classes[labels[i]]} -> {classes[preds[i]]}" for i in wrong.tolist()]
+        plot_image_grid(tensors.images[wrong], titles, grid)
+    return {"confusion": str(out / "confusion.png"), "misclassified": str(grid) if grid else None}

@@ -1,0 +1,100 @@
+"""The callback protocol: hook order, state carried over --resume, stopping from a callback."""
+
+from pathlib import Path
+from typing import Any
+
+from descend.config import TrainConfig
+from descend.training.callbacks import Callback
+from descend.training.checkpoint import read_checkpoint
+from descend.training.monitor import BestMetric
+from descend.training.run import Run
+from descend.training.trainer import train
+
+
+def _cfg(data: Path, out: Path, **kw: object) -> TrainConfig:
+    base = dict(data=f"imagefolder:{data}", model="mlp", epochs=2, batch_size=8, image_size=16,
+                out=str(out), progress=False, download=False, lr=0.05)
+    return TrainConfig(**{**base, **kw})
+
+
+class Recorder(Callback):
+    """Records the hooks it sees; counts steps as state that must survive a resume."""
+
+    key = "recorder"
+
+    def __init__(self) -> None:
+        self.hooks: list[str] = []
+        self.steps = 0
+
+    def on_train_start(self, run: Run) -> None:
+        self.hooks.append("train_start")
+
+    def on_epoch_start(self, run: Run) -> None:
+        self.hooks.append(f"epoch_start {run.epoch}")
+
+    def on_step_end(self, run: Run) -> None:
+        self.steps += 1
+        if not self.hooks[-1].startswith("step"):
+            self.hooks.append("step")
+
+    def on_validation_start(self, run: Run) -> None:
+        self.hooks.append("validation_start")
+
+    def on_validation_end(self, run: Run) -> None:
+        self.hooks.append("validation_end")
+
+    def on_epoch_end(self, run: Run) -> None:
+        self.hooks.append(f"epoch_end {run.row['epoch']} improved={run.improved}")
+
+    def on_train_end(self, run: Run) -> None:
+        self.hooks.append("train_end")
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"steps": self.steps}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.steps = state["steps"]
+
+
+def test_hooks_come_in_order(image_folder: Path, tmp_path: Path) -> None:
+    rec = Recorder()
+    train(_cfg(image_folder, tmp_path / "run"), callbacks=[rec])
+    assert rec.hooks[:10] == [
+        "train_start",
+        "epoch_start 0", "step", "validation_start", "validation_end", "epoch_end 1 improved=True",
+        "epoch_start 1", "step", "validation_start", "validation_end",
+    ]
+    assert rec.hooks[10].startswith("epoch_end 2") and rec.hooks[11:] == ["train_end"]
+    assert rec.steps == 2 * 6  # 48 training images, batch 8, two epochs
+
+
+def test_callback_state_survives_resume(image_folder: Path, tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    train(_cfg(image_folder, run, epochs=1, schedule="constant"), callbacks=[Recorder()])
+    assert read_checkpoint(run / "last.pt")["recorder"] == {"steps": 6}
+    resumed = Recorder()
+    train(resume=run, epochs=2, callbacks=[resumed])
+    assert resumed.steps == 12  # loaded 6, then one more epoch of 6
+    assert resumed.hooks[1] == "epoch_start 1"
+
+
+class StopAfterFirstEpoch(Callback):
+    def on_epoch_end(self, run: Run) -> None:
+        run.stop = "enough"
+
+
+def test_a_callback_can_stop_the_run(image_folder: Path, tmp_path: Path) -> None:
+    result = train(_cfg(image_folder, tmp_path / "run", epochs=5),
+                   callbacks=[StopAfterFirstEpoch()])
+    assert [r["epoch"] for r in result.history] == [1]
+    assert read_checkpoint(tmp_path / "run" / "last.pt")["epoch"] == 1
+
+
+def test_best_metric_improves_by_more_than_min_delta() -> None:
+    acc = BestMetric("val_acc", min_delta=0.01)
+    assert [acc.update(e, v) for e, v in enumerate([0.5, 0.505, 0.52, 0.4], 1)] == [
+        True, False, True, False]
+    assert (acc.best, acc.best_epoch, acc.bad_epochs) == (0.52, 3, 1)
+    loss = BestMetric("val_loss")
+    assert [loss.update(e, v) for e, v in enumerate([1.0, float("nan"), 0.9], 1)] == [
+        True, False, True]
