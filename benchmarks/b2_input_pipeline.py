@@ -103,8 +103,9 @@ def time_epoch(batches: Callable[[int], object], epoch: int) -> float:
 
 def throughput(images: torch.Tensor, labels: torch.Tensor, mean: list[float], std: list[float],
                repeats: int, stream_files: ImageFiles | None = None) -> dict[str, float]:
-    ours = BatchLoader(ImageTensorsView(images, labels), LoaderOptions(BATCH, mean, std, shuffle=True,
-                       augment=parse_augment(SPEC), seed=0))
+    ours = BatchLoader(ImageTensorsView(images, labels),
+                       LoaderOptions(BATCH, mean, std, shuffle=True, augment=parse_augment(SPEC),
+                                     seed=0))
 
     def ours_epoch(e: int) -> BatchLoader:
         ours.set_epoch(e)
@@ -114,8 +115,8 @@ def throughput(images: torch.Tensor, labels: torch.Tensor, mean: list[float], st
     if stream_files is not None:
         from descend.data.streaming import StreamingLoader
 
-        streamed = StreamingLoader(stream_files, LoaderOptions(BATCH, mean, std, shuffle=True,
-                                   augment=parse_augment(SPEC), seed=0, workers=2))
+        streamed = StreamingLoader(stream_files, LoaderOptions(
+            BATCH, mean, std, shuffle=True, augment=parse_augment(SPEC), seed=0, workers=2))
 
     def streamed_part(e: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         assert streamed is not None
@@ -239,8 +240,8 @@ def step_times(train: object, mean: list[float], std: list[float], model_name: s
     if conv:
         model = model.to(memory_format=torch.channels_last)
     opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
-    loader = BatchLoader(train, LoaderOptions(BATCH, mean, std, shuffle=True,  # type: ignore[arg-type]
-                         augment=parse_augment(SPEC), seed=0, channels_last=conv))
+    loader = BatchLoader(train, LoaderOptions(  # type: ignore[arg-type]
+        BATCH, mean, std, shuffle=True, augment=parse_augment(SPEC), seed=0, channels_last=conv))
     fixed_x, fixed_y = next(iter(loader))
 
     def step(x: torch.Tensor, y: torch.Tensor) -> None:

@@ -22,7 +22,10 @@ import PIL
 from machine import describe  # benchmarks/machine.py, beside this script
 
 from descend.crawl import ClassSpec, CrawlConfig, crawl
-from descend.crawl.fakeweb import FakeWeb, pictures
+
+# The fake web is a test helper, not part of descend: import it from the repository's tests/.
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from tests.support.fakeweb import FakeWeb, pictures  # noqa: E402
 
 DEFAULT_CONCURRENCY = CrawlConfig(classes=[], out=Path()).concurrency
 

@@ -41,4 +41,4 @@ class Registry(Generic[T]):
         return name in self._items
 
     def __iter__(self) -> Iterator[str]:
-        return iter(self.names())
+        return iter(self._items)  # in the order they were registered

@@ -6,10 +6,12 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-# Learning rates that suit each optimizer on small image models with a constant schedule;
-# the adaptive ones take steps of about lr per weight, hence their smaller values.
-COMPARE_LRS = {"sgd": 0.05, "momentum": 0.1, "nesterov": 0.02, "adagrad": 0.01,
-               "rmsprop": 1e-3, "adam": 1e-3, "adamw": 1e-3}
+from descend.cli.flags import add_config_flags, config_values
+
+# Where a comparison differs from `descend train`: small, quick, and with nothing (augmentation,
+# a schedule) that would blur the difference between the optimizers.
+COMPARE_DEFAULTS = {"data": "mnist", "epochs": 3, "batch_size": 128,
+                    "schedule": "constant", "augment": "none"}
 
 
 def add_parser(sub: Any) -> None:
@@ -26,20 +28,15 @@ def add_parser(sub: Any) -> None:
     compare = osub.add_parser("compare", help="train one model once per optimizer",
                               description="Train the same model on the same data once per "
                               "optimizer (same seed, constant lr unless --schedule) and overlay "
-                              "loss and accuracy per epoch and per second.")
-    compare.add_argument("--data", default="mnist")
-    compare.add_argument("--data-root")
-    compare.add_argument("--model", default="cnn")
-    compare.add_argument("--epochs", type=int, default=3)
-    compare.add_argument("--batch-size", type=int, default=128)
-    compare.add_argument("--optimizers", default="sgd,momentum,nesterov,adagrad,rmsprop,adam")
+                              "loss and accuracy per epoch and per second. Every `descend train` "
+                              "setting applies to all the runs.")
+    compare.add_argument("--optimizers", default="sgd,momentum,nesterov,adagrad,rmsprop,adam",
+                         help="comma-separated names (default %(default)s)")
     compare.add_argument("--lr", help="one lr for all, or per optimizer: sgd=0.1,adam=1e-3 "
-                         f"(defaults: {', '.join(f'{k}={v}' for k, v in COMPARE_LRS.items())})")
-    compare.add_argument("--schedule", default="constant")
-    compare.add_argument("--augment", default="none")
-    compare.add_argument("--seed", type=int, default=0)
+                         "(default: each optimizer's own comparison lr)")
     compare.add_argument("--out", default="runs/compare", help="folder for the runs, PNG, table")
-    compare.add_argument("--no-progress", dest="progress", action="store_false")
+    add_config_flags(compare, exclude=("optimizer", "lr", "out", "overwrite"),
+                     defaults=COMPARE_DEFAULTS)
 
 
 def _names(text: str | None) -> list[str] | None:
@@ -48,8 +45,9 @@ def _names(text: str | None) -> list[str] | None:
 
 def _lrs(text: str | None, names: list[str]) -> dict[str, float]:
     from descend.errors import ConfigError
+    from descend.optim import compare_lr
 
-    lrs = {n: COMPARE_LRS.get(n, 0.01) for n in names}
+    lrs = {n: compare_lr(n) for n in names}
     if not text:
         return lrs
     try:
@@ -88,12 +86,11 @@ def run(args: argparse.Namespace) -> int:
     lrs = _lrs(args.lr, names)
     out = Path(args.out)
 
+    settings = config_values(args, COMPARE_DEFAULTS)
+
     def one(name: str) -> list[dict[str, float]]:
-        cfg = TrainConfig(data=args.data, data_root=args.data_root, model=args.model,
-                          epochs=args.epochs, batch_size=args.batch_size, optimizer=name,
-                          lr=lrs[name], schedule=args.schedule, augment=args.augment,
-                          seed=args.seed, out=str(out / name), overwrite=True,
-                          progress=args.progress)
+        cfg = TrainConfig.from_dict({**settings, "optimizer": name, "lr": lrs[name],
+                                     "out": str(out / name), "overwrite": True}, source="flags")
         history = train(cfg).history
         elapsed = 0.0
         rows = []

@@ -42,10 +42,10 @@ from descend.crawl.report import ClassSummary, CrawlReport
 from descend.crawl.sources import Source, create_source
 from descend.crawl.split import class_offset, split_for
 from descend.errors import ConfigError, DataError
+from descend.io import atomic_write
 
 STAGING = ".staging"
 LOCK_NAME = ".crawl.lock"
-SPLITS = ("train", "val")
 
 
 @dataclass(frozen=True)
@@ -440,7 +440,7 @@ class _Crawl:
         image = clean_image(body, self.config.min_size, content_type)
         tag = hashlib.sha256(f"{name}\0{url}".encode()).hexdigest()[:8]
         relative = f"{STAGING}/{image.sha256[:16]}-{tag}.jpg"
-        _write_atomic(self.out / relative, image.jpeg)
+        atomic_write(self.out / relative, lambda f: f.write(image.jpeg))
         return Staged(image.sha256, image.phash, image.width, image.height, len(body), relative)
 
     # -- decisions ----------------------------------------------------------------------------
@@ -513,13 +513,3 @@ class _Crawl:
         if self.progress is not None:
             self.rejected += 1
             self.progress.set_postfix(rejected=self.rejected, refresh=False)
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    """Write to a temporary name beside ``path``, fsync, then rename over it."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)

@@ -111,6 +111,8 @@ def plot_compare(runs: list[CompareRun], path: str | Path) -> Path:
     optimizer (solid: validation where there is one, dashed: training)."""
     from matplotlib.figure import Figure  # no pyplot: no global state, no display needed
 
+    from descend.reports.plots import save_figure
+
     fig = Figure(figsize=(11, 8), layout="constrained")
     axes = fig.subplots(2, 2)
     for i, run in enumerate(runs):
@@ -138,7 +140,5 @@ def plot_compare(runs: list[CompareRun], path: str | Path) -> Path:
         ax.grid(True, alpha=0.3)
         if ax.get_legend_handles_labels()[0]:
             ax.legend(fontsize=7)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    return path
+    save_figure(fig, path)
+    return Path(path)

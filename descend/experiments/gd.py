@@ -162,6 +162,8 @@ def plot_gd(results: list[GDResult], path: str | Path) -> Path:
     """PNG: full-data loss against updates (log scale) and against seconds of training."""
     from matplotlib.figure import Figure  # no pyplot: no global state, no display needed
 
+    from descend.reports.plots import save_figure
+
     fig = Figure(figsize=(11, 4.2), layout="constrained")
     by_updates, by_seconds = fig.subplots(1, 2)
     for r in results:
@@ -176,7 +178,5 @@ def plot_gd(results: list[GDResult], path: str | Path) -> Path:
     for ax in (by_updates, by_seconds):
         ax.grid(True, which="both", alpha=0.3)
         ax.legend()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    return path
+    save_figure(fig, path)
+    return Path(path)

@@ -1,9 +1,11 @@
 """SPEC §2, seeing the optimizers: their paths on 2-D test functions, over the contours.
 
-Every optimizer starts from the same point of each function and takes the same number of
-steps, with a learning rate chosen per function and optimizer (`LEARNING_RATES`): adaptive
-methods take steps of about eta whatever the gradient's scale, plain gradient steps scale with
-the gradient, so one shared lr would show one of them as broken rather than as different.
+Every registered optimizer (`descend.optim.OPTIMIZERS`) starts from the same point of each
+function and takes the same number of steps, with a learning rate chosen per function and
+optimizer (`LEARNING_RATES`): adaptive methods take steps of about eta whatever the gradient's
+scale, plain gradient steps scale with the gradient, so one shared lr would show one of them
+as broken rather than as different. Those rates are this experiment's data, tuned per test
+function, so they live here rather than with the optimizers.
 """
 
 from __future__ import annotations
@@ -16,33 +18,18 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from descend.optim.adagrad import AdaGrad
-from descend.optim.adam import Adam, AdamW
-from descend.optim.momentum import Momentum, Nesterov
-from descend.optim.rmsprop import RMSProp
-from descend.optim.sgd import SGD
+from descend.errors import ConfigError
+from descend.optim import OPTIMIZERS
 
 __all__ = [
     "FUNCTIONS",
     "LEARNING_RATES",
-    "OPTIMIZERS",
     "PathResult",
     "TestFunction",
     "format_paths_table",
     "plot_paths",
     "run_paths",
 ]
-
-OPTIMIZERS: dict[str, Callable[..., torch.optim.Optimizer]] = {
-    "sgd": SGD,
-    "momentum": Momentum,
-    "nesterov": Nesterov,
-    "adagrad": AdaGrad,
-    "rmsprop": RMSProp,
-    "adam": Adam,
-    "adamw": AdamW,
-}
-
 
 @dataclass(frozen=True)
 class TestFunction:
@@ -90,7 +77,8 @@ FUNCTIONS: dict[str, TestFunction] = {
 # the largest lr that stays stable for the plain gradient methods (SGD still zig-zags on the
 # quadratic at 0.035, close to its limit 2/50), and about the best one for the adaptive
 # methods, whose steps are about lr in size. Momentum's EMA form diverges on Rosenbrock and
-# Beale above 3e-3: its overshoot reaches the steep walls.
+# Beale above 3e-3: its overshoot reaches the steep walls. A newly registered optimizer
+# needs its row here before `run_paths` can draw it (tests/experiments checks every one has).
 LEARNING_RATES: dict[str, dict[str, float]] = {
     "rosenbrock": {"sgd": 1e-3, "momentum": 3e-3, "nesterov": 3e-3, "adagrad": 1.0,
                    "rmsprop": 3e-2, "adam": 0.1, "adamw": 0.1},
@@ -135,31 +123,33 @@ def run_paths(
     steps: int = DEFAULT_STEPS,
     lrs: dict[str, dict[str, float]] | None = None,
 ) -> list[PathResult]:
-    """Run every optimizer on every function from that function's start point.
+    """Run every optimizer (default: every registered one) on every function from that
+    function's start point.
 
-    ``lrs`` overrides entries of `LEARNING_RATES` (function -> optimizer -> lr).
+    ``lrs`` overrides entries of `LEARNING_RATES` (function -> optimizer -> lr). Unknown names,
+    and an optimizer without a learning rate for a function, raise `ConfigError` (a
+    ValueError) before anything runs.
     """
     optimizers = list(OPTIMIZERS) if optimizers is None else optimizers
     functions = list(FUNCTIONS) if functions is None else functions
     for name in optimizers:
-        if name not in OPTIMIZERS:
-            raise ValueError(f"unknown optimizer {name!r}; choose from {', '.join(OPTIMIZERS)}")
+        OPTIMIZERS.get(name)  # unknown names fail here, listing the known ones
     for name in functions:
         if name not in FUNCTIONS:
-            raise ValueError(f"unknown function {name!r}; choose from {', '.join(FUNCTIONS)}")
-    results = []
-    for fname in functions:
-        for oname in optimizers:
-            lr = {**LEARNING_RATES[fname], **(lrs or {}).get(fname, {})}[oname]
-            results.append(_run_one(FUNCTIONS[fname], oname, lr, steps))
-    return results
+            raise ConfigError(f"unknown function {name!r}; choose from {', '.join(FUNCTIONS)}")
+    chosen = {f: {**LEARNING_RATES[f], **(lrs or {}).get(f, {})} for f in functions}
+    missing = [f"{o} on {f}" for f in functions for o in optimizers if o not in chosen[f]]
+    if missing:
+        raise ConfigError(f"no learning rate for {', '.join(missing)}: add it to LEARNING_RATES "
+                          "in descend/experiments/paths.py (or pass lrs)")
+    return [_run_one(FUNCTIONS[f], o, chosen[f][o], steps) for f in functions for o in optimizers]
 
 
 def _run_one(fn: TestFunction, optimizer: str, lr: float, steps: int) -> PathResult:
     # float64: the paths are the subject here, and float32 rounding would blur them near
     # the minimum.
     point = torch.tensor(fn.start, dtype=torch.float64, requires_grad=True)
-    opt = OPTIMIZERS[optimizer]([point], lr=lr)
+    opt = OPTIMIZERS.get(optimizer)([point], lr=lr)
     x0, x1, y0, y1 = fn.window
     span = max(x1 - x0, y1 - y0)
     path = [point.detach().clone()]
@@ -201,6 +191,8 @@ def plot_paths(results: list[PathResult], path: str | Path) -> Path:
     """PNG: one subplot per function, its contours, and every optimizer's path."""
     from matplotlib.figure import Figure  # no pyplot: no global state, no display needed
 
+    from descend.reports.plots import save_figure
+
     names = list(dict.fromkeys(r.function for r in results))
     cols = min(2, len(names))
     rows = math.ceil(len(names) / cols)
@@ -234,6 +226,5 @@ def plot_paths(results: list[PathResult], path: str | Path) -> Path:
     for ax in axes[len(names):]:
         ax.set_visible(False)
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
+    save_figure(fig, path)  # makes the folder; a half-written PNG is never left behind
     return path

@@ -17,14 +17,18 @@ from torch import Tensor
 from descend.optim.base import (
     DescendOptimizer,
     check_hyper,
+    foreach_sqrt_with_eps,
     group_by_device_and_dtype,
+    sqrt_with_eps,
     weight_decay_foreach,
     weight_decay_single,
 )
+from descend.optim.registry import OPTIMIZERS
 
 __all__ = ["AdaGrad"]
 
 
+@OPTIMIZERS.register("adagrad")
 class AdaGrad(DescendOptimizer):
     """AdaGrad as the seed writes it, eps inside the root.
 
@@ -50,6 +54,8 @@ class AdaGrad(DescendOptimizer):
         check_finite: raise FloatingPointError on a NaN/inf gradient before changing anything.
     """
 
+    compare_lr = 0.01  # torch's default; the effective step decays by itself
+
     def __init__(
         self,
         params: Iterable[Any],
@@ -64,29 +70,22 @@ class AdaGrad(DescendOptimizer):
         check_finite: bool = False,
     ) -> None:
         name = type(self).__name__
-        defaults = dict(
-            lr=check_hyper(name, "lr", lr),
+        super().__init__(
+            params,
+            lr,
+            weight_decay,
+            decoupled_weight_decay=decoupled_weight_decay,
+            foreach=foreach,
+            check_finite=check_finite,
             eps=check_hyper(name, "eps", eps),
             eps_inside=bool(eps_inside),
             initial_accumulator_value=check_hyper(
                 name, "initial_accumulator_value", initial_accumulator_value
             ),
-            weight_decay=check_hyper(name, "weight_decay", weight_decay),
-            decoupled_weight_decay=decoupled_weight_decay,
-            foreach=foreach,
-            check_finite=check_finite,
         )
-        super().__init__(params, defaults)
 
     def _update(self, group: dict[str, Any], params: list[Tensor], grads: list[Tensor]) -> None:
-        sums = []
-        for p in params:
-            state = self.state[p]
-            if "sum" not in state:
-                state["sum"] = torch.full_like(
-                    p, group["initial_accumulator_value"], memory_format=torch.preserve_format
-                )
-            sums.append(state["sum"])
+        sums = self._state_tensors(params, "sum", fill=group["initial_accumulator_value"])
         update = _multi_tensor_adagrad if group["foreach"] else _single_tensor_adagrad
         update(
             params,
@@ -114,10 +113,7 @@ def _single_tensor_adagrad(
     for theta, g, G in zip(params, grads, sums):
         g = weight_decay_single(theta, g, lr, weight_decay, decoupled)
         G.addcmul_(g, g)  # G_t = G_{t-1} + g_t^2
-        if eps_inside:
-            denom = G.add(eps).sqrt_()  # sqrt(G_t + eps)
-        else:
-            denom = G.sqrt().add_(eps)  # sqrt(G_t) + eps
+        denom = sqrt_with_eps(G, eps, eps_inside)  # sqrt(G_t + eps) or sqrt(G_t) + eps
         theta.addcdiv_(g, denom, value=-lr)  # theta_t = theta_{t-1} - eta g_t / denom
 
 
@@ -135,10 +131,5 @@ def _multi_tensor_adagrad(
     for (thetas, gs, Gs), _ in group_by_device_and_dtype([params, grads, sums]):
         gs = weight_decay_foreach(thetas, gs, lr, weight_decay, decoupled)
         torch._foreach_addcmul_(Gs, gs, gs)
-        if eps_inside:
-            denom = torch._foreach_add(Gs, eps)
-            torch._foreach_sqrt_(denom)
-        else:
-            denom = torch._foreach_sqrt(Gs)
-            torch._foreach_add_(denom, eps)
+        denom = foreach_sqrt_with_eps(Gs, eps, eps_inside)
         torch._foreach_addcdiv_(thetas, gs, denom, value=-lr)

@@ -28,10 +28,12 @@ from descend.optim.ema import (
     foreach_ema_,
     foreach_ema_square_,
 )
+from descend.optim.registry import OPTIMIZERS
 
 __all__ = ["Adam", "AdamW"]
 
 
+@OPTIMIZERS.register("adam")
 class Adam(DescendOptimizer):
     """Adam, the seed's formulas; equals ``torch.optim.Adam`` bit for bit (same operations).
 
@@ -54,6 +56,8 @@ class Adam(DescendOptimizer):
     State per parameter: ``step`` (t, an int), ``exp_avg`` (m), ``exp_avg_sq`` (v).
     """
 
+    compare_lr = 1e-3  # steps of about lr per weight, whatever the gradient's scale
+
     def __init__(
         self,
         params: Iterable[Any],
@@ -69,19 +73,26 @@ class Adam(DescendOptimizer):
         name = type(self).__name__
         if len(betas) != 2:
             raise ValueError(f"{name}: betas must be a pair (beta1, beta2), got {betas!r}")
-        defaults = dict(
-            lr=check_hyper(name, "lr", lr),
+        super().__init__(
+            params,
+            lr,
+            weight_decay,
+            decoupled_weight_decay=decoupled_weight_decay,
+            foreach=foreach,
+            check_finite=check_finite,
             betas=(
                 check_hyper(name, "betas[0] (beta1)", betas[0], high=1.0),
                 check_hyper(name, "betas[1] (beta2)", betas[1], high=1.0),
             ),
             eps=check_hyper(name, "eps", eps),
-            weight_decay=check_hyper(name, "weight_decay", weight_decay),
-            decoupled_weight_decay=decoupled_weight_decay,
-            foreach=foreach,
-            check_finite=check_finite,
         )
-        super().__init__(params, defaults)
+
+    @classmethod
+    def build(
+        cls, params: Iterable[Any], lr: float, momentum: float, weight_decay: float
+    ) -> DescendOptimizer:
+        """``momentum`` is beta1, the decay of the first moment (Momentum's EMA); beta2 0.999."""
+        return cls(params, lr=lr, betas=(momentum, 0.999), weight_decay=weight_decay)
 
     def _update(self, group: dict[str, Any], params: list[Tensor], grads: list[Tensor]) -> None:
         exp_avgs, exp_avg_sqs, steps = [], [], []
@@ -112,6 +123,7 @@ class Adam(DescendOptimizer):
         )
 
 
+@OPTIMIZERS.register("adamw")
 class AdamW(Adam):
     """Adam with decoupled weight decay: theta <- (1 - eta lambda) theta, then the Adam step.
 
@@ -119,6 +131,8 @@ class AdamW(Adam):
     whatever its gradient history. Equals ``torch.optim.AdamW`` bit for bit; lambda defaults
     to 0.01 as there.
     """
+
+    compare_lr = 1e-3  # Adam's; the decay does not change the step's scale
 
     def __init__(
         self,

@@ -1,17 +1,20 @@
-"""What every descend optimizer shares: gathering gradients, checks, weight decay, grouping.
+"""What every descend optimizer shares: settings, gathering gradients, checks, weight decay,
+the eps-and-root denominator, grouping.
 
 Each optimizer module (sgd.py, momentum.py, ...) holds its class and two update functions
 side by side, as torch.optim does: ``_single_tensor_*`` (a loop that reads like the formula,
 the reference) and ``_multi_tensor_*`` (the same arithmetic with ``torch._foreach_*`` kernels
 over all tensors of one device and dtype at once, the fast default). Both apply the same
-tensor operations in the same order, so on the CPU they agree to the last bit.
+tensor operations in the same order, so on the CPU they agree to the last bit. The helpers
+here come in the same pairs: ``weight_decay_single`` / ``weight_decay_foreach``,
+``sqrt_with_eps`` / ``foreach_sqrt_with_eps``.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Iterable
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor
@@ -22,8 +25,12 @@ from descend.errors import ConfigError
 __all__ = [
     "DescendOptimizer",
     "check_hyper",
+    "foreach_sqrt_with_eps",
     "group_by_device_and_dtype",
     "has_momentum",
+    "sqrt_with_eps",
+    "weight_decay_foreach",
+    "weight_decay_single",
 ]
 
 
@@ -100,6 +107,28 @@ def weight_decay_foreach(
     return list(torch._foreach_add(grads, params, alpha=weight_decay))
 
 
+def sqrt_with_eps(s: Tensor, eps: float, eps_inside: bool) -> Tensor:
+    """The denominator of AdaGrad and RMSProp, a new tensor: sqrt(s + eps) or sqrt(s) + eps.
+
+    ``eps_inside=True`` is the seed's placement (optax's ``eps_in_sqrt``), ``False`` is
+    torch.optim's; they differ only where s is about eps or below.
+    """
+    if eps_inside:
+        return s.add(eps).sqrt_()
+    return s.sqrt().add_(eps)
+
+
+def foreach_sqrt_with_eps(ss: list[Tensor], eps: float, eps_inside: bool) -> list[Tensor]:
+    """`sqrt_with_eps` on lists (same device and dtype)."""
+    if eps_inside:
+        denom = torch._foreach_add(ss, eps)
+        torch._foreach_sqrt_(denom)
+    else:
+        denom = torch._foreach_sqrt(ss)
+        torch._foreach_add_(denom, eps)
+    return list(denom)
+
+
 def _finite_screen(g: Tensor) -> Tensor:
     # Half-precision sums would overflow at 65504; accumulate those in float32.
     if g.dtype in (torch.float16, torch.bfloat16):
@@ -121,7 +150,49 @@ class DescendOptimizer(Optimizer):
       sync; see B1 for the cost) and raises FloatingPointError naming the parameter *before
       anything is modified*, so the model and optimizer state stay as they were.
     * Parameters passed as ``model.named_parameters()`` are named in error messages.
+
+    A subclass passes its own (checked) settings to ``__init__`` beside the shared ones, and
+    says how `create_optimizer` builds it (`build`) and with which lr ``descend optim
+    compare`` trains it (`compare_lr`); registering it by name is
+    ``@OPTIMIZERS.register("name")`` above the class (see `descend.optim.registry`).
     """
+
+    #: A constant learning rate that suits this optimizer on small image models, where
+    #: ``descend optim compare`` starts; every registered optimizer sets its own.
+    compare_lr: ClassVar[float]
+
+    def __init__(
+        self,
+        params: Iterable[Any],
+        lr: float,
+        weight_decay: float,
+        *,
+        decoupled_weight_decay: bool,
+        foreach: bool,
+        check_finite: bool,
+        **own: Any,
+    ) -> None:
+        """Check the shared settings and store them with the subclass's ``own`` ones."""
+        name = type(self).__name__
+        defaults = dict(
+            lr=check_hyper(name, "lr", lr),
+            **own,
+            weight_decay=check_hyper(name, "weight_decay", weight_decay),
+            decoupled_weight_decay=decoupled_weight_decay,
+            foreach=foreach,
+            check_finite=check_finite,
+        )
+        super().__init__(params, defaults)
+
+    @classmethod
+    def build(
+        cls, params: Iterable[Any], lr: float, momentum: float, weight_decay: float
+    ) -> DescendOptimizer:
+        """The optimizer from the three settings every run has (`create_optimizer`'s form).
+
+        This default ignores ``momentum``; an optimizer that has one overrides `build`.
+        """
+        return cls(params, lr=lr, weight_decay=weight_decay)
 
     def _label(self, group_index: int, param: Tensor) -> str:
         group = self.param_groups[group_index]
@@ -186,3 +257,13 @@ class DescendOptimizer(Optimizer):
 
     def _update(self, group: dict[str, Any], params: list[Tensor], grads: list[Tensor]) -> None:
         raise NotImplementedError
+
+    def _state_tensors(self, params: list[Tensor], key: str, fill: float = 0.0) -> list[Tensor]:
+        """``self.state[p][key]`` for every parameter, made full of ``fill`` on its first step."""
+        tensors = []
+        for p in params:
+            state = self.state[p]
+            if key not in state:
+                state[key] = torch.full_like(p, fill, memory_format=torch.preserve_format)
+            tensors.append(state[key])
+        return tensors

@@ -23,10 +23,12 @@ from descend.optim.base import (
     weight_decay_single,
 )
 from descend.optim.ema import ema_, foreach_ema_
+from descend.optim.registry import OPTIMIZERS
 
 __all__ = ["Momentum", "Nesterov"]
 
 
+@OPTIMIZERS.register("momentum")
 class Momentum(DescendOptimizer):
     r"""SGD with momentum, by default exactly the seed's EMA form.
 
@@ -70,6 +72,8 @@ class Momentum(DescendOptimizer):
         check_finite: raise FloatingPointError on a NaN/inf gradient before changing anything.
     """
 
+    compare_lr = 0.1  # the EMA form: like lr 0.01 in torch's undamped form at beta = 0.9
+
     def __init__(
         self,
         params: Iterable[Any],
@@ -86,17 +90,24 @@ class Momentum(DescendOptimizer):
         name = type(self).__name__
         if dampening is not None:
             dampening = check_hyper(name, "dampening", dampening, high=1.0, high_inclusive=True)
-        defaults = dict(
-            lr=check_hyper(name, "lr", lr),
-            momentum=check_hyper(name, "momentum", momentum, high=1.0),
-            dampening=dampening,
-            nesterov=bool(nesterov),
-            weight_decay=check_hyper(name, "weight_decay", weight_decay),
+        super().__init__(
+            params,
+            lr,
+            weight_decay,
             decoupled_weight_decay=decoupled_weight_decay,
             foreach=foreach,
             check_finite=check_finite,
+            momentum=check_hyper(name, "momentum", momentum, high=1.0),
+            dampening=dampening,
+            nesterov=bool(nesterov),
         )
-        super().__init__(params, defaults)
+
+    @classmethod
+    def build(
+        cls, params: Iterable[Any], lr: float, momentum: float, weight_decay: float
+    ) -> DescendOptimizer:
+        """The seed's EMA form (dampening follows beta), with ``momentum`` as beta."""
+        return cls(params, lr=lr, momentum=momentum, weight_decay=weight_decay)
 
     def _update(self, group: dict[str, Any], params: list[Tensor], grads: list[Tensor]) -> None:
         bufs: list[Tensor | None] = [self.state[p].get("momentum_buffer") for p in params]
@@ -118,8 +129,11 @@ class Momentum(DescendOptimizer):
             self.state[p]["momentum_buffer"] = v
 
 
+@OPTIMIZERS.register("nesterov")
 class Nesterov(Momentum):
     """`Momentum` with ``nesterov=True``: d_t = beta v_t + (1 - tau) g_t (see `Momentum`)."""
+
+    compare_lr = 0.02  # built undamped (see `build`): 1 / (1 - beta) times the EMA form's step
 
     def __init__(
         self,
@@ -131,6 +145,14 @@ class Nesterov(Momentum):
         **kwargs: Any,
     ) -> None:
         super().__init__(params, lr, momentum, dampening, True, weight_decay, **kwargs)
+
+    @classmethod
+    def build(
+        cls, params: Iterable[Any], lr: float, momentum: float, weight_decay: float
+    ) -> DescendOptimizer:
+        """Undamped, d_t = g_t + beta v_t: torch's ``SGD(nesterov=True)``, unlike the class
+        default (tau = beta), so that the learning rates of published recipes carry over."""
+        return cls(params, lr=lr, momentum=momentum, dampening=0.0, weight_decay=weight_decay)
 
 
 def _accumulate_(v: Tensor, g: Tensor, beta: float, tau: float) -> None:

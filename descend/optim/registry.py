@@ -1,40 +1,25 @@
 """Optimizers by name, so ``--optimizer NAME``, config files and the API say the same names.
 
-Every entry is descend's own implementation (proven against torch.optim in tests/optim).
-``momentum`` is the seed's EMA form v = beta v + (1 - beta) g; ``nesterov`` is the classic
-undamped look-ahead v = beta v + g (torch's ``SGD(nesterov=True)``), the form every published
-CIFAR-10 recipe states its learning rates in, so that those numbers carry over.
+Each optimizer module registers its own class, ``@OPTIMIZERS.register("adam")`` above
+``class Adam``, and importing `descend.optim` imports every such module, so the registry is
+full whenever the package is. Every entry is descend's own implementation (proven against
+torch.optim in tests/optim). ``momentum`` is the seed's EMA form v = beta v + (1 - beta) g;
+``nesterov`` is the classic undamped look-ahead v = beta v + g (torch's
+``SGD(nesterov=True)``), the form every published CIFAR-10 recipe states its learning rates
+in, so that those numbers carry over.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from typing import Any
 
-import torch
-
-from descend.optim.adagrad import AdaGrad
-from descend.optim.adam import Adam, AdamW
-from descend.optim.momentum import Momentum, Nesterov
-from descend.optim.rmsprop import RMSProp
-from descend.optim.sgd import SGD
+from descend.optim.base import DescendOptimizer
 from descend.registry import Registry
 
-Builder = Callable[[Any, float, float, float], torch.optim.Optimizer]
-OPTIMIZERS: Registry[Builder] = Registry("optimizer")
+__all__ = ["OPTIMIZERS", "compare_lr", "create_optimizer"]
 
-# name -> builder(params, lr, momentum, weight_decay); `momentum` is beta1 for Adam(W).
-OPTIMIZERS.register("sgd")(lambda p, lr, m, wd: SGD(p, lr=lr, weight_decay=wd))
-OPTIMIZERS.register("momentum")(lambda p, lr, m, wd: Momentum(p, lr=lr, momentum=m,
-                                                               weight_decay=wd))
-OPTIMIZERS.register("nesterov")(lambda p, lr, m, wd: Nesterov(p, lr=lr, momentum=m,
-                                                               dampening=0.0, weight_decay=wd))
-OPTIMIZERS.register("adagrad")(lambda p, lr, m, wd: AdaGrad(p, lr=lr, weight_decay=wd))
-OPTIMIZERS.register("rmsprop")(lambda p, lr, m, wd: RMSProp(p, lr=lr, weight_decay=wd))
-OPTIMIZERS.register("adam")(lambda p, lr, m, wd: Adam(p, lr=lr, betas=(m, 0.999),
-                                                       weight_decay=wd))
-OPTIMIZERS.register("adamw")(lambda p, lr, m, wd: AdamW(p, lr=lr, betas=(m, 0.999),
-                                                         weight_decay=wd))
+OPTIMIZERS: Registry[type[DescendOptimizer]] = Registry("optimizer")
 
 
 def create_optimizer(
@@ -43,6 +28,16 @@ def create_optimizer(
     lr: float,
     momentum: float = 0.9,
     weight_decay: float = 0.0,
-) -> torch.optim.Optimizer:
-    """``create_optimizer("adam", model.parameters(), lr=1e-3)``."""
-    return OPTIMIZERS.get(name)(params, lr, momentum, weight_decay)
+) -> DescendOptimizer:
+    """``create_optimizer("adam", model.parameters(), lr=1e-3)``.
+
+    ``momentum`` is beta for Momentum and Nesterov, beta1 for Adam and AdamW (beta2 stays
+    0.999); SGD, AdaGrad and RMSProp have none and ignore it. Each class's `build` says how.
+    Unknown names raise `ConfigError` listing the known ones.
+    """
+    return OPTIMIZERS.get(name).build(params, lr, momentum, weight_decay)
+
+
+def compare_lr(name: str) -> float:
+    """The constant lr ``descend optim compare`` trains optimizer ``name`` with by default."""
+    return OPTIMIZERS.get(name).compare_lr

@@ -16,15 +16,19 @@ from torch import Tensor
 from descend.optim.base import (
     DescendOptimizer,
     check_hyper,
+    foreach_sqrt_with_eps,
     group_by_device_and_dtype,
+    sqrt_with_eps,
     weight_decay_foreach,
     weight_decay_single,
 )
 from descend.optim.ema import ema_square_, foreach_ema_square_
+from descend.optim.registry import OPTIMIZERS
 
 __all__ = ["RMSProp"]
 
 
+@OPTIMIZERS.register("rmsprop")
 class RMSProp(DescendOptimizer):
     """RMSProp as the seed writes it, eps inside the root.
 
@@ -48,6 +52,8 @@ class RMSProp(DescendOptimizer):
         check_finite: raise FloatingPointError on a NaN/inf gradient before changing anything.
     """
 
+    compare_lr = 1e-3  # steps of about lr per weight, whatever the gradient's scale
+
     def __init__(
         self,
         params: Iterable[Any],
@@ -65,25 +71,20 @@ class RMSProp(DescendOptimizer):
         name = type(self).__name__
         if alpha is not None:
             beta = alpha  # torch.optim.RMSprop's name for the same decay
-        defaults = dict(
-            lr=check_hyper(name, "lr", lr),
-            beta=check_hyper(name, "beta", beta, high=1.0),
-            eps=check_hyper(name, "eps", eps),
-            eps_inside=bool(eps_inside),
-            weight_decay=check_hyper(name, "weight_decay", weight_decay),
+        super().__init__(
+            params,
+            lr,
+            weight_decay,
             decoupled_weight_decay=decoupled_weight_decay,
             foreach=foreach,
             check_finite=check_finite,
+            beta=check_hyper(name, "beta", beta, high=1.0),
+            eps=check_hyper(name, "eps", eps),
+            eps_inside=bool(eps_inside),
         )
-        super().__init__(params, defaults)
 
     def _update(self, group: dict[str, Any], params: list[Tensor], grads: list[Tensor]) -> None:
-        square_avgs = []
-        for p in params:
-            state = self.state[p]
-            if "square_avg" not in state:
-                state["square_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
-            square_avgs.append(state["square_avg"])
+        square_avgs = self._state_tensors(params, "square_avg")  # s_0 = 0
         update = _multi_tensor_rmsprop if group["foreach"] else _single_tensor_rmsprop
         update(
             params,
@@ -113,10 +114,7 @@ def _single_tensor_rmsprop(
     for theta, g, s in zip(params, grads, square_avgs):
         g = weight_decay_single(theta, g, lr, weight_decay, decoupled)
         ema_square_(s, g, beta)  # s_t = beta s_{t-1} + (1 - beta) g_t^2
-        if eps_inside:
-            denom = s.add(eps).sqrt_()  # sqrt(s_t + eps)
-        else:
-            denom = s.sqrt().add_(eps)  # sqrt(s_t) + eps
+        denom = sqrt_with_eps(s, eps, eps_inside)  # sqrt(s_t + eps) or sqrt(s_t) + eps
         theta.addcdiv_(g, denom, value=-lr)  # theta_t = theta_{t-1} - eta g_t / denom
 
 
@@ -135,10 +133,5 @@ def _multi_tensor_rmsprop(
     for (thetas, gs, ss), _ in group_by_device_and_dtype([params, grads, square_avgs]):
         gs = weight_decay_foreach(thetas, gs, lr, weight_decay, decoupled)
         foreach_ema_square_(ss, gs, beta)
-        if eps_inside:
-            denom = torch._foreach_add(ss, eps)
-            torch._foreach_sqrt_(denom)
-        else:
-            denom = torch._foreach_sqrt(ss)
-            torch._foreach_add_(denom, eps)
+        denom = foreach_sqrt_with_eps(ss, eps, eps_inside)
         torch._foreach_addcdiv_(thetas, gs, denom, value=-lr)

@@ -10,15 +10,16 @@ from torch import Tensor
 
 from descend.optim.base import (
     DescendOptimizer,
-    check_hyper,
     group_by_device_and_dtype,
     weight_decay_foreach,
     weight_decay_single,
 )
+from descend.optim.registry import OPTIMIZERS
 
 __all__ = ["SGD"]
 
 
+@OPTIMIZERS.register("sgd")
 class SGD(DescendOptimizer):
     """Plain (stochastic) gradient descent: theta_t = theta_{t-1} - eta g_t.
 
@@ -34,6 +35,8 @@ class SGD(DescendOptimizer):
         check_finite: raise FloatingPointError on a NaN/inf gradient before changing anything.
     """
 
+    compare_lr = 0.05  # steps scale with the gradient: the largest that stays stable
+
     def __init__(
         self,
         params: Iterable[Any],
@@ -44,15 +47,14 @@ class SGD(DescendOptimizer):
         foreach: bool = True,
         check_finite: bool = False,
     ) -> None:
-        name = type(self).__name__
-        defaults = dict(
-            lr=check_hyper(name, "lr", lr),
-            weight_decay=check_hyper(name, "weight_decay", weight_decay),
+        super().__init__(
+            params,
+            lr,
+            weight_decay,
             decoupled_weight_decay=decoupled_weight_decay,
             foreach=foreach,
             check_finite=check_finite,
         )
-        super().__init__(params, defaults)
 
     def _update(self, group: dict[str, Any], params: list[Tensor], grads: list[Tensor]) -> None:
         update = _multi_tensor_sgd if group["foreach"] else _single_tensor_sgd

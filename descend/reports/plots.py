@@ -1,4 +1,8 @@
-"""PNG figures a person would rather look at than read. All writes are atomic."""
+"""PNG figures a person would rather look at than read. All writes are atomic.
+
+Built on matplotlib's `Figure` alone, never pyplot: no backend is chosen or switched (a notebook
+that imports descend keeps its own), and no figure lingers in pyplot's global list.
+"""
 
 from __future__ import annotations
 
@@ -6,27 +10,26 @@ import io
 from collections.abc import Sequence
 from pathlib import Path
 
-import matplotlib
+import numpy as np
+import torch
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-
-from descend.io import atomic_write  # noqa: E402
+from descend.io import atomic_write
 
 
-def save_figure(fig: plt.Figure, path: str | Path) -> None:
+def save_figure(fig: Figure, path: str | Path) -> None:
+    """Write ``fig`` to ``path`` as a PNG (110 dpi, cropped to its content), atomically."""
     buf = io.BytesIO()
+    # PNG needs no backend: savefig renders through a fresh Agg canvas for this one call.
     fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
-    plt.close(fig)
     atomic_write(path, lambda f: f.write(buf.getvalue()))
 
 
 def plot_curves(rows: Sequence[dict[str, float]], path: str | Path) -> None:
     """Loss and accuracy per epoch, train against validation."""
     epochs = [r["epoch"] for r in rows]
-    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 3.8))
+    fig = Figure(figsize=(10, 3.8))
+    ax_loss, ax_acc = fig.subplots(1, 2)
     for key, label in (("train", "train"), ("val", "validation")):
         ax_loss.plot(epochs, [r[f"{key}_loss"] for r in rows], marker="o", label=label)
         ax_acc.plot(epochs, [100 * r[f"{key}_acc"] for r in rows], marker="o", label=label)
@@ -43,7 +46,8 @@ def plot_confusion(matrix: torch.Tensor, classes: Sequence[str], path: str | Pat
     m = matrix.numpy()
     share = m / np.maximum(m.sum(axis=1, keepdims=True), 1)
     n = len(classes)
-    fig, ax = plt.subplots(figsize=(1.0 + 0.6 * n, 0.8 + 0.6 * n))
+    fig = Figure(figsize=(1.0 + 0.6 * n, 0.8 + 0.6 * n))
+    ax = fig.subplots()
     ax.imshow(share, cmap="Blues", vmin=0, vmax=1)
     ax.set_xticks(range(n), classes, rotation=45, ha="right")
     ax.set_yticks(range(n), classes)
@@ -62,7 +66,8 @@ def plot_image_grid(
     """uint8 images (N, C, H, W) in a grid, each with a title line."""
     n = len(images)
     rows = max(1, -(-n // columns))
-    fig, axes = plt.subplots(rows, columns, figsize=(columns * 1.5, rows * 1.7), squeeze=False)
+    fig = Figure(figsize=(columns * 1.5, rows * 1.7))
+    axes = fig.subplots(rows, columns, squeeze=False)
     for ax in axes.flat:
         ax.axis("off")
     for ax, img, title in zip(axes.flat, images, titles):

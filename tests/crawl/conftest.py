@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from descend.crawl.fakeweb import FakeWeb
+from tests.support.fakeweb import FakeWeb
 
 
 @pytest.fixture

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from descend.cli import crawl as crawl_cli
-from descend.crawl.fakeweb import FakeWeb, pictures
 from descend.errors import ConfigError
+from tests.support.fakeweb import FakeWeb, pictures
 
 
 def cli(argv: list[str]) -> int:

@@ -12,10 +12,12 @@ import pytest
 from PIL import Image
 
 from descend.crawl import ClassSpec, CrawlConfig, crawl
+from descend.crawl.crawler import STAGING, _Crawl
 from descend.crawl.dedup import hamming
-from descend.crawl.fakeweb import FakeWeb, Route, jpeg, picture, pictures, png
-from descend.crawl.manifest import MANIFEST_NAME, Record, history_of, read_records
+from descend.crawl.manifest import MANIFEST_NAME, Manifest, Record, history_of, read_records
+from descend.crawl.sources import create_source
 from descend.errors import ConfigError
+from tests.support.fakeweb import FakeWeb, Route, jpeg, picture, pictures, png
 
 
 def read_manifest(out: Path) -> list[Record]:
@@ -313,3 +315,23 @@ def test_one_output_folder_takes_one_crawl_at_a_time(web: FakeWeb, tmp_path: Pat
         fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
         with pytest.raises(ConfigError, match="another crawl is writing"):
             crawl(_config(web, out, [ClassSpec("cat")], per_class=1))
+
+
+def test_a_failed_staging_write_leaves_no_temporary_file(web: FakeWeb, tmp_path: Path) -> None:
+    # A real failure, nothing mocked: a folder stands where the staged file goes, so the write
+    # fails at the rename, after the temporary file beside it has been written in full.
+    out = tmp_path / "out"
+    out.mkdir()
+    config = _config(web, out, [ClassSpec("cat", ("猫",))])
+    manifest = Manifest(out / MANIFEST_NAME)
+    try:
+        run = _Crawl(config, create_source(config.source, config.base_url), out, manifest)
+        url, body = web.url + "/cat.jpg", jpeg(picture(0))
+        target = out / run._clean_and_stage("cat", url, body, "image/jpeg").staged
+        target.unlink()
+        target.mkdir()
+        with pytest.raises(OSError):
+            run._clean_and_stage("cat", url, body, "image/jpeg")
+        assert list((out / STAGING).iterdir()) == [target]
+    finally:
+        manifest.close()

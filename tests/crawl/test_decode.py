@@ -7,7 +7,7 @@ import pytest
 from PIL import Image
 
 from descend.crawl.decode import CleanImage, ImageRejected, clean_image
-from descend.crawl.fakeweb import jpeg, picture
+from tests.support.fakeweb import jpeg, picture
 
 
 def _save(image: Image.Image, fmt: str, **options: object) -> bytes:

@@ -6,7 +6,7 @@ import imagehash
 from PIL import Image
 
 from descend.crawl.dedup import DuplicateIndex, hamming
-from descend.crawl.fakeweb import picture
+from tests.support.fakeweb import picture
 
 
 def _phash(image: Image.Image) -> int:

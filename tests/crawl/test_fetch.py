@@ -8,9 +8,9 @@ from typing import Any
 
 import httpx
 
-from descend.crawl.fakeweb import FakeWeb, Route
 from descend.crawl.fetch import Fetched, Fetcher, FetchError, parse_retry_after, retry_delay
 from descend.crawl.limits import ByteBudget, HostRateLimiter
+from tests.support.fakeweb import FakeWeb, Route
 
 
 def _fetch(web: FakeWeb, urls: list[str], **options: Any) -> list[Fetched | FetchError]:

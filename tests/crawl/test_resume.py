@@ -13,8 +13,8 @@ import pytest
 from PIL import Image
 
 from descend.crawl import ClassSpec, CrawlConfig, crawl
-from descend.crawl.fakeweb import FakeWeb, Route, pictures
 from descend.crawl.manifest import MANIFEST_NAME, history_of, read_records
+from tests.support.fakeweb import FakeWeb, Route, pictures
 
 CHILD = """
 import sys

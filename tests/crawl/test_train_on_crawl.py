@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from descend.crawl import ClassSpec, CrawlConfig, crawl
-from descend.crawl.fakeweb import FakeWeb, pictures
+from tests.support.fakeweb import FakeWeb, pictures
 
 
 def test_crawl_then_train_then_predict(web: FakeWeb, tmp_path: Path,

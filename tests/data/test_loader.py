@@ -26,9 +26,9 @@ def test_batches_are_normalized_and_cover_the_epoch() -> None:
 def test_epoch_order_depends_on_seed_and_epoch_only() -> None:
     data = _data()
     a = BatchLoader(data, LoaderOptions(16, [0.5] * 3, [0.25] * 3, shuffle=True, seed=1,
-                    augment=parse_augment("crop:2,hflip")))
+                                        augment=parse_augment("crop:2,hflip")))
     b = BatchLoader(data, LoaderOptions(16, [0.5] * 3, [0.25] * 3, shuffle=True, seed=1,
-                    augment=parse_augment("crop:2,hflip")))
+                                        augment=parse_augment("crop:2,hflip")))
     b.set_epoch(3)
     b.set_epoch(0)
     assert all(torch.equal(x1, x2) for (x1, _), (x2, _) in zip(a, b))
@@ -94,7 +94,8 @@ def test_make_loader_picks_memory_or_streaming_and_says_which(image_folder) -> N
     from descend.data.loader import make_loader
 
     d = load_dataset(f"imagefolder:{image_folder}", image_size=16, progress=False)
-    loader = make_loader(d.train, LoaderOptions(8, [0.5] * 3, [0.25] * 3, augment=parse_augment("hflip")))
+    loader = make_loader(d.train, LoaderOptions(8, [0.5] * 3, [0.25] * 3,
+                                                augment=parse_augment("hflip")))
     assert isinstance(loader, BatchLoader) and "in-memory uint8" in loader.description
     lazy = load_dataset(f"imagefolder:{image_folder}", image_size=16, progress=False,
                         memory_budget=0)

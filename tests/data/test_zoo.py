@@ -144,7 +144,8 @@ def test_the_zoo_streamed_gets_the_same_outcomes(zoo: Path) -> None:
     both = ImageFiles(d.train.paths + d.val.paths, torch.cat([d.train.labels, d.val.labels]),
                       3, (16, 16), min_size=8)
     found: list[dict[str, str]] = []
-    loader = make_loader(both, LoaderOptions(4, [0.5] * 3, [0.25] * 3, workers=0, on_skip=found.append))
+    loader = make_loader(both, LoaderOptions(4, [0.5] * 3, [0.25] * 3, workers=0,
+                                             on_skip=found.append))
     n = sum(len(y) for _, y in loader)
     late = {Path(s["path"]).name: s["reason"] for s in found}
     assert {**early, **late} == SKIPPED

@@ -15,7 +15,7 @@ from descend.experiments.compare import (
     format_compare_table,
     plot_compare,
 )
-from descend.experiments.paths import OPTIMIZERS
+from descend.optim import OPTIMIZERS
 
 LRS = {"sgd": 0.5, "momentum": 0.1, "adam": 0.05, "rmsprop": 0.05}
 
@@ -28,7 +28,7 @@ def train_logistic(name: str):
     y = torch.cat([torch.ones(200), torch.zeros(200)]).long()
     torch.manual_seed(0)
     model = nn.Linear(2, 2)
-    opt = OPTIMIZERS[name](model.parameters(), lr=LRS[name])
+    opt = OPTIMIZERS.get(name)(model.parameters(), lr=LRS[name])
     start = time.perf_counter()
     for epoch in range(1, 6):
         for i in range(0, 400, 50):

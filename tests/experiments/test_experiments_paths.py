@@ -8,14 +8,15 @@ import numpy as np
 import pytest
 import torch
 
+from descend.errors import ConfigError
 from descend.experiments.paths import (
     FUNCTIONS,
     LEARNING_RATES,
-    OPTIMIZERS,
     format_paths_table,
     plot_paths,
     run_paths,
 )
+from descend.optim import OPTIMIZERS
 
 
 @pytest.fixture(scope="module")
@@ -66,8 +67,25 @@ def test_table_and_plot(results: list, tmp_path: Path) -> None:
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and out.stat().st_size > 20_000
 
 
+def test_every_registered_optimizer_has_a_learning_rate_on_every_function() -> None:
+    # A new optimizer registers itself; this experiment still needs its tuned rates.
+    for fname in FUNCTIONS:
+        assert set(LEARNING_RATES[fname]) == set(OPTIMIZERS), fname
+
+
 def test_unknown_names() -> None:
-    with pytest.raises(ValueError, match="unknown optimizer 'lbfgs'"):
+    # ConfigError is a ValueError: the registry's message, listing the known names.
+    with pytest.raises(ConfigError, match="unknown optimizer 'lbfgs'; choose one of: adagrad"):
         run_paths(["lbfgs"])
     with pytest.raises(ValueError, match="unknown function 'himmelblau'"):
         run_paths(["sgd"], ["himmelblau"])
+
+
+def test_a_missing_learning_rate_is_named_before_anything_runs(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delitem(LEARNING_RATES["saddle"], "adam")
+    with pytest.raises(ConfigError, match="no learning rate for adam on saddle"):
+        run_paths(["sgd", "adam"], ["quadratic", "saddle"], steps=1)
+    (r,) = run_paths(["adam"], ["saddle"], steps=1, lrs={"saddle": {"adam": 0.01}})
+    assert r.lr == 0.01

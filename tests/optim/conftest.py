@@ -1,8 +1,9 @@
 """Optimizer configurations shared by the optim tests: every class, every code path.
 
 A test that takes a ``case`` argument runs once per entry of `CASES`; the ``optim_case``
-fixture turns the id into ``(class, kwargs)`` and ``optim_classes`` lists every class.
-(Tests run with --import-mode=importlib, so they reach these through fixtures, not imports.)
+fixture turns the id into ``(class, kwargs)`` and ``optim_classes`` lists every registered
+class. (Tests run with --import-mode=importlib, so they reach these through fixtures, not
+imports.)
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from typing import Any
 import pytest
 import torch
 
+from descend.optim import OPTIMIZERS
 from descend.optim.adagrad import AdaGrad
 from descend.optim.adam import Adam, AdamW
 from descend.optim.momentum import Momentum, Nesterov
@@ -46,7 +48,7 @@ CASES: dict[str, tuple[Factory, dict[str, Any]]] = {
     "adamw": (AdamW, dict(lr=0.01, weight_decay=0.1)),
 }
 
-ALL_CLASSES = [SGD, Momentum, Nesterov, AdaGrad, RMSProp, Adam, AdamW]
+ALL_CLASSES = [OPTIMIZERS.get(name) for name in OPTIMIZERS]
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:

@@ -46,7 +46,8 @@ def test_invalid_hyper_parameter_is_a_value_error_naming_it(cls, kwargs: dict, n
 
 @pytest.mark.parametrize("cls", [SGD, Momentum, Nesterov, AdaGrad, RMSProp, Adam, AdamW])
 def test_registry_calling_form(cls) -> None:
-    # descend.optim.registry builds every optimizer as Cls(params, lr=..., weight_decay=...).
+    # DescendOptimizer.build, which create_optimizer calls, passes every optimizer
+    # Cls(params, lr=..., weight_decay=...) plus its own form of the momentum.
     p = nn.Parameter(torch.ones(3))
     opt = cls([p], lr=0.1, weight_decay=0.01)
     p.grad = torch.ones(3)

@@ -1,8 +1,9 @@
 """A local stand-in for the image web: Baidu's and Bing's search answers plus the images.
 
 Tests, the B5 benchmark and anyone trying the crawler offline use it; it never touches the
-internet. ``python -m descend.crawl.fakeweb`` serves a small demo site and prints the
-``descend crawl`` command that collects from it.
+internet. It lives with the tests, not in the package: no user of descend needs a fake web.
+``python -m tests.support.fakeweb`` (from the repository root) serves a small demo site and
+prints the ``descend crawl`` command that collects from it.
 """
 
 from __future__ import annotations
