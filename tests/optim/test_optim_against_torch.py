@@ -94,6 +94,7 @@ def train(make: Make, data: tuple[torch.Tensor, torch.Tensor]
 
 
 @pytest.mark.parametrize("name", list(PAIRS))
+@pytest.mark.slow  # reads the real MNIST files
 def test_trajectory_equals_torch_on_mnist(name: str, mnist_batches: tuple) -> None:
     ours, theirs = PAIRS[name]
     our_losses, our_params = train(ours, mnist_batches)
