@@ -68,18 +68,33 @@ class TrainConfig:
                                      default_text="computed from the training split")
     std: list[float] | None = _data(None, "normalization std per channel",
                                     default_text="computed from the training split")
-    batch_size: int = _data(256, "training batch size: large enough to keep 2 CPU cores busy, "
-                            "small enough to generalise")
+    batch_size: int | None = _data(
+        None, "training batch size; an explicit one the data cannot fill is an error",
+        default_text="256 (large enough to keep 2 CPU cores busy, small enough to generalise), "
+        "or for a small training set the largest power of two that gives at least "
+        "8 steps per epoch")
     drop_last: bool = _data(True, "drop a last partial batch: a batch of one breaks BatchNorm "
                             "and skews the epoch")
     strict: bool = _data(False, "stop on any unusable image file, naming it")
     download: bool = _data(True, "download a missing public dataset (--no-download never "
                            "touches the network)")
     # --- model ----------------------------------------------------------------------------
-    model: str = _model("cnn", "mlp, cnn or tv:NAME; cnn is the fastest to a good accuracy on "
-                        "a CPU (BENCHMARKS.md)")
+    model: str | None = _model(None, "mlp, cnn or tv:NAME",
+                               default_text="cnn, the fastest to a good accuracy on a CPU "
+                               "(BENCHMARKS.md); with --init, the checkpoint's model")
     model_args: dict[str, Any] = _model({}, "model argument, e.g. widths=[32,64,128] "
                                         "dropout=0.1", flag="--model-arg", metavar="KEY=VALUE")
+    init: str | None = _model(
+        None, "start from this descend run or checkpoint: its weights, a new head where the "
+        "classes differ, and (unless given) its model, input size and normalization",
+        metavar="RUN_OR_CKPT")
+    pretrained: bool = _model(False, "tv:NAME models: start from torchvision's pretrained "
+                              "weights (DEFAULT), with their input size and mean/std")
+    weights: str | None = _model(None, "start from this weights file (a state dict: .pth, .pt "
+                                 "or .safetensors), with a new head where the classes differ",
+                                 metavar="FILE")
+    freeze_epochs: int = _model(0, "with --init, --pretrained or --weights: train only the new "
+                                "head for this many epochs, then everything")
     # --- optimization ---------------------------------------------------------------------
     optimizer: str = _model("nesterov", "optimizer by name, e.g. sgd, adam (a wrong name lists "
                             "them all); SGD with Nesterov momentum is the CIFAR-10 standard")
@@ -121,15 +136,17 @@ class TrainConfig:
     tensorboard: bool = _output(False, "also log to RUN/tensorboard")
 
     def validate(self) -> TrainConfig:
-        positive = {"lr": self.lr, "epochs": self.epochs, "batch_size": self.batch_size,
-                    "eval_batch_size": self.eval_batch_size}
+        positive = {"lr": self.lr, "epochs": self.epochs, "eval_batch_size": self.eval_batch_size,
+                    **({"batch_size": self.batch_size} if self.batch_size is not None else {})}
         for name, value in positive.items():
             if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
                 raise ConfigError(f"{flag_name(name)} must be a positive number, got {value!r}")
-        for name in ("epochs", "batch_size", "eval_batch_size", "early_stop", "step_size"):
-            if int(getattr(self, name)) != getattr(self, name):
+        for name in ("epochs", "batch_size", "eval_batch_size", "early_stop", "step_size",
+                     "freeze_epochs"):
+            if getattr(self, name) is not None and int(getattr(self, name)) != getattr(self, name):
                 raise ConfigError(f"{flag_name(name)} must be a whole number")
         nonneg = {"weight_decay": self.weight_decay, "momentum": self.momentum,
+                  "freeze_epochs": self.freeze_epochs,
                   "label_smoothing": self.label_smoothing, "early_stop": self.early_stop,
                   "min_delta": self.min_delta, "warmup_epochs": self.warmup_epochs}
         for name, value in nonneg.items():
@@ -157,6 +174,16 @@ class TrainConfig:
                 raise ConfigError(f"{name} must be a list of per-channel numbers")
         if self.std is not None and any(s <= 0 for s in self.std):
             raise ConfigError("every std value must be positive")
+        sources = [f for f, on in (("--init", self.init), ("--pretrained", self.pretrained),
+                                   ("--weights", self.weights)) if on]
+        if len(sources) > 1:
+            raise ConfigError(f"{' and '.join(sources)}: choose one place to start from")
+        if self.pretrained and not (self.model or "").startswith("tv:"):
+            raise ConfigError("--pretrained is for torchvision models: add --model tv:NAME "
+                              "(e.g. tv:resnet18), or start from a descend run with --init")
+        if self.freeze_epochs and not sources:
+            raise ConfigError("--freeze-epochs trains a new head on weights from elsewhere: add "
+                              "--init, --pretrained or --weights")
         return self
 
     def to_dict(self) -> dict[str, Any]:

@@ -15,7 +15,7 @@ import torch
 from descend.data.augment import Augment
 from descend.errors import ConfigError
 
-__all__ = ["LoaderOptions", "Normalize", "check_batch_size", "epoch_seed"]
+__all__ = ["LoaderOptions", "Normalize", "check_batch_size", "epoch_seed", "fitting_batch_size"]
 
 
 @dataclass
@@ -64,6 +64,22 @@ def check_batch_size(batch_size: int, n: int, drop_last: bool) -> None:
             "dropping the last partial batch leaves none: lower --batch-size or pass "
             "--no-drop-last"
         )
+
+
+# A default batch size must suit the data a default user has: a few hundred photos as well as
+# CIFAR-10. Below this many steps an epoch is too coarse a unit for schedules and early stopping.
+DEFAULT_BATCH_SIZE = 256
+MIN_STEPS_PER_EPOCH = 8
+
+
+def fitting_batch_size(n: int, preferred: int = DEFAULT_BATCH_SIZE,
+                       min_steps: int = MIN_STEPS_PER_EPOCH) -> int:
+    """``preferred``, or the largest power of two below it that gives ``n`` images at least
+    ``min_steps`` full batches (8 at the least, or ``n`` itself for fewer than 8 images)."""
+    size = preferred
+    while size > 8 and n // size < min_steps:
+        size //= 2
+    return max(1, min(size, n))
 
 
 def batch_count(n: int, batch_size: int, drop_last: bool) -> int:

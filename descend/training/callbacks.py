@@ -211,6 +211,35 @@ class Progress(Callback):
                 + ("  *" if run.improved else ""))
 
 
+class FreezeBackbone(Callback):
+    """``--freeze-epochs N``: for the first N epochs only the new head learns (the weights that
+    did not come from ``--init``/``--pretrained``/``--weights``), then every weight does.
+
+    A fresh head on top of good features first learns to use them; unfreezing earlier would send
+    its large, random gradients into the pretrained layers (fastai's ``fine_tune`` does the same:
+    one frozen epoch, then all).
+    """
+
+    key = "freeze"
+
+    def __init__(self, epochs: int, head: list[str]) -> None:
+        self.epochs, self.head = epochs, list(head)
+
+    def on_epoch_start(self, run: Run) -> None:
+        frozen = run.epoch < self.epochs
+        if run.epoch in (run.start_epoch, self.epochs):
+            run.log(f"training only the new head ({len(self.head)} tensors) until epoch "
+                    f"{self.epochs}" if frozen else "training every weight from here on")
+        for name, p in run.model.named_parameters():
+            p.requires_grad_(not frozen or name in self.head)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"head": self.head}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.head = list(state["head"])
+
+
 class RunLog:
     """Prints a line (without breaking progress bars) and appends it to the run's log file."""
 
@@ -234,9 +263,11 @@ def default_callbacks(run: Run) -> list[Callback]:
     callbacks.append(MetricsLog(run.run_dir))
     if cfg.tensorboard:
         callbacks.append(TensorBoard(run.run_dir))
+    if cfg.freeze_epochs:
+        callbacks.append(FreezeBackbone(cfg.freeze_epochs, run.new_weights))
     callbacks += [Checkpoint(run.run_dir), Progress(cfg.progress), EarlyStopping(cfg.early_stop)]
     return callbacks
 
 
 __all__ = ["METRIC_COLUMNS", "Callback", "CallbackList", "Checkpoint", "EMA", "EarlyStopping",
-           "MetricsLog", "Progress", "RunLog", "TensorBoard", "default_callbacks"]
+           "FreezeBackbone", "MetricsLog", "Progress", "RunLog", "TensorBoard", "default_callbacks"]

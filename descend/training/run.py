@@ -48,6 +48,7 @@ class Run:
     running: RunningMetrics | None = None  # the epoch's sums so far (during training)
     evaluated_state: dict[str, torch.Tensor] | None = None  # weights validated, when not live
     stop: str | None = None  # set by a callback: why training stops after this epoch
+    new_weights: list[str] = field(default_factory=list)  # not from --init/--pretrained/--weights
 
     def resume_state(self) -> dict[str, Any]:
         """What `last.pt` needs beyond the weights to continue exactly (0.1.0's keys)."""

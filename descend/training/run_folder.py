@@ -15,7 +15,8 @@ RUN_FILES = ("best.pt", "last.pt", "metrics.csv", "curves.png", "config.json", "
 
 def default_run_dir(cfg: TrainConfig) -> Path:
     data = re.sub(r"[^A-Za-z0-9_.-]+", "-", Path((cfg.data or "cifar10").replace(":", "-")).name)
-    return Path("runs") / f"{data}-{cfg.model.replace(':', '-')}-{time.strftime('%Y%m%d-%H%M%S')}"
+    model = (cfg.model or "cnn").replace(":", "-")
+    return Path("runs") / f"{data}-{model}-{time.strftime('%Y%m%d-%H%M%S')}"
 
 
 def prepare_run_dir(path: Path, overwrite: bool) -> None:

@@ -22,7 +22,12 @@ from torch import nn
 
 from descend.config import TrainConfig
 from descend.data.augment import parse_augment
-from descend.data.batching import LoaderOptions, epoch_seed
+from descend.data.batching import (
+    DEFAULT_BATCH_SIZE,
+    LoaderOptions,
+    epoch_seed,
+    fitting_batch_size,
+)
 from descend.data.datasets import DataRequest, load_dataset
 from descend.data.loader import make_loader
 from descend.data.paths import data_root
@@ -35,6 +40,7 @@ from descend.optim import create_optimizer
 from descend.training.callbacks import Callback, CallbackList, RunLog, default_callbacks
 from descend.training.checkpoint import read_checkpoint
 from descend.training.device import pick_device, seed_everything, set_deterministic
+from descend.training.initialize import describe_start, load_matching, starting_weights
 from descend.training.loop import RunningMetrics, loss_and_accuracy, train_one_epoch
 from descend.training.monitor import BestMetric
 from descend.training.run import Run
@@ -155,7 +161,10 @@ def resolve_config(cfg: TrainConfig | None, resume: str | Path | None,
 def setup(cfg: TrainConfig, state: dict[str, Any] | None,
           extra_callbacks: list[Callback]) -> Run:
     """Everything the epoch loop needs, in the order the data flows; resumed from ``state``."""
+    start = None
     if state is None:
+        start = starting_weights(cfg)  # it may fill the model, input size and normalization
+        cfg = (start.complete(cfg) if start else cfg).updated(model=cfg.model or "cnn")
         run_dir = Path(cfg.out) if cfg.out else default_run_dir(cfg)
         prepare_run_dir(run_dir, cfg.overwrite)
         cfg = cfg.updated(out=str(run_dir))
@@ -166,12 +175,17 @@ def setup(cfg: TrainConfig, state: dict[str, Any] | None,
     seed_everything(cfg.seed)
 
     data = load_data(cfg, log, run_dir)
-    if state is None and cfg.data is None:
-        cfg = cfg.updated(data=data.name)
+    if state is None:
+        cfg = cfg.updated(data=cfg.data or data.name,
+                          batch_size=cfg.batch_size or batch_size_for(len(data.train), log))
     mean, std = normalization(cfg, data)
     spec = ModelSpec(cfg.model, len(data.classes), data.channels, data.image_size,
                      dict(cfg.model_args))
     model = create_model(spec).to(device)
+    new_weights = []
+    if start is not None:
+        kept, new_weights = load_matching(model, start)
+        log(describe_start(start, kept, new_weights, model))
     channels_last = cfg.channels_last and any(isinstance(m, nn.Conv2d) for m in model.modules())
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
@@ -192,7 +206,8 @@ def setup(cfg: TrainConfig, state: dict[str, Any] | None,
               loader_options=options, train_batches=train_batches,
               val_batches=make_loader(data.val, eval_options(options, cfg)),
               optimizer=optimizer, schedule=create_schedule(optimizer, cfg, len(train_batches)),
-              best=BestMetric(cfg.monitor, cfg.min_delta), meta=meta)
+              best=BestMetric(cfg.monitor, cfg.min_delta), meta=meta,
+              new_weights=[n for n, _ in model.named_parameters() if n in new_weights])
     run.callbacks = CallbackList(default_callbacks(run) + extra_callbacks)
     if state is not None:
         run.load_resume_state(state)
@@ -208,6 +223,15 @@ def eval_options(train: LoaderOptions, cfg: TrainConfig) -> LoaderOptions:
     """Validation and test batches: the training options without shuffling or augmentation."""
     return dataclasses.replace(train, batch_size=cfg.eval_batch_size, shuffle=False,
                                drop_last=False, augment=None)
+
+
+def batch_size_for(n: int, log: RunLog) -> int:
+    """The default batch size, or a smaller one that gives a small training set a few steps."""
+    size = fitting_batch_size(n)
+    if size != DEFAULT_BATCH_SIZE:
+        log(f"batch size {size} for {n} training images (the default {DEFAULT_BATCH_SIZE} would "
+            f"give {n // DEFAULT_BATCH_SIZE} full batches per epoch); --batch-size sets it")
+    return size
 
 
 def load_data(cfg: TrainConfig, log: RunLog, run_dir: Path) -> DataSplits:

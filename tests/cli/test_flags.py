@@ -20,8 +20,9 @@ def test_every_setting_is_a_train_flag_with_its_one_default(
     defaults = TrainConfig()
     for f in dataclasses.fields(TrainConfig):
         assert flag_name(f.name) in text, f.name
-    assert f"training batch size: large enough to keep 2 CPU cores busy, small enough to " \
-           f"generalise (default {defaults.batch_size})" in text
+    assert f"epochs to train (default {defaults.epochs})" in text
+    assert "training batch size; an explicit one the data cannot fill is an error (default: " \
+           "256 (large enough" in text  # a None default says what it means
     assert f"(default {defaults.lr})" in text and "--no-drop-last" in text
     assert "(default 10,15)" in text  # milestones, a list
 

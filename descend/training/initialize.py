@@ -1,0 +1,146 @@
+"""Where a run's first weights come from: a descend run (``--init``), torchvision's pretrained
+weights (``--pretrained``) or a weights file (``--weights``).
+
+Each source is read before anything else of the run, because it also fills the settings the
+user left open: the model and its arguments (``--init``), the input size and the normalization
+the weights were trained with. The weights are then copied into the new model tensor by tensor
+wherever the name and shape agree (`load_matching`); what does not fit, typically the last
+layer when the classes differ, keeps its fresh initialisation and is "the new head" that
+``--freeze-epochs`` trains alone first.
+"""
+
+from __future__ import annotations
+
+import urllib.error
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from descend.config import TrainConfig
+from descend.errors import CheckpointError, ConfigError
+from descend.training.checkpoint import read_checkpoint
+
+
+@dataclass
+class StartingWeights:
+    """Weights to start from, what they were made with, and where they came from."""
+
+    source: str  # for the log: "runs/a/best.pt", "torchvision ResNet18_Weights.IMAGENET1K_V1"
+    state_dict: dict[str, torch.Tensor]
+    settings: dict[str, Any] = field(default_factory=dict)  # fills what the user left open
+    torchvision_layout: bool = False  # keys of a bare torchvision model (no InputAdapter)
+
+    def complete(self, cfg: TrainConfig) -> TrainConfig:
+        """``cfg`` with the settings it left open (None) taken from the weights."""
+        fill = {k: v for k, v in self.settings.items()
+                if k != "model_args" and getattr(cfg, k) is None}
+        if "model" in fill and not cfg.model_args:  # the checkpoint's model, as it was built
+            fill["model_args"] = self.settings["model_args"]
+        return cfg.updated(**fill) if fill else cfg
+
+
+def starting_weights(cfg: TrainConfig) -> StartingWeights | None:
+    """The weights ``--init``, ``--pretrained`` or ``--weights`` names, or None."""
+    if cfg.init:
+        return _from_run(cfg.init)
+    if cfg.pretrained:
+        return _from_torchvision(cfg)
+    if cfg.weights:
+        return StartingWeights(cfg.weights, read_weights_file(cfg.weights),
+                               torchvision_layout=(cfg.model or "").startswith("tv:"))
+    return None
+
+
+def _from_run(path: str) -> StartingWeights:
+    ckpt = read_checkpoint(path)  # a run folder gives its best.pt
+    for key in ("model", "state_dict", "normalization"):
+        if key not in ckpt:
+            raise CheckpointError(f"--init {path}: the checkpoint has no {key!r}; start from a "
+                                  "best.pt or last.pt written by `descend train`")
+    spec, norm = ckpt["model"], ckpt["normalization"]
+    settings = {"model": spec["name"], "model_args": dict(spec.get("kwargs", {})),
+                "image_size": int(spec["image_size"][0]), "mean": list(norm["mean"]),
+                "std": list(norm["std"])}
+    return StartingWeights(str(path), ckpt["state_dict"], settings)
+
+
+def _from_torchvision(cfg: TrainConfig) -> StartingWeights:
+    import torchvision.models as tvm
+    from torch.hub import get_dir
+
+    name = (cfg.model or "").removeprefix("tv:")
+    try:
+        weights = tvm.get_model_weights(name).DEFAULT  # type: ignore[attr-defined]
+    except (ValueError, KeyError):
+        raise ConfigError(f"torchvision has no pretrained weights for {name!r}") from None
+    cached = Path(get_dir()) / "checkpoints" / Path(weights.url).name
+    try:
+        state = weights.get_state_dict(progress=cfg.progress, check_hash=True, weights_only=True)
+    except (urllib.error.URLError, OSError) as e:
+        raise ConfigError(
+            f"--pretrained: torchvision's {weights} weights are not in the cache and cannot be "
+            f"downloaded ({str(e)[:80]}); download {weights.url} on a machine that can and put "
+            f"it at {cached}, or pass --weights FILE"
+        ) from None
+    preprocess = weights.transforms()
+    settings: dict[str, Any] = {"mean": list(preprocess.mean), "std": list(preprocess.std)}
+    if (cfg.data or "").startswith("imagefolder:"):
+        # Photos have no size of their own: train at the size the weights were made for.
+        settings["image_size"] = int(preprocess.crop_size[0])
+    return StartingWeights(f"torchvision {weights}", state, settings, torchvision_layout=True)
+
+
+def read_weights_file(path: str | Path) -> dict[str, torch.Tensor]:
+    """A state dict from ``.safetensors`` or a torch file (loaded with ``weights_only``)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"--weights {path}: no such file")
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            state: Any = load_file(str(path))
+        else:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # pickled code, a truncated file, not a tensor file at all
+        raise ConfigError(f"--weights {path} cannot be read as weights ({type(e).__name__}: "
+                          f"{str(e)[:100]}); give a state dict saved with torch.save or "
+                          "safetensors") from None
+    for key in ("state_dict", "model"):  # common wrappers, a descend checkpoint among them
+        if isinstance(state, dict) and isinstance(state.get(key), dict):
+            state = state[key]
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor)
+                                              for v in state.values()):
+        raise ConfigError(f"--weights {path} holds no state dict (a mapping of names to "
+                          "tensors)")
+    return {k.removeprefix("module."): v for k, v in state.items()}  # DDP's prefix
+
+
+def load_matching(model: nn.Module, start: StartingWeights) -> tuple[list[str], list[str]]:
+    """Copy every tensor of ``start`` whose name and shape fit ``model``; (kept, new) names."""
+    state = start.state_dict
+    if start.torchvision_layout:  # descend wraps torchvision models in an InputAdapter
+        state = {f"model.{k}": v for k, v in state.items()}
+    own = model.state_dict()
+    kept = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
+    if not kept:
+        raise ConfigError(f"none of the weights of {start.source} fit the model (no tensor "
+                          "with the same name and shape): start from weights of the same "
+                          "architecture")
+    model.load_state_dict(kept, strict=False)
+    return list(kept), [k for k in own if k not in kept]
+
+
+def describe_start(start: StartingWeights, kept: list[str], new: list[str],
+                   model: nn.Module) -> str:
+    """One line: what was kept and what is new."""
+    params = dict(model.named_parameters())
+    new_params = [k for k in new if k in params]
+    size = sum(params[k].numel() for k in new_params)
+    head = (f"new: {', '.join(new_params[:6])}{' ...' if len(new_params) > 6 else ''} "
+            f"({size:,} parameters, freshly initialised)" if new_params
+            else "nothing new (the classes fit)")
+    return f"initialised from {start.source}: kept {len(kept)} tensors; {head}"

@@ -1,0 +1,147 @@
+"""Small folders with the defaults, and transfer learning: --init, --weights, --pretrained,
+--freeze-epochs. All offline: torchvision's weights come from a planted hub cache."""
+
+from pathlib import Path
+
+import pytest
+import torch
+import torchvision.models as tvm
+from safetensors.torch import save_file
+
+from descend.config import TrainConfig
+from descend.errors import ConfigError
+from descend.training.callbacks import Callback
+from descend.training.checkpoint import read_checkpoint
+from descend.training.run import Run
+from descend.training.trainer import train
+
+CNN = {"widths": [4, 8, 8]}
+
+
+def _cfg(data: Path, out: Path, **kw: object) -> TrainConfig:
+    base = dict(data=f"imagefolder:{data}", epochs=1, image_size=16, out=str(out),
+                progress=False, download=False, lr=0.05)
+    return TrainConfig(**{**base, **kw})
+
+
+@pytest.fixture
+def two_classes(tmp_path: Path, make_images) -> Path:  # noqa: ANN001
+    root = tmp_path / "two"
+    make_images(root / "cyan", (40, 220, 220), 20, seed=5)
+    make_images(root / "yellow", (230, 220, 40), 20, seed=6)
+    return root
+
+
+def test_a_small_folder_trains_with_the_default_batch_size(
+        image_folder: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    train(_cfg(image_folder, tmp_path / "run", model="mlp"))
+    assert "batch size 8 for 48 training images (the default 256 would give 0 full batches" \
+        in capsys.readouterr().out
+    assert read_checkpoint(tmp_path / "run" / "last.pt")["config"]["batch_size"] == 8
+    with pytest.raises(ConfigError, match="batch size 64 is larger than the 48 training images"):
+        train(_cfg(image_folder, tmp_path / "explicit", model="mlp", batch_size=64))
+
+
+def test_init_keeps_the_backbone_and_makes_a_new_head(
+        image_folder: Path, two_classes: Path, tmp_path: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    train(_cfg(image_folder, tmp_path / "a", model="cnn", model_args=CNN))
+    source = read_checkpoint(tmp_path / "a" / "best.pt")
+    capsys.readouterr()
+    train(_cfg(two_classes, tmp_path / "b", init=str(tmp_path / "a"), epochs=1, lr=1e-9))
+    out = capsys.readouterr().out
+    line = next(x for x in out.splitlines() if x.startswith("initialised from"))
+    b = read_checkpoint(tmp_path / "b" / "best.pt")
+    assert b["model"]["name"] == "cnn" and b["model"]["kwargs"] == CNN  # the run's model
+    assert b["normalization"] == source["normalization"]
+    new = [k for k in b["state_dict"] if source["state_dict"][k].shape != b["state_dict"][k].shape]
+    assert new and all(k in line for k in new if not k.endswith("num_batches_tracked"))
+    assert "kept" in line and b["model"]["num_classes"] == 2
+    first = next(k for k in b["state_dict"] if k.endswith("weight"))
+    assert torch.allclose(b["state_dict"][first], source["state_dict"][first], atol=1e-4)
+
+
+class Snapshots(Callback):
+    """The model's parameters at the end of every epoch."""
+
+    def __init__(self) -> None:
+        self.params: list[dict[str, torch.Tensor]] = []
+
+    def on_epoch_end(self, run: Run) -> None:
+        self.params.append({k: v.detach().clone() for k, v in run.model.named_parameters()})
+
+
+def test_freeze_epochs_train_the_head_first(image_folder: Path, two_classes: Path,
+                                            tmp_path: Path) -> None:
+    train(_cfg(image_folder, tmp_path / "a", model="cnn", model_args=CNN))
+    source = read_checkpoint(tmp_path / "a" / "best.pt")["state_dict"]
+    seen = Snapshots()
+    train(_cfg(two_classes, tmp_path / "b", init=str(tmp_path / "a"), freeze_epochs=1,
+               epochs=2, schedule="constant"), callbacks=[seen])
+    head = read_checkpoint(tmp_path / "b" / "last.pt")["freeze"]["head"]
+    assert head == ["head.2.weight", "head.2.bias"]
+    first, second = seen.params
+    backbone = [k for k in first if k not in head]
+    assert all(torch.equal(first[k], source[k]) for k in backbone)  # frozen in epoch 1
+    assert not torch.equal(first["head.2.weight"], second["head.2.weight"])
+    assert sum(not torch.equal(first[k], second[k]) for k in backbone) > len(backbone) // 2
+
+
+def test_freeze_epochs_need_weights_from_elsewhere() -> None:
+    with pytest.raises(ConfigError, match="--freeze-epochs .* add --init"):
+        TrainConfig(freeze_epochs=1).validate()
+    with pytest.raises(ConfigError, match="--pretrained is for torchvision models"):
+        TrainConfig(pretrained=True, model="cnn").validate()
+
+
+@pytest.mark.parametrize("suffix", [".pth", ".safetensors"])
+def test_weights_file_for_a_torchvision_model(image_folder: Path, tmp_path: Path,
+                                              suffix: str,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    torch.manual_seed(0)
+    state = tvm.get_model("squeezenet1_1", num_classes=1000).state_dict()
+    path = tmp_path / f"w{suffix}"
+    if suffix == ".pth":
+        torch.save({"state_dict": {f"module.{k}": v for k, v in state.items()}}, path)
+    else:
+        save_file({k: v.contiguous() for k, v in state.items()}, str(path))
+    train(_cfg(image_folder, tmp_path / "run", model="tv:squeezenet1_1", weights=str(path),
+               image_size=32, batch_size=16, lr=1e-3, optimizer="adam"))
+    line = next(x for x in capsys.readouterr().out.splitlines() if x.startswith("initialised"))
+    assert "new: model.classifier.1.weight, model.classifier.1.bias" in line
+    ckpt = read_checkpoint(tmp_path / "run" / "best.pt")
+    key = "model.features.0.weight"
+    assert ckpt["state_dict"][key].shape == state["features.0.weight"].shape
+
+
+def test_weights_file_that_is_not_weights(image_folder: Path, tmp_path: Path) -> None:
+    bad = tmp_path / "w.pth"
+    bad.write_text("not a tensor file")
+    with pytest.raises(ConfigError, match="cannot be read as weights"):
+        train(_cfg(image_folder, tmp_path / "run", model="mlp", weights=str(bad)))
+
+
+def test_pretrained_from_the_hub_cache(image_folder: Path, tmp_path: Path,
+                                       monkeypatch: pytest.MonkeyPatch,
+                                       capsys: pytest.CaptureFixture[str]) -> None:
+    weights = tvm.get_model_weights("squeezenet1_1").DEFAULT
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    cached = tmp_path / "torch" / "hub" / "checkpoints" / Path(weights.url).name
+    cached.parent.mkdir(parents=True)
+    torch.save(tvm.get_model("squeezenet1_1", num_classes=1000).state_dict(), cached)
+    train(_cfg(image_folder, tmp_path / "run", model="tv:squeezenet1_1", pretrained=True,
+               image_size=None, batch_size=16, lr=1e-3, optimizer="adam"))
+    assert "initialised from torchvision SqueezeNet1_1_Weights.IMAGENET1K_V1" in \
+        capsys.readouterr().out
+    ckpt = read_checkpoint(tmp_path / "run" / "best.pt")
+    assert ckpt["normalization"] == {"mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]}
+    assert ckpt["model"]["image_size"] == [224, 224]  # photos train at the weights' size
+
+
+def test_pretrained_without_cache_or_network_says_where_to_put_the_file(
+        image_folder: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    for var in ("https_proxy", "HTTPS_PROXY", "http_proxy", "HTTP_PROXY"):
+        monkeypatch.setenv(var, "http://127.0.0.1:9")  # a closed port: no network, at once
+    with pytest.raises(ConfigError, match=r"put it at .*torch/hub/checkpoints/squeezenet1_1-"):
+        train(_cfg(image_folder, tmp_path / "run", model="tv:squeezenet1_1", pretrained=True))
