@@ -1,5 +1,5 @@
 """``descend eval``: accuracy, per-class precision and recall, a confusion matrix and the
-misclassified examples of a checkpoint on a dataset split."""
+misclassified examples of a checkpoint on a dataset split, worst first."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ import torch.nn.functional as F
 
 from descend.data.batching import LoaderOptions
 from descend.data.datasets import DataRequest, load_dataset
+from descend.data.images import BadImage
 from descend.data.loader import make_loader
 from descend.data.splits import DataSplits, ImageFiles, ImageTensors
 from descend.errors import DataError
@@ -19,6 +20,9 @@ from descend.reports.plots import plot_confusion, plot_image_grid
 from descend.training.checkpoint import LoadedModel, load_model
 from descend.training.device import pick_device
 from descend.training.loop import predict_batches
+
+# Mistakes listed and drawn: five rows of eight, enough to see what the model gets wrong.
+TOP_LOSSES = 40
 
 
 def confusion_matrix(labels: torch.Tensor, preds: torch.Tensor, n: int) -> torch.Tensor:
@@ -38,6 +42,14 @@ def per_class(matrix: torch.Tensor, classes: list[str]) -> list[dict[str, Any]]:
             "support": int(actual[i].item()),
         })
     return rows
+
+
+def top_losses(logits: torch.Tensor, labels: torch.Tensor, n: int = TOP_LOSSES) -> torch.Tensor:
+    """Indices of the misclassified images, highest cross-entropy first (fastai's top losses):
+    the confident mistakes, which show mislabelled images and real confusions first."""
+    losses = F.cross_entropy(logits, labels, reduction="none")
+    wrong = torch.nonzero(logits.argmax(1) != labels).flatten()
+    return wrong[losses[wrong].argsort(descending=True, stable=True)][:n]
 
 
 def evaluate_checkpoint(
@@ -64,8 +76,9 @@ def evaluate_checkpoint(
     logits, labels = predict_batches(loaded.model, batches, dev)
     preds = logits.argmax(1)
     matrix = confusion_matrix(labels, preds, len(loaded.classes))
+    mistakes = _mistakes(logits, labels, loaded.classes, tensors)
     out = Path(out_dir) if out_dir else Path(checkpoint).parent / f"eval-{split}"
-    files = _plots(out, matrix, loaded.classes, tensors, labels, preds)
+    files = _plots(out, matrix, loaded.classes, tensors, mistakes)
     return {
         "checkpoint": str(checkpoint),
         "data": name,
@@ -76,6 +89,7 @@ def evaluate_checkpoint(
         "per_class": per_class(matrix, loaded.classes),
         "confusion_matrix": matrix.tolist(),
         "classes": loaded.classes,
+        "top_losses": mistakes,
         "files": files,
     }
 
@@ -102,15 +116,50 @@ def _load_run_data(loaded: LoadedModel, name: str, data_root: str | None,
     return splits
 
 
+def _mistakes(logits: torch.Tensor, labels: torch.Tensor, classes: list[str],
+              tensors: ImageTensors | ImageFiles) -> list[dict[str, Any]]:
+    """The `top_losses`: position in the split, file (when known), true and predicted class,
+    the predicted class's probability and the loss."""
+    # A file the streaming loader found unusable is dropped from its batch, so positions in
+    # the split are known only when every image came back.
+    aligned = len(labels) == len(tensors)
+    paths = tensors.paths if aligned else None
+    probs, losses = F.softmax(logits, 1), F.cross_entropy(logits, labels, reduction="none")
+    rows = []
+    for i in top_losses(logits, labels).tolist():
+        pred = int(probs[i].argmax())
+        rows.append({"index": i if aligned else None, "path": paths[i] if paths else None,
+                     "true": classes[int(labels[i])], "predicted": classes[pred],
+                     "probability": probs[i, pred].item(), "loss": losses[i].item()})
+    return rows
+
+
 def _plots(out: Path, matrix: torch.Tensor, classes: list[str], tensors: ImageTensors | ImageFiles,
-           labels: torch.Tensor, preds: torch.Tensor) -> dict[str, str | None]:
-    """The confusion matrix, and a grid of the first misclassified images (in-memory data)."""
+           mistakes: list[dict[str, Any]]) -> dict[str, str | None]:
+    """The confusion matrix, and a grid of the top-loss mistakes, worst first."""
     out.mkdir(parents=True, exist_ok=True)
     plot_confusion(matrix, classes, out / "confusion.png")
-    wrong = torch.nonzero(preds != labels).flatten()[:40]
+    images, titles = [], []
+    for m in mistakes:
+        pixels = _pixels(tensors, m["index"])
+        if pixels is not None:
+            images.append(pixels)
+            titles.append(f"{m['true']} -> {m['predicted']} {m['probability']:.2f}")
     grid = None
-    if len(wrong) and isinstance(tensors, ImageTensors):  # streamed data has no pixels in memory
+    if images:
         grid = out / "misclassified.png"
-        titles = [f"{classes[labels[i]]} -> {classes[preds[i]]}" for i in wrong.tolist()]
-        plot_image_grid(tensors.images[wrong], titles, grid)
+        plot_image_grid(torch.stack(images), titles, grid)
     return {"confusion": str(out / "confusion.png"), "misclassified": str(grid) if grid else None}
+
+
+def _pixels(tensors: ImageTensors | ImageFiles, index: int | None) -> torch.Tensor | None:
+    """Image ``index`` of the split as the model saw it: from memory, or decoded again from its
+    file as the streaming loader decoded it; None when unknown or no longer readable."""
+    if index is None:
+        return None
+    if isinstance(tensors, ImageTensors):
+        return tensors.images[index]
+    try:
+        return torch.from_numpy(tensors.load(index))
+    except BadImage:  # changed on disk since the pass: leave it out of the picture
+        return None

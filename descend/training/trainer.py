@@ -200,7 +200,10 @@ def setup(cfg: TrainConfig, state: dict[str, Any] | None,
     log(f"input pipeline: {train_batches.description}")
     meta = {"model": spec.to_dict(), "classes": data.classes, "data": data.name,
             "data_root": str(data_root(cfg.data_root).resolve()),
-            "normalization": {"mean": mean, "std": std}, "config": cfg.to_dict()}
+            "normalization": {"mean": mean, "std": std}, "config": cfg.to_dict(),
+            # The decode step (scale the shorter side to `resize`, centre-crop to `size`), so
+            # that predict replays exactly what training saw.
+            "geometry": {"size": list(data.image_size), "resize": data.resize}}
     run = Run(cfg=cfg, run_dir=run_dir, log=log, device=device, data=data, model=model,
               step_model=torch.compile(model) if cfg.compile else model,
               loader_options=options, train_batches=train_batches,
