@@ -3,9 +3,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, ImageOps
 
-from descend.data.images import BadImage, load_pixels, open_image
+from descend.data.images import BadImage, _transpose_box, fit, load_pixels, open_image
 
 
 def _save(im: Image.Image, path: Path, **kw: object) -> Path:
@@ -140,3 +140,47 @@ def test_16_bit_dark_image_stays_dark(tmp_path: Path) -> None:
     dark = Image.fromarray(np.full((8, 8), 200, dtype=np.uint16))  # 200 of 65535
     px = load_pixels(_save(dark, tmp_path / "dark16.png"), None, channels=1)
     assert px.max() <= 1
+
+
+@pytest.mark.parametrize("width, height", [(417, 500), (394, 500), (500, 412), (49, 49)])
+def test_sizes_whose_float_crop_box_fell_below_zero_are_accepted(width: int, height: int) -> None:
+    """The centred box came out at -7e-15 and Pillow refused it ("box offset can't be
+    negative"), so ordinary photos were skipped as corrupt."""
+    buf = io.BytesIO()
+    Image.effect_noise((width, height), 40).convert("RGB").save(buf, "JPEG")
+    for side, resize in [(16, None), (32, None), (64, None), (224, None), (224, 256)]:
+        px = load_pixels(buf.getvalue(), (side, side), resize=resize, min_size=8)
+        assert px.shape == (3, side, side)
+
+
+@pytest.mark.parametrize("orientation", [1, 2, 6, 7, 8])
+def test_reduced_decode_keeps_the_picture_in_place_when_its_last_block_is_partial(
+        orientation: int) -> None:
+    """769x513 at 1/8 decodes to 97x65 pixels, but the picture is 96.125x64.125 of them."""
+    arr = np.zeros((513, 769), dtype=np.uint8)
+    arr[:, 384:] = 255  # white right half, before EXIF orientation
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    buf = io.BytesIO()
+    Image.fromarray(arr).save(buf, "JPEG", quality=95, exif=exif.tobytes())
+    with Image.open(buf) as im:
+        plain = ImageOps.exif_transpose(im).convert("L")
+    (width, height), crop = plain.size, min(plain.size)  # the centred square, to 16x16
+    box = ((width - crop) / 2, (height - crop) / 2, (width + crop) / 2, (height + crop) / 2)
+    reference = np.asarray(plain.resize((16, 16), Image.Resampling.BILINEAR, box=box))
+    px = load_pixels(buf.getvalue(), (16, 16), 1)[0]
+    with Image.open(buf) as im:
+        assert im.draft(None, (64, 64))[1] == (0, 0, 96.125, 64.125)  # reduced to 1/8
+    assert np.abs(px.astype(int) - reference).mean() < 0.5  # 97 pixels taken as picture: 1.75
+
+
+def test_transpose_box_follows_pillow() -> None:
+    im = Image.new("L", (7, 5))
+    im.paste(255, (1, 0, 4, 2))
+    for method in Image.Transpose:
+        assert _transpose_box((1, 0, 4, 2), im.size, method) == im.transpose(method).getbbox()
+
+
+def test_resize_smaller_than_the_crop_is_refused() -> None:
+    with pytest.raises(ValueError, match="resize 200 is smaller than the crop 224x224"):
+        fit(Image.new("RGB", (300, 300)), (224, 224), resize=200)
