@@ -137,12 +137,14 @@ class TrainConfig:
 
     def validate(self) -> TrainConfig:
         positive = {"lr": self.lr, "epochs": self.epochs, "eval_batch_size": self.eval_batch_size,
+                    "step_size": self.step_size, "gamma": self.gamma,
+                    "plateau_patience": self.plateau_patience,
                     **({"batch_size": self.batch_size} if self.batch_size is not None else {})}
         for name, value in positive.items():
             if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
                 raise ConfigError(f"{flag_name(name)} must be a positive number, got {value!r}")
         for name in ("epochs", "batch_size", "eval_batch_size", "early_stop", "step_size",
-                     "freeze_epochs"):
+                     "freeze_epochs", "plateau_patience", "seed"):
             if getattr(self, name) is not None and int(getattr(self, name)) != getattr(self, name):
                 raise ConfigError(f"{flag_name(name)} must be a whole number")
         nonneg = {"weight_decay": self.weight_decay, "momentum": self.momentum,
@@ -158,6 +160,14 @@ class TrainConfig:
             raise ConfigError(f"--ema-decay must be in [0, 1), got {self.ema_decay!r}")
         if not self.momentum < 1:
             raise ConfigError("--momentum must be below 1")
+        if self.schedule in ("step", "multistep", "exponential", "plateau") and self.gamma >= 1:
+            raise ConfigError(f"--gamma {self.gamma} would not decay the {self.schedule} "
+                              "schedule: give a factor below 1, e.g. 0.1")
+        if any(not isinstance(m, int) or m < 1 for m in self.milestones):
+            raise ConfigError(f"--milestones must be epochs from 1 on, got {self.milestones}")
+        if (self.mean is None) != (self.std is None):
+            raise ConfigError("--mean and --std go together: give both, or neither to compute "
+                              "them from the training split")
         if self.val_fraction is not None and not 0 <= self.val_fraction < 1:
             raise ConfigError(f"--val-fraction must be in [0, 1), got {self.val_fraction}")
         if self.image_size is not None and self.image_size < 8:

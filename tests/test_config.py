@@ -11,6 +11,10 @@ from descend.errors import ConfigError
     ({"batch_size": 0}, "--batch-size"), ({"weight_decay": -1.0}, "--weight-decay"),
     ({"val_fraction": 1.5}, "--val-fraction"), ({"monitor": "acc"}, "--monitor"),
     ({"momentum": 1.0}, "--momentum"), ({"device": "tpu"}, "--device"),
+    ({"step_size": 0}, "--step-size"), ({"gamma": float("nan")}, "--gamma"),
+    ({"schedule": "plateau", "gamma": 1.0}, "--gamma 1.0 would not decay"),
+    ({"milestones": [0, 5]}, "--milestones"), ({"mean": [0.5, 0.5, 0.5]}, "--mean and --std"),
+    ({"plateau_patience": 0}, "--plateau-patience"),
 ])
 def test_invalid_numbers_name_the_option(changes: dict, flag: str) -> None:
     with pytest.raises(ConfigError, match=flag):
@@ -48,11 +52,12 @@ def test_unparsable_config_file(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("name, text", [
-    ("c.yaml", "lr: 1e-3\nweight_decay: 5e-4\nepochs: 8.0\nmean: 0.5,0.5,0.5\ndrop_last: 'no'\n"),
+    ("c.yaml", "lr: 1e-3\nweight_decay: 5e-4\nepochs: 8.0\nmean: 0.5,0.5,0.5\ndrop_last: 'no'\n"
+               "std: [0.2, 0.2, 0.2]\n"),
     ("c.json", '{"lr": "1e-3", "weight_decay": 5e-4, "epochs": 8.0, "mean": [0.5, 0.5, 0.5],'
-               ' "drop_last": false}'),
+               ' "drop_last": false, "std": "0.2,0.2,0.2"}'),
     ("c.toml", 'lr = "1e-3"\nweight_decay = 5e-4\nepochs = 8.0\nmean = "0.5,0.5,0.5"\n'
-               'drop_last = false\n'),
+               'drop_last = false\nstd = [0.2, 0.2, 0.2]\n'),
 ])
 def test_file_values_are_converted_like_flags(tmp_path: Path, name: str, text: str) -> None:
     """YAML reads 5e-4 as text; a whole float fills a whole-number setting."""

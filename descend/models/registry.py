@@ -46,8 +46,10 @@ def create_model(spec: ModelSpec) -> nn.Module:
     try:
         return factory(num_classes=spec.num_classes, in_channels=spec.in_channels,
                        image_size=spec.image_size, **spec.kwargs)
-    except TypeError as e:
-        raise ConfigError(f"bad arguments for model {spec.name!r}: {e}") from None
+    except (TypeError, ValueError, RuntimeError) as e:  # an unknown, wrong or absurd argument
+        raise ConfigError(f"bad arguments for model {spec.name!r} "
+                          f"({', '.join(f'{k}={v!r}' for k, v in spec.kwargs.items()) or 'none'}"
+                          f"): {str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
 
 
 def model_names() -> list[str]:

@@ -226,6 +226,11 @@ class FreezeBackbone(Callback):
         self.epochs, self.head = epochs, list(head)
 
     def on_epoch_start(self, run: Run) -> None:
+        if not self.head:  # the weights fit the classes as they are: nothing to train alone
+            if run.epoch == run.start_epoch:
+                run.log("--freeze-epochs: no new head (the classes are the weights' own), so "
+                        "every weight trains from the start")
+            return
         frozen = run.epoch < self.epochs
         if run.epoch in (run.start_epoch, self.epochs):
             run.log(f"training only the new head ({len(self.head)} tensors) until epoch "

@@ -32,6 +32,7 @@ class StartingWeights:
     state_dict: dict[str, torch.Tensor]
     settings: dict[str, Any] = field(default_factory=dict)  # fills what the user left open
     torchvision_layout: bool = False  # keys of a bare torchvision model (no InputAdapter)
+    classes: list[str] | None = None  # what the weights' last layer predicts, when known
 
     def complete(self, cfg: TrainConfig) -> TrainConfig:
         """``cfg`` with the settings it left open (None) taken from the weights."""
@@ -64,7 +65,8 @@ def _from_run(path: str) -> StartingWeights:
     settings = {"model": spec["name"], "model_args": dict(spec.get("kwargs", {})),
                 "image_size": int(spec["image_size"][0]), "mean": list(norm["mean"]),
                 "std": list(norm["std"])}
-    return StartingWeights(str(path), ckpt["state_dict"], settings)
+    return StartingWeights(str(path), ckpt["state_dict"], settings,
+                           classes=list(ckpt.get("classes", [])) or None)
 
 
 def _from_torchvision(cfg: TrainConfig) -> StartingWeights:
@@ -90,7 +92,8 @@ def _from_torchvision(cfg: TrainConfig) -> StartingWeights:
     if (cfg.data or "").startswith("imagefolder:"):
         # Photos have no size of their own: train at the size the weights were made for.
         settings["image_size"] = int(preprocess.crop_size[0])
-    return StartingWeights(f"torchvision {weights}", state, settings, torchvision_layout=True)
+    return StartingWeights(f"torchvision {weights}", state, settings, torchvision_layout=True,
+                           classes=list(weights.meta.get("categories") or []) or None)
 
 
 def read_weights_file(path: str | Path) -> dict[str, torch.Tensor]:
@@ -119,19 +122,39 @@ def read_weights_file(path: str | Path) -> dict[str, torch.Tensor]:
     return {k.removeprefix("module."): v for k, v in state.items()}  # DDP's prefix
 
 
-def load_matching(model: nn.Module, start: StartingWeights) -> tuple[list[str], list[str]]:
-    """Copy every tensor of ``start`` whose name and shape fit ``model``; (kept, new) names."""
+def load_matching(model: nn.Module, start: StartingWeights, classes: list[str]
+                  ) -> tuple[list[str], list[str]]:
+    """Copy every tensor of ``start`` whose name and shape fit ``model``; (kept, new) names.
+
+    The last layer (`head_names`) stays new when the weights predict other classes than
+    ``classes``, even where the shapes agree: five old classes are not five new ones.
+    """
     state = start.state_dict
     if start.torchvision_layout:  # descend wraps torchvision models in an InputAdapter
         state = {f"model.{k}": v for k, v in state.items()}
     own = model.state_dict()
-    kept = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
+    fresh = set(head_names(model, len(classes))) if start.classes not in (None, classes) \
+        else set()
+    kept = {k: v for k, v in state.items()
+            if k in own and own[k].shape == v.shape and k not in fresh}
     if not kept:
         raise ConfigError(f"none of the weights of {start.source} fit the model (no tensor "
                           "with the same name and shape): start from weights of the same "
                           "architecture")
     model.load_state_dict(kept, strict=False)
     return list(kept), [k for k in own if k not in kept]
+
+
+def head_names(model: nn.Module, num_classes: int) -> list[str]:
+    """The tensors of the classifier's last layer: the last Linear or convolution whose
+    output is one value per class (``fc``, ``classifier.1``, ``head.2``...)."""
+    head: list[str] = []
+    for name, module in model.named_modules():
+        weight = getattr(module, "weight", None)
+        if isinstance(weight, torch.Tensor) and weight.ndim >= 2 and \
+                weight.shape[0] == num_classes:
+            head = [f"{name}.{k}" for k, _ in module.named_parameters(recurse=False)]
+    return head
 
 
 def describe_start(start: StartingWeights, kept: list[str], new: list[str],

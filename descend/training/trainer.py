@@ -184,7 +184,7 @@ def setup(cfg: TrainConfig, state: dict[str, Any] | None,
     model = create_model(spec).to(device)
     new_weights = []
     if start is not None:
-        kept, new_weights = load_matching(model, start)
+        kept, new_weights = load_matching(model, start, data.classes)
         log(describe_start(start, kept, new_weights, model))
     channels_last = cfg.channels_last and any(isinstance(m, nn.Conv2d) for m in model.modules())
     if channels_last:

@@ -30,6 +30,10 @@ def test_model_arguments_pass_through() -> None:
     assert model.head[-1].in_features == 32
     with pytest.raises(ConfigError, match="bad arguments for model 'cnn'"):
         create_model(ModelSpec("cnn", 10, 3, (32, 32), {"depth": 3}))
+    for absurd in ({"widths": [-8, 16, 32]}, {"dropout": 2.0}, {"widths": "wide"}):
+        with pytest.raises(ConfigError, match="bad arguments for model"):  # no traceback
+            create_model(ModelSpec("cnn" if "widths" in absurd else "mlp", 10, 3, (32, 32),
+                                   absurd))
 
 
 def test_unknown_names_list_the_valid_ones() -> None:

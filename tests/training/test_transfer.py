@@ -145,3 +145,20 @@ def test_pretrained_without_cache_or_network_says_where_to_put_the_file(
         monkeypatch.setenv(var, "http://127.0.0.1:9")  # a closed port: no network, at once
     with pytest.raises(ConfigError, match=r"put it at .*torch/hub/checkpoints/squeezenet1_1-"):
         train(_cfg(image_folder, tmp_path / "run", model="tv:squeezenet1_1", pretrained=True))
+
+
+def test_other_classes_of_the_same_count_get_a_new_head(
+        image_folder: Path, tmp_path: Path, make_images,  # noqa: ANN001
+        capsys: pytest.CaptureFixture[str]) -> None:
+    other = tmp_path / "other"
+    for k, (name, color) in enumerate({"cyan": (40, 220, 220), "yellow": (230, 220, 40),
+                                       "pink": (230, 60, 200)}.items()):
+        make_images(other / name, color, 20, seed=30 + k)
+    train(_cfg(image_folder, tmp_path / "a", model="cnn", model_args=CNN))
+    train(_cfg(other, tmp_path / "b", init=str(tmp_path / "a")))
+    train(_cfg(image_folder, tmp_path / "c", init=str(tmp_path / "a"), freeze_epochs=1))
+    lines = [x for x in capsys.readouterr().out.splitlines()
+             if x.startswith(("initialised", "--freeze-epochs"))]
+    assert "new: head.2.weight, head.2.bias" in lines[0]  # three classes, but not these three
+    assert "nothing new (the classes fit)" in lines[1]
+    assert lines[2].startswith("--freeze-epochs: no new head")
