@@ -50,6 +50,8 @@ _output = functools.partial(setting, group="output")
 @dataclass
 class TrainConfig:
     # --- data -----------------------------------------------------------------------------
+    # A None default is resolved when the run starts (from the data, or the --init weights) and
+    # the checkpoint stores the resolved value.
     data: str | None = _data(
         None, "mnist, fashion-mnist, cifar10, cifar10-sample or imagefolder:PATH",
         default_text="cifar10, else the built-in cifar10-sample when CIFAR-10 is absent")
@@ -98,7 +100,10 @@ class TrainConfig:
     # --- optimization ---------------------------------------------------------------------
     optimizer: str = _model("nesterov", "optimizer by name, e.g. sgd, adam (a wrong name lists "
                             "them all); SGD with Nesterov momentum is the CIFAR-10 standard")
-    lr: float = _model(0.2, "(peak) learning rate; 0.2 peaks the one-cycle schedule at batch 256")
+    lr: float | None = _model(
+        None, "(peak) learning rate",
+        default_text="0.2 x batch size / 256: 0.2 peaks the one-cycle schedule at batch 256, "
+        "and a smaller batch takes proportionally smaller steps (the linear scaling rule)")
     momentum: float = _model(0.9, "momentum / beta1")
     weight_decay: float = _model(5e-4, "L2 as in the ResNet recipes; AdamW decouples it")
     label_smoothing: float = _model(0.1, "cheap regularisation, worth ~1% on CIFAR-10")
@@ -136,7 +141,8 @@ class TrainConfig:
     tensorboard: bool = _output(False, "also log to RUN/tensorboard")
 
     def validate(self) -> TrainConfig:
-        positive = {"lr": self.lr, "epochs": self.epochs, "eval_batch_size": self.eval_batch_size,
+        positive = {"epochs": self.epochs, "eval_batch_size": self.eval_batch_size,
+                    **({"lr": self.lr} if self.lr is not None else {}),
                     "step_size": self.step_size, "gamma": self.gamma,
                     "plateau_patience": self.plateau_patience,
                     **({"batch_size": self.batch_size} if self.batch_size is not None else {})}

@@ -47,6 +47,7 @@ from descend.training.run import Run
 from descend.training.run_folder import default_run_dir, prepare_run_dir
 from descend.training.schedules import create_schedule
 
+DEFAULT_LR = 0.2  # the peak learning rate at batch 256 (TrainConfig.lr)
 # Settings a resumed run may change; everything else must stay as the run began.
 RESUMABLE_OVERRIDES = {"epochs", "progress", "device", "data_root", "cache_dir", "early_stop",
                        "tensorboard", "eval_batch_size"}
@@ -176,8 +177,9 @@ def setup(cfg: TrainConfig, state: dict[str, Any] | None,
 
     data = load_data(cfg, log, run_dir)
     if state is None:
-        cfg = cfg.updated(data=cfg.data or data.name,
-                          batch_size=cfg.batch_size or batch_size_for(len(data.train), log))
+        batch = cfg.batch_size or batch_size_for(len(data.train), log)
+        cfg = cfg.updated(data=cfg.data or data.name, batch_size=batch,
+                          lr=cfg.lr if cfg.lr is not None else DEFAULT_LR * batch / 256)
     mean, std = normalization(cfg, data)
     spec = ModelSpec(cfg.model, len(data.classes), data.channels, data.image_size,
                      dict(cfg.model_args))
@@ -233,7 +235,8 @@ def batch_size_for(n: int, log: RunLog) -> int:
     size = fitting_batch_size(n)
     if size != DEFAULT_BATCH_SIZE:
         log(f"batch size {size} for {n} training images (the default {DEFAULT_BATCH_SIZE} would "
-            f"give {n // DEFAULT_BATCH_SIZE} full batches per epoch); --batch-size sets it")
+            f"give {n // DEFAULT_BATCH_SIZE} full batches per epoch), learning rate scaled to "
+            f"match unless --lr is given; --batch-size sets it")
     return size
 
 

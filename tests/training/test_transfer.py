@@ -34,10 +34,11 @@ def two_classes(tmp_path: Path, make_images) -> Path:  # noqa: ANN001
 
 def test_a_small_folder_trains_with_the_default_batch_size(
         image_folder: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    train(_cfg(image_folder, tmp_path / "run", model="mlp"))
+    train(_cfg(image_folder, tmp_path / "run", model="mlp", lr=None))
     assert "batch size 8 for 48 training images (the default 256 would give 0 full batches" \
         in capsys.readouterr().out
-    assert read_checkpoint(tmp_path / "run" / "last.pt")["config"]["batch_size"] == 8
+    config = read_checkpoint(tmp_path / "run" / "last.pt")["config"]
+    assert (config["batch_size"], config["lr"]) == (8, 0.2 * 8 / 256)  # the linear scaling rule
     with pytest.raises(ConfigError, match="batch size 64 is larger than the 48 training images"):
         train(_cfg(image_folder, tmp_path / "explicit", model="mlp", batch_size=64))
 
