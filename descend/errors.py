@@ -21,3 +21,7 @@ class DataError(DescendError):
 
 class CheckpointError(DescendError):
     """A checkpoint that is missing, broken, or does not fit."""
+
+
+class WriteError(DescendError, OSError):
+    """A file that could not be written (disk full, no permission); the old one is intact."""

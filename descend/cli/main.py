@@ -5,7 +5,11 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+import tempfile
+import time
+import traceback
 from collections.abc import Sequence
+from pathlib import Path
 
 from descend import __version__
 from descend.errors import DescendError
@@ -19,6 +23,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog="descend", description="Train, evaluate and use image classifiers with PyTorch."
     )
     parser.add_argument("--version", action="version", version=f"descend {__version__}")
+    parser.add_argument("--debug", action="store_true",
+                        help="show the traceback of an unexpected error instead of one line")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name in COMMANDS:
         module = importlib.import_module(f"descend.cli.{name}")
@@ -41,6 +47,31 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("\ndescend: interrupted. A training run keeps its last finished epoch in "
               "RUN/last.pt: continue it with `descend train --resume RUN`.", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `descend ... | head`: the reader has all it wanted
+        sys.stderr.close()
+        return 0
+    except Exception as e:  # noqa: BLE001 - the last line of defence: one line, not a traceback
+        if args.debug:
+            raise
+        return _unexpected(e)
+
+
+def _unexpected(e: Exception) -> int:
+    """One line on stderr; the traceback goes to a log file, named in that line."""
+    log = Path(tempfile.gettempdir()) / f"descend-error-{time.strftime('%Y%m%d-%H%M%S')}.log"
+    try:
+        log.write_text("".join(traceback.format_exception(e)), encoding="utf-8")
+        where = f"the traceback is in {log}"
+    except OSError:
+        where = "rerun with --debug for the traceback"
+    if isinstance(e, OSError):
+        what = f"{e.strerror or e}" + (f": {e.filename}" if e.filename else "")
+        print(f"descend: error: {what} (check the path, its permissions and the free disk "
+              f"space; {where})", file=sys.stderr)
+        return 2
+    print(f"descend: internal error: {type(e).__name__}: {str(e)[:200]} (a bug in descend; "
+          f"{where}, please report it with the command you ran)", file=sys.stderr)
+    return 3
 
 
 if __name__ == "__main__":

@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
-from typing import Any
+import sys
+from typing import TYPE_CHECKING, Any
 
 from descend.cli.flags import add_config_flags, config_values
 from descend.config import TrainConfig, read_config_file
 from descend.errors import ConfigError
+
+if TYPE_CHECKING:
+    from descend.training.trainer import TrainResult
 
 
 def add_parser(sub: Any) -> None:
@@ -17,27 +22,38 @@ def add_parser(sub: Any) -> None:
                        "recipe on CIFAR-10 (or the built-in sample when CIFAR-10 is absent).")
     add_config_flags(p)
     g = p.add_argument_group("run")
-    g.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR")
+    g.add_argument("--resume", metavar="RUN", help="continue the run in folder RUN (or from "
+                   "its last.pt); a run stopped in its first epoch starts again")
+    g.add_argument("--allow-added-data", action="store_true", help="with --resume: go on with "
+                   "files added to the image folder since the run began")
     g.add_argument("--config", help="TOML, YAML or JSON file of settings; flags override it")
     g.add_argument("--json", action="store_true", help="print the result as JSON at the end")
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.json:  # stdout carries the JSON alone; the run's log goes to stderr
+        with contextlib.redirect_stdout(sys.stderr):
+            result = _train(args)
+        print(json.dumps({
+            "run_dir": str(result.run_dir), "data": result.data_name,
+            "best_epoch": result.best_epoch, "best_metric": result.best_metric,
+            "test_accuracy": result.test_acc, "history": result.history,
+        }, indent=2))
+    else:
+        _train(args)
+    return 0
+
+
+def _train(args: argparse.Namespace) -> TrainResult:
     from descend.training.trainer import train
 
     given = config_values(args)
     if args.resume:
         if args.config:
             raise ConfigError("--resume takes its settings from the run; drop --config")
-        result = train(resume=args.resume, **given)
+        result = train(resume=args.resume, allow_added_data=args.allow_added_data, **given)
     else:
         values: dict[str, Any] = read_config_file(args.config) if args.config else {}
         cfg = TrainConfig.from_dict({**values, **given}, source=args.config or "flags")
         result = train(cfg)
-    if args.json:
-        print(json.dumps({
-            "run_dir": str(result.run_dir), "data": result.data_name,
-            "best_epoch": result.best_epoch, "best_metric": result.best_metric,
-            "test_accuracy": result.test_acc, "history": result.history,
-        }, indent=2))
-    return 0
+    return result

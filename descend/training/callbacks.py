@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import io
+import sys
 from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -185,7 +186,9 @@ class Progress(Callback):
     """A progress bar over each epoch's batches (``--progress``) and one log line per epoch."""
 
     def __init__(self, show_bar: bool) -> None:
-        self.show_bar = show_bar
+        # Without a terminal (a file, a pipe, CI) a bar is a stream of carriage-return frames:
+        # the epoch line alone says it all there.
+        self.show_bar = show_bar and sys.stderr.isatty()
         self.bar: tqdm | None = None
 
     def on_epoch_start(self, run: Run) -> None:
@@ -245,18 +248,40 @@ class FreezeBackbone(Callback):
         self.head = list(state["head"])
 
 
-class RunLog:
-    """Prints a line (without breaking progress bars) and appends it to the run's log file."""
+class ReplaceOldRun(Callback):
+    """``--overwrite``: once the new run's first ``last.pt`` exists, the old run's other files
+    go and the new run's log, config and skip list (held back until then) are written."""
 
-    def __init__(self, path: Path | None, echo: bool = True) -> None:
+    def on_epoch_end(self, run: Run) -> None:
+        if run.folder.replaced:
+            run.folder.take_over(written={"best.pt", "last.pt", "metrics.csv", "curves.png"})
+            run.log.release()
+
+
+class RunLog:
+    """Prints a line (without breaking progress bars) and appends it to the run's log file.
+
+    ``hold``: keep the lines in memory until `release` (an old run's log is still there).
+    """
+
+    def __init__(self, path: Path | None, echo: bool = True, hold: bool = False) -> None:
         self.path, self.echo = path, echo
+        self.held: list[str] | None = [] if hold else None
 
     def __call__(self, message: str) -> None:
         if self.echo:
             tqdm.write(message)
-        if self.path is not None:
+        if self.held is not None:
+            self.held.append(message + "\n")
+        elif self.path is not None:
             with open(self.path, "a", encoding="utf-8") as f:
                 f.write(message + "\n")
+
+    def release(self) -> None:
+        """Replace the log file with the lines held so far, then append as usual."""
+        if self.held is not None and self.path is not None:
+            atomic_write_text(self.path, "".join(self.held))
+        self.held = None
 
 
 def default_callbacks(run: Run) -> list[Callback]:
@@ -270,9 +295,13 @@ def default_callbacks(run: Run) -> list[Callback]:
         callbacks.append(TensorBoard(run.run_dir))
     if cfg.freeze_epochs:
         callbacks.append(FreezeBackbone(cfg.freeze_epochs, run.new_weights))
-    callbacks += [Checkpoint(run.run_dir), Progress(cfg.progress), EarlyStopping(cfg.early_stop)]
+    callbacks.append(Checkpoint(run.run_dir))
+    if run.folder.replaced:
+        callbacks.append(ReplaceOldRun())
+    callbacks += [Progress(cfg.progress), EarlyStopping(cfg.early_stop)]
     return callbacks
 
 
 __all__ = ["METRIC_COLUMNS", "Callback", "CallbackList", "Checkpoint", "EMA", "EarlyStopping",
-           "FreezeBackbone", "MetricsLog", "Progress", "RunLog", "TensorBoard", "default_callbacks"]
+           "FreezeBackbone", "MetricsLog", "Progress", "ReplaceOldRun", "RunLog", "TensorBoard",
+           "default_callbacks"]

@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from descend.errors import DescendError
+from descend.errors import DataError, DescendError
 
 
 @dataclass
@@ -79,6 +79,10 @@ def train_one_epoch(
         running.steps += 1
         if on_step is not None:
             on_step(running)
+    if running.seen == 0:  # e.g. streamed files that all turned out unusable
+        raise DataError("no training image could be used this epoch (every file of every batch "
+                        "failed to decode; the skipped files are listed above): fix or remove "
+                        "them, or train on other data")
     if device.type == "cuda":
         torch.cuda.synchronize()
     seconds = time.perf_counter() - start

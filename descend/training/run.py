@@ -19,6 +19,8 @@ from descend.data.batching import LoaderOptions
 from descend.data.splits import DataSplits
 from descend.training.loop import RunningMetrics
 from descend.training.monitor import BestMetric
+from descend.training.resume import data_fingerprint
+from descend.training.run_folder import RunFolder
 from descend.training.schedules import Schedule
 
 
@@ -31,6 +33,7 @@ class Run:
     data: DataSplits
     model: nn.Module
     step_model: nn.Module  # the model as trained: compiled with --compile, else `model`
+    folder: RunFolder  # the locked run folder
     loader_options: LoaderOptions  # how the training batches are made
     train_batches: Any  # BatchLoader or StreamingLoader
     val_batches: Any
@@ -52,7 +55,8 @@ class Run:
 
     def resume_state(self) -> dict[str, Any]:
         """What `last.pt` needs beyond the weights to continue exactly (0.1.0's keys)."""
-        return {"optimizer": self.optimizer.state_dict(),
+        return {"data_fingerprint": data_fingerprint(self.data),
+                "optimizer": self.optimizer.state_dict(),
                 "scheduler": self.schedule.scheduler.state_dict(),
                 "early_stopping": self.best.state_dict(), "history": self.history,
                 "rng": {"torch": torch.get_rng_state()},

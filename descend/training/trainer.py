@@ -1,8 +1,9 @@
 """The training run: config -> data -> model -> epochs -> checkpoints.
 
-`train` resolves the config (a new run or ``--resume``), `setup` builds the `Run` (run folder,
-data, model, loaders, optimizer, schedule, callbacks), `fit` is the epoch loop, and the test
-split is measured at the end. Everything else a run does (``last.pt`` and ``best.pt``, metrics
+`train` plans the run (a new run or ``--resume``, `descend.training.resume`) and locks its
+folder (`descend.training.run_folder`), `setup` builds the `Run` (data, model, loaders,
+optimizer, schedule, callbacks), `fit` is the epoch loop, and the test split is measured at the
+end. Everything else a run does (``last.pt`` and ``best.pt``, metrics
 and curves, TensorBoard, early stopping, the weight EMA, progress) is a callback
 (`descend.training.callbacks`). The random streams of an epoch depend only on (seed, epoch), so
 a run resumed from ``last.pt`` ends with the same weights as one that was never interrupted.
@@ -33,24 +34,25 @@ from descend.data.loader import make_loader
 from descend.data.paths import data_root
 from descend.data.splits import DataSplits
 from descend.data.stats import train_stats
-from descend.errors import CheckpointError, ConfigError, DataError
-from descend.io import atomic_write_text
+from descend.errors import ConfigError, DataError
 from descend.models import ModelSpec, create_model
 from descend.optim import create_optimizer
 from descend.training.callbacks import Callback, CallbackList, RunLog, default_callbacks
-from descend.training.checkpoint import read_checkpoint
 from descend.training.device import pick_device, seed_everything, set_deterministic
-from descend.training.initialize import describe_start, load_matching, starting_weights
+from descend.training.initialize import (
+    StartingWeights,
+    describe_start,
+    load_matching,
+    starting_weights,
+)
 from descend.training.loop import RunningMetrics, loss_and_accuracy, train_one_epoch
 from descend.training.monitor import BestMetric
+from descend.training.resume import check_same_data, plan_run
 from descend.training.run import Run
-from descend.training.run_folder import default_run_dir, prepare_run_dir
+from descend.training.run_folder import RunFolder, default_run_dir
 from descend.training.schedules import create_schedule
 
 DEFAULT_LR = 0.2  # the peak learning rate at batch 256 (TrainConfig.lr)
-# Settings a resumed run may change; everything else must stay as the run began.
-RESUMABLE_OVERRIDES = {"epochs", "progress", "device", "data_root", "cache_dir", "early_stop",
-                       "tensorboard", "eval_batch_size"}
 
 
 @dataclass
@@ -65,17 +67,36 @@ class TrainResult:
 
 
 def train(cfg: TrainConfig | None = None, resume: str | Path | None = None,
-          callbacks: list[Callback] | None = None, **overrides: Any) -> TrainResult:
-    """Train a classifier; ``resume`` continues the run folder's ``last.pt``.
+          callbacks: list[Callback] | None = None, allow_added_data: bool = False,
+          **overrides: Any) -> TrainResult:
+    """Train a classifier; ``resume`` continues a run folder (or its ``last.pt``).
 
     ``train(TrainConfig(data="mnist", epochs=3))`` or ``train(data="mnist", epochs=3)``.
-    ``callbacks`` run after the default ones (`default_callbacks`).
+    ``callbacks`` run after the default ones (`default_callbacks`). ``allow_added_data``: a
+    resumed run may go on with files added to its image folder since it began.
     """
-    cfg, state = resolve_config(cfg, resume, overrides)
-    run = setup(cfg, state, callbacks or [])
-    fit(run)
-    test_acc = test_accuracy(run)
-    run.log(f"best {cfg.monitor} {run.best.best} at epoch {run.best.best_epoch}; saved "
+    cfg, state, restart = plan_run(cfg, resume, overrides)
+    start = None
+    if state is None:  # the weights to start from may fill the model, size and normalization
+        start = starting_weights(cfg)
+        cfg = (start.complete(cfg) if start else cfg).updated(model=cfg.model or "cnn")
+    folder = RunFolder.open(Path(cfg.out) if cfg.out else default_run_dir(cfg),
+                            new=state is None, overwrite=cfg.overwrite or restart)
+    try:
+        try:
+            run = setup(cfg.updated(out=str(folder.path)), state, folder, start,
+                        callbacks or [], allow_added_data)
+        except BaseException:
+            folder.abandon()  # a new folder that never got a run is not left behind
+            raise
+        if restart:
+            run.log(f"resuming {folder.path} from the start: it was stopped during its first "
+                    "epoch")
+        fit(run)
+        test_acc = test_accuracy(run)
+    finally:
+        folder.close()
+    run.log(f"best {run.cfg.monitor} {run.best.best} at epoch {run.best.best_epoch}; saved "
             f"{run.run_dir / 'best.pt'}")
     return TrainResult(run.run_dir, run.history, run.best.best_epoch, run.best.best, test_acc,
                        run.data.name, run.data.classes)
@@ -129,65 +150,28 @@ def test_accuracy(run: Run) -> float | None:
     return acc
 
 
-def resolve_config(cfg: TrainConfig | None, resume: str | Path | None,
-                   overrides: dict[str, Any]) -> tuple[TrainConfig, dict[str, Any] | None]:
-    """The run's config and, for ``resume``, the state of its ``last.pt``."""
-    if resume is None:
-        cfg = cfg or TrainConfig()
-        return (cfg.updated(**overrides) if overrides else cfg).validate(), None
-    run_dir = Path(resume)
-    if not (run_dir / "last.pt").is_file():
-        raise CheckpointError(
-            f"cannot resume {run_dir}: it has no last.pt (is it a run folder made by "
-            "`descend train --out`?)"
-        )
-    state = read_checkpoint(run_dir / "last.pt")
-    blocked = sorted(set(overrides) - RESUMABLE_OVERRIDES)
-    if blocked:
-        raise ConfigError(
-            f"--resume continues a run as it was configured; cannot change "
-            f"{', '.join(blocked)} (only {', '.join(sorted(RESUMABLE_OVERRIDES))})"
-        )
-    planned, schedule = state["config"]["epochs"], state["config"]["schedule"]
-    if overrides.get("epochs", planned) != planned and schedule in ("onecycle", "cosine"):
-        raise ConfigError(
-            f"the {schedule} schedule of {run_dir} was planned for {planned} epochs and cannot "
-            "be stretched; resume without --epochs, or start a new run (a constant, step, "
-            "multistep, exponential or plateau run can be extended)"
-        )
-    cfg = TrainConfig.from_dict({**state["config"], **overrides, "out": str(run_dir)})
-    return cfg.validate(), state
-
-
-def setup(cfg: TrainConfig, state: dict[str, Any] | None,
-          extra_callbacks: list[Callback]) -> Run:
+def setup(cfg: TrainConfig, state: dict[str, Any] | None, folder: RunFolder,
+          start: StartingWeights | None, extra_callbacks: list[Callback],
+          allow_added_data: bool = False) -> Run:
     """Everything the epoch loop needs, in the order the data flows; resumed from ``state``."""
-    start = None
-    if state is None:
-        start = starting_weights(cfg)  # it may fill the model, input size and normalization
-        cfg = (start.complete(cfg) if start else cfg).updated(model=cfg.model or "cnn")
-        run_dir = Path(cfg.out) if cfg.out else default_run_dir(cfg)
-        prepare_run_dir(run_dir, cfg.overwrite)
-        cfg = cfg.updated(out=str(run_dir))
-    run_dir = Path(cfg.out)  # type: ignore[arg-type]
-    log = RunLog(run_dir / "train.log")
+    log = RunLog(folder.path / "train.log", hold=bool(folder.replaced))
     device = pick_device(cfg.device)
     set_deterministic(cfg.deterministic)
     seed_everything(cfg.seed)
 
-    data = load_data(cfg, log, run_dir)
+    data = load_data(cfg, log, folder)
     if state is None:
         batch = cfg.batch_size or batch_size_for(len(data.train), log)
         cfg = cfg.updated(data=cfg.data or data.name, batch_size=batch,
                           lr=cfg.lr if cfg.lr is not None else DEFAULT_LR * batch / 256)
-    mean, std = normalization(cfg, data)
-    spec = ModelSpec(cfg.model, len(data.classes), data.channels, data.image_size,
+        mean, std = normalization(cfg, data)
+    else:
+        if note := check_same_data(state.get("data_fingerprint"), data, allow_added_data):
+            log(note)
+        mean, std = state["normalization"]["mean"], state["normalization"]["std"]
+    spec = ModelSpec(cfg.model or "cnn", len(data.classes), data.channels, data.image_size,
                      dict(cfg.model_args))
-    model = create_model(spec).to(device)
-    new_weights = []
-    if start is not None:
-        kept, new_weights = load_matching(model, start, data.classes)
-        log(describe_start(start, kept, new_weights, model))
+    model, new_weights = build_model(spec, data.classes, device, start, log)
     channels_last = cfg.channels_last and any(isinstance(m, nn.Conv2d) for m in model.modules())
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
@@ -200,28 +184,45 @@ def setup(cfg: TrainConfig, state: dict[str, Any] | None,
                                                   f"({s['detail']})"))
     train_batches = make_loader(data.train, options)
     log(f"input pipeline: {train_batches.description}")
-    meta = {"model": spec.to_dict(), "classes": data.classes, "data": data.name,
-            "data_root": str(data_root(cfg.data_root).resolve()),
-            "normalization": {"mean": mean, "std": std}, "config": cfg.to_dict(),
-            # The decode step (scale the shorter side to `resize`, centre-crop to `size`), so
-            # that predict replays exactly what training saw.
-            "geometry": {"size": list(data.image_size), "resize": data.resize}}
-    run = Run(cfg=cfg, run_dir=run_dir, log=log, device=device, data=data, model=model,
-              step_model=torch.compile(model) if cfg.compile else model,
+    run = Run(cfg=cfg, run_dir=folder.path, log=log, device=device, data=data, model=model,
+              step_model=torch.compile(model) if cfg.compile else model, folder=folder,
               loader_options=options, train_batches=train_batches,
               val_batches=make_loader(data.val, eval_options(options, cfg)),
               optimizer=optimizer, schedule=create_schedule(optimizer, cfg, len(train_batches)),
-              best=BestMetric(cfg.monitor, cfg.min_delta), meta=meta,
-              new_weights=[n for n, _ in model.named_parameters() if n in new_weights])
+              best=BestMetric(cfg.monitor, cfg.min_delta),
+              meta=checkpoint_meta(cfg, data, spec, mean, std), new_weights=new_weights)
     run.callbacks = CallbackList(default_callbacks(run) + extra_callbacks)
     if state is not None:
         run.load_resume_state(state)
-        log(f"resuming {run_dir} after epoch {run.start_epoch} of {cfg.epochs}")
+        log(f"resuming {folder.path} after epoch {run.start_epoch} of {cfg.epochs}")
         if run.start_epoch >= cfg.epochs:
             log(f"the run already finished its {cfg.epochs} epochs; raise --epochs to go on")
-    atomic_write_text(run_dir / "config.json", json.dumps(cfg.to_dict(), indent=2))
+    folder.write_text("config.json", json.dumps(cfg.to_dict(), indent=2))
     describe(run)
     return run
+
+
+def build_model(spec: ModelSpec, classes: list[str], device: torch.device,
+                start: StartingWeights | None, log: RunLog) -> tuple[nn.Module, list[str]]:
+    """The model ``spec`` describes, with ``start``'s weights where they fit; (model, names of
+    the parameters that are new)."""
+    model = create_model(spec).to(device)
+    if start is None:
+        return model, []
+    kept, new = load_matching(model, start, classes)
+    log(describe_start(start, kept, new, model))
+    return model, [n for n, _ in model.named_parameters() if n in new]
+
+
+def checkpoint_meta(cfg: TrainConfig, data: DataSplits, spec: ModelSpec, mean: list[float],
+                    std: list[float]) -> dict[str, Any]:
+    """What every checkpoint of the run says about its model, data and config."""
+    return {"model": spec.to_dict(), "classes": data.classes, "data": data.name,
+            "data_root": str(data_root(cfg.data_root).resolve()),
+            "normalization": {"mean": list(mean), "std": list(std)}, "config": cfg.to_dict(),
+            # The decode step (scale the shorter side to `resize`, centre-crop to `size`), so
+            # that predict replays exactly what training saw.
+            "geometry": {"size": list(data.image_size), "resize": data.resize}}
 
 
 def eval_options(train: LoaderOptions, cfg: TrainConfig) -> LoaderOptions:
@@ -240,7 +241,7 @@ def batch_size_for(n: int, log: RunLog) -> int:
     return size
 
 
-def load_data(cfg: TrainConfig, log: RunLog, run_dir: Path) -> DataSplits:
+def load_data(cfg: TrainConfig, log: RunLog, folder: RunFolder) -> DataSplits:
     """The dataset the config names (CIFAR-10 by default, else the built-in sample), with its
     notes and skipped files logged and listed in ``skipped.json``."""
     options = DataRequest.options_from(cfg.to_dict())
@@ -257,10 +258,11 @@ def load_data(cfg: TrainConfig, log: RunLog, run_dir: Path) -> DataSplits:
     for note in data.notes:
         log(f"note: {note}")
     if data.skipped:
-        log(f"skipped {len(data.skipped)} unusable file(s); list in {run_dir / 'skipped.json'}")
+        log(f"skipped {len(data.skipped)} unusable file(s); list in "
+            f"{folder.path / 'skipped.json'}")
         for s in data.skipped[:10]:
             log(f"  {s['path']}: {s['reason']}")
-        atomic_write_text(run_dir / "skipped.json", json.dumps(data.skipped, indent=1))
+        folder.write_text("skipped.json", json.dumps(data.skipped, indent=1))
     return data
 
 

@@ -142,8 +142,11 @@ def test_existing_run_is_not_overwritten(image_folder: Path, tmp_path: Path) -> 
 
 
 def test_resume_errors(image_folder: Path, tmp_path: Path) -> None:
-    with pytest.raises(CheckpointError, match="no last.pt"):
+    with pytest.raises(CheckpointError, match="no such run folder"):
         train(resume=tmp_path / "nothing")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(CheckpointError, match="neither last.pt nor config.json"):
+        train(resume=tmp_path / "empty")
     train(_cfg(image_folder, tmp_path / "run", epochs=1))
     with pytest.raises(ConfigError, match="cannot change lr"):
         train(resume=tmp_path / "run", lr=0.5)
