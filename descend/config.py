@@ -141,6 +141,12 @@ class TrainConfig:
     tensorboard: bool = _output(False, "also log to RUN/tensorboard")
 
     def validate(self) -> TrainConfig:
+        """Check every value and the combinations; a `ConfigError` names the flag to fix."""
+        self._check_numbers()
+        self._check_choices()
+        return self
+
+    def _check_numbers(self) -> None:
         positive = {"epochs": self.epochs, "eval_batch_size": self.eval_batch_size,
                     **({"lr": self.lr} if self.lr is not None else {}),
                     "step_size": self.step_size, "gamma": self.gamma,
@@ -171,13 +177,15 @@ class TrainConfig:
                               "schedule: give a factor below 1, e.g. 0.1")
         if any(not isinstance(m, int) or m < 1 for m in self.milestones):
             raise ConfigError(f"--milestones must be epochs from 1 on, got {self.milestones}")
-        if (self.mean is None) != (self.std is None):
-            raise ConfigError("--mean and --std go together: give both, or neither to compute "
-                              "them from the training split")
         if self.val_fraction is not None and not 0 <= self.val_fraction < 1:
             raise ConfigError(f"--val-fraction must be in [0, 1), got {self.val_fraction}")
         if self.image_size is not None and self.image_size < 8:
             raise ConfigError(f"--image-size must be at least 8 pixels, got {self.image_size}")
+
+    def _check_choices(self) -> None:
+        if (self.mean is None) != (self.std is None):
+            raise ConfigError("--mean and --std go together: give both, or neither to compute "
+                              "them from the training split")
         if self.monitor not in ("val_acc", "val_loss"):
             raise ConfigError(f"--monitor must be val_acc or val_loss, got {self.monitor!r}")
         if self.device not in ("auto", "cpu", "cuda", "mps") and not self.device.startswith(
@@ -200,7 +208,6 @@ class TrainConfig:
         if self.freeze_epochs and not sources:
             raise ConfigError("--freeze-epochs trains a new head on weights from elsewhere: add "
                               "--init, --pretrained or --weights")
-        return self
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
