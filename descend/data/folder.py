@@ -8,8 +8,9 @@ A folder is read in one of two ways:
 - listed: the file list and labels only (`ImageFiles`), each header checked, for the streaming
   loader when the decoded images would not fit in memory.
 
-A file that cannot be used is skipped and listed with its reason; hidden files and folders
-(``.DS_Store``, ``.thumbnails/``) are not data and are passed over silently.
+A file that cannot be used is skipped and listed with its reason, whether the walk finds it
+(a link to nothing or round a loop, a FIFO: `list_files`) or the decoder does; hidden files and
+folders (``.DS_Store``, ``.thumbnails/``) are not data and are passed over silently.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import os
 import sys
 from collections.abc import Callable
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +28,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from descend.data.cache import FileEntry, TensorCache, files_key, scan_files
+from descend.data.cache import FileEntry, TensorCache, files_key, list_files
 from descend.data.images import check_many, decode_many
 from descend.data.splits import ImageFiles, ImageTensors
 from descend.errors import DataError
@@ -46,6 +47,7 @@ class ClassFolder:
     root: Path
     classes: dict[str, list[FileEntry]]
     empty: list[str]
+    skipped: list[dict[str, str]] = field(default_factory=list)  # passed over by the walk
 
     @property
     def count(self) -> int:
@@ -62,15 +64,31 @@ def scan_class_folder(root: Path) -> ClassFolder:
         raise DataError(f"image folder {root} does not exist: give a folder of class sub-folders")
     classes: dict[str, list[FileEntry]] = {}
     empty: list[str] = []
+    skipped: list[dict[str, str]] = []
     with os.scandir(root) as it:
-        dirs = sorted(e.name for e in it if e.is_dir() and not e.name.startswith("."))
+        dirs = sorted(e.name for e in it if not e.name.startswith(".") and _is_dir(e))
+    real_root = os.path.realpath(root)
     for name in dirs:
-        files = scan_files(root / name)
+        real = os.path.realpath(root / name)
+        if real_root == real or real_root.startswith(real.rstrip(os.sep) + os.sep):
+            skipped.append({"path": str(root / name), "reason": "symlink-loop",
+                            "detail": f"a link to {real}, a folder the dataset is in: not a "
+                                      "class folder"})
+            continue
+        files, passed_over = list_files(root / name)
+        skipped += passed_over
         if files:
             classes[name] = files
         else:
             empty.append(name)
-    return ClassFolder(root, classes, empty)
+    return ClassFolder(root, classes, empty, skipped)
+
+
+def _is_dir(entry: os.DirEntry[str]) -> bool:
+    try:
+        return entry.is_dir()
+    except OSError:  # a link round a loop (x -> x), a folder that cannot be looked at
+        return False
 
 
 def _pool(n_files: int, workers: int | None) -> tuple[Executor, int]:
@@ -203,10 +221,11 @@ def load_class_folder(
                           dtype=torch.int64)
     key = files_key(entries, names, size, channels, resize, min_size)
 
+    walked = list(folder.skipped)
     if lazy:
         files, skipped = _checked_files(paths, labels, key, cache, channels, size, resize,
                                         min_size)
-        return files, names, skipped, folder.empty
+        return files, names, walked + skipped, folder.empty
 
     def decode() -> dict[str, Any]:
         px, ok, sizes, skipped = decode_files(paths, size, channels, resize, min_size, progress,
@@ -222,4 +241,4 @@ def load_class_folder(
         keep = torch.nonzero(ok).flatten()
         split = ImageTensors(entry["images"][keep], labels[keep],
                              [paths[i] for i in keep.tolist()], key, entry["sizes"][keep])
-    return split, names, list(entry["skipped"]), folder.empty
+    return split, names, walked + list(entry["skipped"]), folder.empty

@@ -1,5 +1,9 @@
 """Open any image file safely and turn it into RGB (or grey) pixels of the training size.
 
+A file is read as Pillow needs it, never whole: a 3 GB file named ``.jpg`` costs its first bytes,
+not 3 GB. Only regular files are opened (a FIFO would block forever, a device never end), and
+the reasons a file cannot be used are `BadImage` reasons, never a crash.
+
 Odd modes are converted correctly rather than by Pillow's defaults: transparency is composited
 on white (a transparent background is not black), CMYK and 16-bit images are mapped to 8-bit,
 EXIF orientation is applied, an animated image gives its first frame, and an image over
@@ -15,7 +19,10 @@ from __future__ import annotations
 
 import io
 import os
-from pathlib import Path
+import stat
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import BinaryIO
 
 import numpy as np
 from PIL import ExifTags, Image, UnidentifiedImageError
@@ -39,8 +46,9 @@ REDUCING_GAP = 3.0
 class BadImage(DataError):
     """A file that is not a usable image; ``reason`` is a short machine-readable word.
 
-    Reasons: ``missing``, ``empty``, ``not-an-image``, ``corrupt``, ``too-large`` (over the
-    decompression-bomb limit), ``too-small`` (a side under the caller's ``min_size``).
+    Reasons: ``missing``, ``not-a-file`` (a folder, FIFO, socket or device), ``unreadable``
+    (the system refuses to read it), ``empty``, ``not-an-image``, ``corrupt``, ``too-large``
+    (over the decompression-bomb limit), ``too-small`` (a side under the caller's ``min_size``).
     """
 
     def __init__(self, path: str, reason: str, detail: str = "") -> None:
@@ -122,30 +130,79 @@ def _open(
     Taken as 97 it would be stretched by up to a pixel and off-centre: up to 2.7 grey levels
     on average at 16x16 in tests/data/test_decode_corpus.py, against 0.4 with the box.
     """
-    name = "<bytes>" if isinstance(source, bytes) else str(source)
     if isinstance(source, Image.Image):
-        im = source
-        _check_size(im, name, min_size)
-    else:
-        if not isinstance(source, bytes):
-            path = Path(source)
-            if not path.is_file():
-                raise BadImage(name, "missing", "no such file")
-            source = path.read_bytes()
+        return _decode(source, str(source), None, min_size)  # a reduced decode: only ours
+    if isinstance(source, bytes):
         if not source:
-            raise BadImage(name, "empty", "zero bytes")
+            raise BadImage("<bytes>", "empty", "zero bytes")
+        return _decode(_identify(io.BytesIO(source), "<bytes>"), "<bytes>", draft, min_size)
+    name = os.fspath(source)
+    with open_file(name) as f:  # open while decoding: Pillow reads the pixels as it goes
+        return _decode(_identify(f, name), name, draft, min_size)
+
+
+@contextmanager
+def open_file(path: str) -> Iterator[BinaryIO]:
+    """``path`` opened for reading, if it is a regular file with at least one readable byte;
+    else `BadImage` (``missing``, ``not-a-file``, ``unreadable``, ``empty``).
+
+    Opened without blocking and checked again once open, so that a FIFO put in a file's place
+    cannot hang the caller; ``/proc/self/mem`` and the like open but fail on the first read.
+    """
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:  # also a link to nothing
+        raise BadImage(path, "missing", "no such file") from None
+    except OSError as e:  # a link loop, no permission on the folder
+        raise BadImage(path, "unreadable", e.strerror or str(e)) from None
+    _check_regular(path, mode)
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
+    except OSError as e:
+        raise BadImage(path, "unreadable", e.strerror or str(e)) from None
+    with os.fdopen(fd, "rb") as f:
+        _check_regular(path, os.fstat(fd).st_mode)
         try:
-            im = Image.open(io.BytesIO(source))
-        except Image.DecompressionBombError as e:
-            raise BadImage(name, "too-large", str(e).split(".")[0]) from None
-        except UnidentifiedImageError:
-            raise BadImage(name, "not-an-image", "Pillow cannot identify it") from None
-        except Exception as e:  # a hostile file can trip any plugin: OSError, struct.error...
-            raise BadImage(name, "corrupt", str(e) or type(e).__name__) from None
-        _check_size(im, name, min_size)
+            first = f.read(1)
+            f.seek(0)
+        except OSError as e:
+            raise BadImage(path, "unreadable", e.strerror or str(e)) from None
+        if not first:
+            raise BadImage(path, "empty", "zero bytes")
+        yield f
+
+
+def _check_regular(path: str, mode: int) -> None:
+    if stat.S_ISREG(mode):
+        return
+    kind = ("a folder" if stat.S_ISDIR(mode) else "a FIFO" if stat.S_ISFIFO(mode)
+            else "a socket" if stat.S_ISSOCK(mode) else "a device")
+    raise BadImage(path, "not-a-file", f"{kind}, not a regular file")
+
+
+def _identify(fp: BinaryIO, name: str) -> Image.Image:
+    """Pillow's lazy open of ``fp``: the header only."""
+    try:
+        return Image.open(fp)
+    except Image.DecompressionBombError as e:
+        raise BadImage(name, "too-large", str(e).split(".")[0]) from None
+    except UnidentifiedImageError:
+        raise BadImage(name, "not-an-image", "Pillow cannot identify it") from None
+    except OSError as e:  # the file could not be read past its first byte
+        if e.errno is not None:
+            raise BadImage(name, "unreadable", e.strerror or str(e)) from None
+        raise BadImage(name, "corrupt", str(e) or type(e).__name__) from None
+    except Exception as e:  # a hostile file can trip any plugin: struct.error, ValueError...
+        raise BadImage(name, "corrupt", str(e) or type(e).__name__) from None
+
+
+def _decode(im: Image.Image, name: str, draft: tuple[int, int] | None,
+            min_size: int) -> tuple[Image.Image, tuple[int, int], Box]:
+    """The pixels of an identified image, upright and RGB, with its declared size and box."""
+    _check_size(im, name, min_size)
     declared = im.size
     box: Box = (0, 0, *declared)
-    if draft is not None and im.format == "JPEG" and im is not source:  # only on a file we opened
+    if draft is not None and im.format == "JPEG":
         reduced = im.draft(None, draft)
         if reduced is not None:
             box = reduced[1]
@@ -153,6 +210,10 @@ def _open(
         im.load()
     except Image.DecompressionBombError as e:
         raise BadImage(name, "too-large", str(e).split(".")[0]) from None
+    except OSError as e:
+        if e.errno is not None:  # the system failed a read: not a fault of the image
+            raise BadImage(name, "unreadable", e.strerror or str(e)) from None
+        raise BadImage(name, "corrupt", str(e) or type(e).__name__) from None
     except Exception as e:
         raise BadImage(name, "corrupt", str(e) or type(e).__name__) from None
     try:
@@ -290,20 +351,9 @@ def check_many(paths: list[str], min_size: int = 1) -> tuple[np.ndarray, np.ndar
     skipped: list[dict[str, str]] = []
     for i, path in enumerate(paths):
         try:
-            if os.path.getsize(path) == 0:
-                raise BadImage(path, "empty", "zero bytes")
-            try:
-                with Image.open(path) as im:
-                    _check_size(im, path, min_size)
-                    sizes[i] = im.size
-            except BadImage:
-                raise
-            except Image.DecompressionBombError as e:
-                raise BadImage(path, "too-large", str(e).split(".")[0]) from None
-            except UnidentifiedImageError:
-                raise BadImage(path, "not-an-image", "Pillow cannot identify it") from None
-            except Exception as e:
-                raise BadImage(path, "corrupt", str(e) or type(e).__name__) from None
+            with open_file(path) as f, _identify(f, path) as im:
+                _check_size(im, path, min_size)
+                sizes[i] = im.size
             ok[i] = True
         except BadImage as e:
             skipped.append({"path": path, "reason": e.reason, "detail": e.detail})

@@ -56,11 +56,10 @@ def starting_weights(cfg: TrainConfig) -> StartingWeights | None:
 
 
 def _from_run(path: str) -> StartingWeights:
-    ckpt = read_checkpoint(path)  # a run folder gives its best.pt
-    for key in ("model", "state_dict", "normalization"):
-        if key not in ckpt:
-            raise CheckpointError(f"--init {path}: the checkpoint has no {key!r}; start from a "
-                                  "best.pt or last.pt written by `descend train`")
+    try:  # a run folder gives its best.pt; checked whole before its sizes fill the new run's
+        ckpt = read_checkpoint(path)
+    except CheckpointError as e:
+        raise CheckpointError(f"--init: {e}") from None
     spec, norm = ckpt["model"], ckpt["normalization"]
     settings = {"model": spec["name"], "model_args": dict(spec.get("kwargs", {})),
                 "image_size": int(spec["image_size"][0]), "mean": list(norm["mean"]),

@@ -17,8 +17,10 @@ from typing import Any
 from descend.config import TrainConfig
 from descend.data.splits import DataSplits
 from descend.errors import CheckpointError, ConfigError, DataError
-from descend.training.checkpoint import read_checkpoint
+from descend.training.checkpoint import REQUIRED, read_checkpoint
 
+# What a last.pt holds beyond what every checkpoint has: the state training continues from.
+RESUME_NEEDS = (*REQUIRED, "epoch", "optimizer", "scheduler", "early_stopping", "history", "rng")
 # Settings a resumed run may change; everything else must stay as the run began.
 RESUMABLE_OVERRIDES = {"epochs", "progress", "device", "data_root", "cache_dir", "early_stop",
                        "tensorboard", "eval_batch_size"}
@@ -43,7 +45,7 @@ def plan_run(cfg: TrainConfig | None, resume: str | Path | None, overrides: dict
         saved = _read_config_json(run_dir)
         cfg = TrainConfig.from_dict({**saved, **overrides, "out": str(run_dir)}, "config.json")
         return cfg.validate(), None, True
-    state = read_checkpoint(run_dir / "last.pt")
+    state = read_checkpoint(run_dir / "last.pt", needs=RESUME_NEEDS)
     planned, schedule = state["config"]["epochs"], state["config"]["schedule"]
     if overrides.get("epochs", planned) != planned and schedule in ("onecycle", "cosine"):
         raise ConfigError(

@@ -6,6 +6,7 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 import torch
 
 from descend.data.cache import TensorCache, files_key, scan_files
@@ -109,3 +110,15 @@ def test_normalization_stats_are_cached_under_the_split_key(image_folder: Path,
     other = load_dataset(f"imagefolder:{image_folder}", image_size=16, seed=5, progress=False)
     assert other.train.key != d.train.key  # another split, another entry
     assert split_stats(other.train, isolated_cache) != (mean, std)
+
+
+def test_a_cache_that_cannot_be_written_is_reported_not_swallowed(
+        image_folder: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    from descend.data.datasets import load_dataset
+
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("a file where the cache folder should go")
+    d = load_dataset(f"imagefolder:{image_folder}", cache=blocker / "cache", image_size=16,
+                     progress=False)
+    assert len(d.train) == 48  # the run goes on
+    assert "the decode cache was not written" in caplog.text
