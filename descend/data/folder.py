@@ -124,7 +124,9 @@ def decode_files(
     per_image = channels * size[0] * size[1]
     # Small chunks keep every worker busy to the end; none larger than CHUNK_BYTES.
     chunk = max(1, min(n // (n_workers * 8) + 1, CHUNK_BYTES // per_image, 512))
-    bar = tqdm(total=n, desc=desc, disable=not progress or n < 2000, leave=False, unit="img")
+    # No bar off a terminal (a log file or a pipe would get carriage-return frames).
+    bar = tqdm(total=n, desc=desc, disable=not progress or n < 2000 or not sys.stderr.isatty(),
+               leave=False, unit="img")
     with pool, bar:
         futures = [(start, pool.submit(decode_many, paths[start:start + chunk], size, channels,
                                        resize, min_size))
