@@ -53,7 +53,11 @@ def add_parser(subparsers: Any) -> None:
                    "the classes are those of the file")
     p.add_argument("--base-url", metavar="URL",
                    help="replace the source's scheme://host:port (baidu, bing), e.g. a mirror "
-                   "or a local test server")
+                   "or a local test server; that host:port may then be a private address")
+    p.add_argument("--allow-private-addresses", action="store_true",
+                   help="also fetch from loopback, private and link-local addresses (by "
+                   "default only public ones, so that a search result or a redirect cannot "
+                   "reach a machine on your network)")
     p.add_argument("--val-fraction", type=float, default=0.2,
                    help="share of each class put in val/ (default 0.2)")
     p.add_argument("--seed", type=int, default=0, help="picks which images go to val/")
@@ -107,6 +111,7 @@ def config_from_args(args: argparse.Namespace) -> CrawlConfig:
         backoff=args.backoff,
         phash_distance=args.phash_distance,
         progress=not args.no_progress,
+        allow_private_addresses=args.allow_private_addresses,
     ).validate()
 
 

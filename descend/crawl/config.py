@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from descend.crawl.address import AddressPolicy
 from descend.crawl.names import check_class_names
+from descend.crawl.sources.base import check_base_url
 from descend.errors import ConfigError
 
 # The seed's User-Agent: Baidu answers a bare client with an empty or anti-crawler page.
@@ -39,6 +42,10 @@ def parse_class_spec(text: str) -> ClassSpec:
         raise ConfigError(f"--class {text!r} names no search word; write --class {name}=WORD")
     return ClassSpec(name, parsed)
 
+
+# One attempt may take up to a day. inf (or 1e300) would let a server that never finishes its
+# answer hold a download slot for good, and with --concurrency of them the crawl never ends.
+MAX_TIMEOUT = 86400.0
 
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmg]?)(?:i?b)?\s*$", re.IGNORECASE)
 _UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
@@ -78,10 +85,25 @@ class CrawlConfig:
     progress: bool = True
     user_agent: str = BROWSER_USER_AGENT
     max_pages: int = 50  # per search word; a source that never stops paging is cut off here
+    # Loopback, private, link-local (169.254.169.254) and other non-public addresses are
+    # refused unless named by base_url (its host:port) or allowed all at once here.
+    allow_private_addresses: bool = False
 
     def validate(self) -> CrawlConfig:
         """Raise `ConfigError` for values that cannot work; return self."""
         check_class_names([c.name for c in self.classes])
+        if self.base_url is not None:
+            # Every source, even one that does not use it: the base URL also opts its host:port
+            # in to private addresses, so it must be a URL whatever the source.
+            AddressPolicy.for_crawl(False, [check_base_url(self.base_url)])
+        finite = {name: value for name, value in (
+            ("--timeout", self.timeout), ("--rate", self.rate), ("--backoff", self.backoff),
+            ("--val-fraction", self.val_fraction), ("max_retry_after", self.max_retry_after),
+        ) if value is not None}
+        for flag, value in finite.items():
+            # inf passes "> 0" and nan fails every comparison; both mean nothing as a setting.
+            if not math.isfinite(value):
+                raise ConfigError(f"{flag} must be a finite number, not {value}")
         checks = [
             (self.per_class >= 1, f"--per-class must be at least 1, not {self.per_class}"),
             (0 <= self.val_fraction < 1,
@@ -92,11 +114,15 @@ class CrawlConfig:
             (self.max_bytes >= 1, f"--max-bytes must be positive, not {self.max_bytes}"),
             (self.max_total_bytes is None or self.max_total_bytes >= 1,
              f"--max-total-bytes must be positive, not {self.max_total_bytes}"),
-            (self.timeout > 0, f"--timeout must be positive, not {self.timeout}"),
+            (0 < self.timeout <= MAX_TIMEOUT,
+             f"--timeout must be more than 0 and at most {MAX_TIMEOUT:g} seconds, "
+             f"not {self.timeout}"),
             (self.retries >= 0, f"--retries cannot be negative ({self.retries})"),
             (self.backoff >= 0, f"--backoff cannot be negative ({self.backoff})"),
+            (self.max_retry_after >= 0, "max_retry_after cannot be negative"),
             (0 <= self.phash_distance <= 64, "--phash-distance must be in [0, 64]"),
             (self.max_redirects >= 0, "max_redirects cannot be negative"),
+            (self.max_pages >= 1, "max_pages must be at least 1"),
         ]
         for ok, message in checks:
             if not ok:

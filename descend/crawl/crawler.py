@@ -19,6 +19,7 @@ import asyncio
 import hashlib
 import os
 import random
+import stat
 import sys
 import time
 import warnings
@@ -32,20 +33,31 @@ import httpx
 from PIL import Image
 from tqdm import tqdm
 
+from descend.crawl.address import AddressPolicy, GuardedTransport, origin
 from descend.crawl.config import ClassSpec, CrawlConfig
 from descend.crawl.decode import ImageRejected, clean_image
 from descend.crawl.dedup import DuplicateIndex
-from descend.crawl.fetch import Fetcher, FetchError
+from descend.crawl.fetch import Fetched, Fetcher, FetchError
 from descend.crawl.limits import ByteBudget, HostRateLimiter
-from descend.crawl.manifest import FORMAT, MANIFEST_NAME, History, Manifest, Record
+from descend.crawl.manifest import (
+    FORMAT,
+    MANIFEST_NAME,
+    History,
+    Manifest,
+    Record,
+    open_plain_file,
+)
+from descend.crawl.names import MAX_NAME_BYTES, check_names_fit
 from descend.crawl.report import ClassSummary, CrawlReport
-from descend.crawl.sources import Source, create_source
+from descend.crawl.sources import BadPage, Source, create_source
 from descend.crawl.split import class_offset, split_for
 from descend.errors import ConfigError, DataError
 from descend.io import atomic_write
 
 STAGING = ".staging"
 LOCK_NAME = ".crawl.lock"
+# Longer "image URLs" are junk or an attack on the manifest, where every candidate is written.
+MAX_URL_LENGTH = 4096
 
 
 @dataclass(frozen=True)
@@ -122,6 +134,7 @@ async def crawl_async(config: CrawlConfig) -> CrawlReport:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise ConfigError(f"cannot use --out {out}: {e.strerror or e}") from None
+    check_names_fit([c.name for c in config.classes], _name_max(out), str(out))
     with _exclusive(out), warnings.catch_warnings():
         # Entered once, here, before any worker thread decodes: Pillow's bomb warning becomes
         # an error (a rejection) instead of a line on stderr.
@@ -134,17 +147,30 @@ async def crawl_async(config: CrawlConfig) -> CrawlReport:
             manifest.close()
 
 
+def _name_max(folder: Path) -> int:
+    """The longest file name, in bytes, that the file system holding ``folder`` allows."""
+    try:
+        return os.pathconf(folder, "PC_NAME_MAX")
+    except (AttributeError, OSError, ValueError):  # Windows has no pathconf
+        return MAX_NAME_BYTES
+
+
 @contextmanager
 def _exclusive(out: Path) -> Iterator[None]:
-    """Hold a lock on OUT: two crawls appending to one manifest would corrupt its story."""
+    """Hold a lock on OUT: two crawls appending to one manifest would corrupt its story.
+
+    The lock file is opened without following a link and without truncating: a link planted
+    there cannot make the crawl empty (or create) another file.
+    """
     try:
         import fcntl
     except ImportError:  # Windows: no advisory locks here; one crawl per folder is on the user
         yield
         return
-    with open(out / LOCK_NAME, "w") as handle:
+    fd = open_plain_file(out / LOCK_NAME, os.O_RDWR | os.O_CREAT, "the lock file")
+    try:
         try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
             raise ConfigError(
                 f"another crawl is writing to {out}; wait for it or choose another --out"
@@ -152,7 +178,9 @@ def _exclusive(out: Path) -> Iterator[None]:
         try:
             yield
         finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+            fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)
 
 
 class _Crawl:
@@ -174,7 +202,9 @@ class _Crawl:
         self.progress: tqdm | None = None
         self.rejected = 0  # this run, all classes: shown beside the progress bar
         self.fetcher: Fetcher | None = None
-        (out / STAGING).mkdir(exist_ok=True)
+        self.downloads: dict[str, asyncio.Future[Any]] = {}  # URL -> (Fetched, FetchError)
+        self.policy = AddressPolicy.for_crawl(config.allow_private_addresses, [config.base_url])
+        _plain_folder(out / STAGING)
         self._replay(manifest.history())
 
     def _class_run(self, spec: ClassSpec) -> _ClassRun:
@@ -256,8 +286,14 @@ class _Crawl:
         return False
 
     def _still_rejects(self, record: Record) -> bool:
-        """A size rejection stands only while the limit that caused it does."""
+        """A size rejection stands only while the limit that caused it does, an address
+        rejection only while the address policy has not been opened up for it."""
         kind, limit = record["reason"].split(":")[0], record.get("limit")
+        if kind == "blocked-address":
+            try:
+                return not self.policy.trusts(*origin(record["url"]))
+            except (httpx.InvalidURL, KeyError, UnicodeError):
+                return not self.policy.allow_private
         if kind == "too-large" and limit is not None:
             return self.config.max_bytes <= limit
         if kind == "too-small" and limit is not None:
@@ -280,7 +316,8 @@ class _Crawl:
         limits = httpx.Limits(max_connections=config.concurrency,
                               max_keepalive_connections=config.concurrency)
         remaining = sum(max(0, config.per_class - c.kept) for c in self.classes)
-        async with httpx.AsyncClient(headers=headers, limits=limits, follow_redirects=False,
+        transport = GuardedTransport(self.policy, limits)
+        async with httpx.AsyncClient(headers=headers, transport=transport, follow_redirects=False,
                                      timeout=httpx.Timeout(config.timeout)) as client:
             self.fetcher = Fetcher(
                 client, concurrency=config.concurrency, rate=HostRateLimiter(config.rate),
@@ -305,6 +342,7 @@ class _Crawl:
             out=self.out, manifest=self.out / MANIFEST_NAME,
             classes=[c.summary for c in self.classes], seconds=time.perf_counter() - start,
             bytes_downloaded=self.budget.used, stopped=stopped,
+            notes=list(self.manifest.problems),
         )
 
     async def _loop(self) -> None:
@@ -384,16 +422,20 @@ class _Crawl:
             c.next_word += 1
             try:
                 urls = await self.source.page(c.name, word.word, word.page, self._page_body)
-            except FetchError as e:
+            except (FetchError, BadPage) as e:
                 word.exhausted = True
                 c.summary.notes.append(f"search for {word.word!r} page {word.page} failed: "
                                        f"{e.reason}")
                 self.manifest.append({"status": "search", "class": c.name, "word": word.word,
                                       "page": word.page, "reason": e.reason})
                 return
-            fresh = list(dict.fromkeys(u for u in urls if u not in c.seen))
-            self.manifest.append({"status": "search", "class": c.name, "word": word.word,
-                                  "page": word.page, "found": len(urls), "new": len(fresh)})
+            usable = [u for u in urls if len(u) <= MAX_URL_LENGTH]
+            fresh = list(dict.fromkeys(u for u in usable if u not in c.seen))
+            record: Record = {"status": "search", "class": c.name, "word": word.word,
+                              "page": word.page, "found": len(urls), "new": len(fresh)}
+            if len(usable) < len(urls):
+                record["too_long"] = len(urls) - len(usable)
+            self.manifest.append(record)
             word.page += 1
             if not fresh or word.page >= self.config.max_pages:
                 word.exhausted = True  # no new results: the source has run dry for this word
@@ -407,11 +449,33 @@ class _Crawl:
         assert self.fetcher is not None
         return (await self.fetcher.get(url, params)).body
 
+    async def _fetch_once(self, url: str) -> Fetched:
+        """``fetcher.get(url)``, shared by every class that asks while it runs: two classes'
+        searches can list one URL before either has decided on it, and then it is still
+        downloaded once (the class named first keeps it, the other finds the duplicate)."""
+        assert self.fetcher is not None
+        shared = self.downloads.get(url)
+        if shared is None:
+            shared = self.downloads[url] = asyncio.get_running_loop().create_future()
+            try:
+                # A result, never an exception, so that a future nobody else awaits is quiet;
+                # any Exception (a FetchError, or a bug) reaches every class that asked.
+                shared.set_result((await self.fetcher.get(url), None))
+            except Exception as e:  # noqa: BLE001  re-raised below, by each asker
+                shared.set_result((None, e))
+            finally:
+                shared.cancel()  # no-op once it has a result; else the crawl is shutting down
+                del self.downloads[url]
+        fetched, error = await asyncio.shield(shared)
+        if error is not None:
+            raise error
+        return fetched
+
     async def _download(self, c: _ClassRun, index: int, url: str) -> None:
         try:
             assert self.fetcher is not None
             try:
-                fetched = await self.fetcher.get(url)
+                fetched = await self._fetch_once(url)
             except FetchError as e:
                 self._reject(c, index, url, e.reason, e.permanent, False, e.limit)
                 return
@@ -483,7 +547,10 @@ class _Crawl:
         split = split_for(c.kept, self.config.val_fraction, c.offset)
         relative = f"{split}/{c.name}/{image.sha256[:16]}.jpg"
         final = self._inside(relative)
-        final.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            final.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise DataError(f"cannot make the folder {final.parent}: {e.strerror or e}") from None
         self.manifest.append({
             "status": "kept", "class": c.name, "url": url, "sha256": image.sha256,
             "phash": f"{image.phash:016x}", "width": image.width, "height": image.height,
@@ -513,3 +580,15 @@ class _Crawl:
         if self.progress is not None:
             self.rejected += 1
             self.progress.set_postfix(rejected=self.rejected, refresh=False)
+
+
+def _plain_folder(path: Path) -> None:
+    """Make ``path`` a folder, refusing a link: every file in staging is deleted at the end,
+    so a planted ``.staging`` link to another folder would empty that folder."""
+    try:
+        path.mkdir(exist_ok=True)
+        mode = os.lstat(path).st_mode
+    except OSError as e:
+        raise DataError(f"cannot make {path}: {e.strerror or e}") from None
+    if not stat.S_ISDIR(mode):
+        raise DataError(f"{path} is not a plain folder (a link?); remove it and run again")

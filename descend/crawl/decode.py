@@ -57,7 +57,9 @@ def clean_image(data: bytes, min_size: int, content_type: str = "") -> CleanImag
     try:
         im = Image.open(io.BytesIO(data), formats=WEB_FORMATS)
     except UnidentifiedImageError:
-        kind = content_type.split(";")[0].strip().lower()
+        # The server's Content-Type goes into the manifest: only a short, printable one.
+        kind = content_type.split(";")[0].strip().lower()[:60]
+        kind = kind if kind.isascii() and kind.isprintable() else "?"
         raise ImageRejected(f"not-an-image:{kind}" if kind else "not-an-image") from None
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
         # The warning arrives as an exception when the crawl runs it as an error.

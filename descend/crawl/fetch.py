@@ -3,6 +3,10 @@
 Every failure ends as a `FetchError` whose ``reason`` goes into the manifest and whose
 ``permanent`` flag says whether a later run should try the URL again (timeouts, connection
 errors, 429 and 5xx are worth another run; a 404 or an ftp:// link is not).
+
+The size cap counts decoded bytes as they arrive (see `descend.crawl.encoding`), and which
+addresses a connection may reach is the client's transport's business (`descend.crawl.address`);
+a refused address ends here as ``blocked-address:IP``.
 """
 
 from __future__ import annotations
@@ -16,12 +20,17 @@ from dataclasses import dataclass
 
 import httpx
 
+from descend.crawl.address import BlockedAddress
+from descend.crawl.encoding import ContentDecoder, EncodingError
 from descend.crawl.limits import ByteBudget, HostRateLimiter
 
 ALLOWED_SCHEMES = ("http", "https")
 REDIRECT_STATUS = frozenset({301, 302, 303, 307, 308})
 # Worth retrying: the server is busy or briefly broken, not refusing this URL for good.
 RETRY_STATUS = frozenset({408, 425, 429} | set(range(500, 600)))
+# Sent with every request: bodies arrive as they are stored, and a server that compresses anyway
+# is decoded under the size cap by `ContentDecoder`, never by httpx.
+REQUEST_HEADERS = {"Accept-Encoding": "identity"}
 
 
 class FetchError(Exception):
@@ -70,7 +79,7 @@ def parse_retry_after(value: str | None, now: float | None = None) -> float | No
     if not value:
         return None
     value = value.strip()
-    if value.isdigit():
+    if value.isascii() and value.isdigit():  # "²".isdigit() is True, but float("²") fails
         return float(value)
     try:
         when = email.utils.parsedate_to_datetime(value)
@@ -89,7 +98,7 @@ def retry_delay(
     failing together do not all come back at the same instant; never more than ``cap``."""
     if retry_after is not None:
         return min(retry_after, cap)
-    base = min(backoff * (2.0**attempt), cap)
+    base = min(backoff * (2.0 ** min(attempt, 1000)), cap)  # 2.0**1024 raises OverflowError
     return base / 2 + rng.random() * base / 2
 
 
@@ -143,10 +152,11 @@ class Fetcher:
                 failure = _Retry("timeout")
             except httpx.UnsupportedProtocol:
                 raise FetchError("bad-scheme", permanent=True) from None
-            except httpx.DecodingError:
-                raise FetchError("bad-encoding", permanent=True) from None
             except httpx.InvalidURL:
                 raise FetchError("bad-url", permanent=True) from None
+            except BlockedAddress as e:
+                # A later run may allow it (--allow-private-addresses): see _Crawl._still_rejects.
+                raise FetchError(f"blocked-address:{e.address}", permanent=True) from None
             except httpx.TransportError as e:
                 failure = _Retry(f"connection-error:{type(e).__name__}")
             if attempt == self.retries:
@@ -161,7 +171,7 @@ class Fetcher:
         for hop in range(self.max_redirects + 1):
             if hop:
                 await self.rate.wait(url.host)
-            async with self.client.stream("GET", url) as response:
+            async with self.client.stream("GET", url, headers=REQUEST_HEADERS) as response:
                 status = response.status_code
                 if status in REDIRECT_STATUS and "location" in response.headers:
                     # Each hop is checked again: a redirect to file:// or ftp:// is refused.
@@ -177,20 +187,34 @@ class Fetcher:
         raise FetchError(f"too-many-redirects:>{self.max_redirects}", permanent=True)
 
     async def _read_capped(self, response: httpx.Response) -> bytes:
-        """The body, refused as soon as it passes the per-file or the total cap."""
+        """The decoded body, refused as soon as it passes the per-file or the total cap.
+
+        Both caps count decoded bytes, piece by piece as they come out of the decoder; the raw
+        bytes count against the per-file cap too (a body that decodes to little, or nothing,
+        is still no reason to read forever).
+        """
         declared = response.headers.get("content-length", "")
-        if declared.isdigit() and int(declared) > self.max_bytes:
+        if declared.isascii() and declared.isdigit() and int(declared) > self.max_bytes:
             # Refuse before reading a byte; the body may still be counted below if it lies.
             raise FetchError(f"too-large:{declared}>{self.max_bytes}", permanent=True,
                              limit=self.max_bytes)
-        chunks: list[bytes] = []
-        size = 0
-        async for chunk in response.aiter_bytes():
-            size += len(chunk)
-            if size > self.max_bytes:
-                raise FetchError(f"too-large:>{self.max_bytes}", permanent=True,
-                                 limit=self.max_bytes)
-            if not self.budget.take(len(chunk)):
-                raise FetchError("total-size-cap", permanent=False)
-            chunks.append(chunk)
+        try:
+            decoder = ContentDecoder(response.headers.get("content-encoding", ""))
+            chunks: list[bytes] = []
+            size = raw = 0
+            async for data in response.aiter_raw():
+                raw += len(data)
+                if raw > self.max_bytes:
+                    raise FetchError(f"too-large:>{self.max_bytes}", permanent=True,
+                                     limit=self.max_bytes)
+                for piece in decoder.feed(data):
+                    size += len(piece)
+                    if size > self.max_bytes:
+                        raise FetchError(f"too-large:>{self.max_bytes}", permanent=True,
+                                         limit=self.max_bytes)
+                    if not self.budget.take(len(piece)):
+                        raise FetchError("total-size-cap", permanent=False)
+                    chunks.append(piece)
+        except EncodingError as e:
+            raise FetchError(e.reason, permanent=True) from None
         return b"".join(chunks)

@@ -5,15 +5,20 @@ Statuses: ``run`` (settings of each invocation), ``search`` (one results page), 
 split) and ``rejected`` (with a reason and whether the rejection is ``permanent``). The last
 record of a (class, URL) pair is its state. Each record is one line written and flushed to
 the operating system at once, so a killed process loses nothing and can only tear the line
-being written, which the next run cuts off before appending. `sync` (fsync) makes records
+being written, which the next run cuts off before appending. A URL record without the fields a
+later run needs (edited by hand, or written by a broken tool) is skipped and named in the crawl
+report, not trusted: at worst that URL is fetched again. `sync` (fsync) makes records
 durable against a system crash too; the crawler calls it once per batch of records, not per
 record, since one fsync costs as much as a whole image's decoding.
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import os
+import re
+import stat
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,12 +42,20 @@ class History:
 
 
 class Manifest:
-    """An append-only JSONL file: `append` writes and flushes a record, `sync` fsyncs."""
+    """An append-only JSONL file: `append` writes and flushes a record, `sync` fsyncs.
+
+    ``records`` are the usable records already there; ``problems`` say which lines were
+    skipped (a URL record without the fields a later run needs) and why.
+    """
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self.records = read_records(path)
-        self._file = open(path, "a", encoding="utf-8")  # noqa: SIM115 (closed by close())
+        self._fd = open_plain_file(path, os.O_RDWR | os.O_CREAT | os.O_APPEND, "the manifest")
+        try:
+            self.records, self.problems = _read(self._fd, path)
+        except BaseException:
+            os.close(self._fd)
+            raise
         self._unsynced = False
 
     def history(self) -> History:
@@ -50,19 +63,46 @@ class Manifest:
 
     def append(self, record: Record) -> None:
         record = {"status": record["status"], "time": round(time.time(), 3), **record}
-        self._file.write(json.dumps(record, ensure_ascii=False, separators=(",", ":")) + "\n")
-        self._file.flush()
+        line = (json.dumps(record, ensure_ascii=False, separators=(",", ":")) + "\n").encode()
+        # One write per record (O_APPEND puts it at the end); a short write only on a full disk.
+        while line:
+            line = line[os.write(self._fd, line):]
         self._unsynced = True
 
     def sync(self) -> None:
         """Make every record appended so far durable (no-op if there is none)."""
         if self._unsynced:
-            os.fsync(self._file.fileno())
+            os.fsync(self._fd)
             self._unsynced = False
 
     def close(self) -> None:
-        self.sync()
-        self._file.close()
+        try:
+            self.sync()
+        finally:
+            os.close(self._fd)
+
+
+def open_plain_file(path: Path, flags: int, what: str) -> int:
+    """A descriptor for ``path``, refusing a symbolic link or anything but a regular file.
+
+    Someone who can write into the output folder could otherwise plant ``manifest.jsonl`` or
+    the lock file as a link to another file, which the crawl would then append to or truncate.
+    ``O_NOFOLLOW`` refuses the link in the same call that opens (no check-then-open race) and
+    ``O_NONBLOCK`` keeps a planted FIFO from hanging the open; never ``O_TRUNC``.
+    """
+    flags |= getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+    flags |= getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0)
+    try:
+        fd = os.open(path, flags, 0o644)
+    except OSError as e:
+        if e.errno == errno.ELOOP or path.is_symlink():
+            raise DataError(f"{what} {path} is a symbolic link; a crawl writes only to a plain "
+                            "file there: remove the link, or crawl into a new --out") from None
+        raise DataError(f"cannot open {what} {path}: {e.strerror or e}") from None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise DataError(f"{what} {path} is not a plain file; remove it, or crawl into a new --out")
+    return fd
 
 
 def history_of(records: list[Record]) -> History:
@@ -78,30 +118,79 @@ def history_of(records: list[Record]) -> History:
 
 
 def read_records(path: Path) -> list[Record]:
-    """Every complete record of ``path`` (none if it does not exist); cuts a torn last line."""
-    if not path.exists():
+    """Every usable record of ``path`` (none if it does not exist); cuts a torn last line."""
+    if not os.path.lexists(path):
         return []
-    data = path.read_bytes()
+    fd = open_plain_file(path, os.O_RDWR, "the manifest")
+    try:
+        return _read(fd, path)[0]
+    finally:
+        os.close(fd)
+
+
+# What a later run reads from each URL record, and its type; any other field is information.
+_FIELDS: dict[str, dict[str, type]] = {
+    "fetched": {"sha256": str, "phash": str, "width": int, "height": int, "bytes": int,
+                "staged": str},
+    "kept": {"sha256": str, "phash": str, "path": str, "split": str},
+    "rejected": {"reason": str},
+}
+_OPTIONAL: dict[str, type] = {"staged": str, "limit": int, "permanent": bool}
+_PHASH = re.compile(r"[0-9a-fA-F]{16}")
+
+
+def record_problem(record: Record) -> str | None:
+    """Why a URL record cannot be used by a later run, or None if it can."""
+    status = record["status"]
+    needed = {"class": str, "url": str, **_FIELDS[status]}
+    for key, kind in [*needed.items(), *_OPTIONAL.items()]:
+        value = record.get(key)
+        if value is None:
+            if key in needed:
+                return f"it has no {key!r}"
+            continue
+        if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+            return f"its {key!r} is not a {kind.__name__}"
+    if "phash" in needed and not _PHASH.fullmatch(record["phash"]):
+        return "its 'phash' is not 16 hex digits"
+    if status == "kept" and record["split"] not in ("train", "val"):
+        return "its 'split' is neither 'train' nor 'val'"
+    return None
+
+
+def _read(fd: int, path: Path) -> tuple[list[Record], list[str]]:
+    os.lseek(fd, 0, os.SEEK_SET)  # writes still go to the end: the file is open O_APPEND
+    chunks = []
+    while chunk := os.read(fd, 1 << 20):
+        chunks.append(chunk)
+    data = b"".join(chunks)
     if data and not data.endswith(b"\n"):
         # A kill while appending: drop the partial line so the next append starts clean.
         keep = data.rfind(b"\n") + 1
-        with open(path, "r+b") as f:
-            f.truncate(keep)
+        os.ftruncate(fd, keep)
         data = data[:keep]
-    records = []
-    for number, line in enumerate(data.decode("utf-8", errors="replace").splitlines(), 1):
+    records: list[Record] = []
+    problems: list[str] = []
+    # Split on "\n" only: str.splitlines would also split inside a record at U+2028 or U+0085,
+    # which json.dumps writes as they are and which a server can put into any URL.
+    for number, raw in enumerate(data.split(b"\n")[:-1], 1):
+        line = raw.decode("utf-8", errors="replace")
         if not line.strip():
             continue
         try:
             record = json.loads(line)
-        except json.JSONDecodeError:
+        except (ValueError, RecursionError):  # JSONDecodeError, too deep, too long a number
             raise DataError(
                 f"{path}:{number} is not a JSON record; the manifest was edited or damaged: "
                 "fix or delete that line, or crawl into a new --out"
             ) from None
         if not isinstance(record, dict) or "status" not in record:
             raise DataError(f"{path}:{number} is not a crawl manifest record")
-        if record["status"] in URL_STATUSES and not {"class", "url"} <= record.keys():
-            raise DataError(f"{path}:{number}: a {record['status']} record needs class and url")
+        if record["status"] in URL_STATUSES:
+            problem = record_problem(record)
+            if problem:
+                problems.append(f"{path.name}:{number}: skipped a {record['status']!r} record: "
+                                f"{problem}")
+                continue
         records.append(record)
-    return records
+    return records, problems

@@ -12,6 +12,9 @@ _FORBIDDEN = set('/\\:*?"<>|')
 # Names Windows reserves for devices whatever the extension; a folder called NUL is unusable there.
 _RESERVED = re.compile(r"^(con|prn|aux|nul|com[1-9]|lpt[1-9])(\..*)?$", re.IGNORECASE)
 MAX_LENGTH = 100
+# A name component on ext4, XFS, btrfs, ZFS and APFS holds 255 bytes, and a UTF-8 CJK character
+# takes three: 90 characters pass MAX_LENGTH but not the file system.
+MAX_NAME_BYTES = 255
 
 
 def check_class_name(name: str) -> str:
@@ -38,6 +41,9 @@ def _problem(name: str) -> str | None:
         return "it starts or ends with a space"
     if len(name) > MAX_LENGTH:
         return f"it is longer than {MAX_LENGTH} characters"
+    size = len(name.encode("utf-8", errors="surrogatepass"))
+    if size > MAX_NAME_BYTES:
+        return f"it takes {size} bytes in UTF-8, more than the {MAX_NAME_BYTES} a folder name may"
     bad = sorted({c for c in name if c in _FORBIDDEN})
     if bad:
         return f"it contains {' '.join(repr(c) for c in bad)}"
@@ -50,6 +56,19 @@ def _problem(name: str) -> str | None:
     if _RESERVED.match(name):
         return "it is a device name reserved on Windows"
     return None
+
+
+def check_names_fit(names: list[str], limit: int, where: str) -> None:
+    """Raise `ConfigError` for the first name longer than ``limit`` bytes, the longest name
+    the file system under ``where`` allows (eCryptfs allows 143, most allow 255)."""
+    for name in names:
+        size = len(name.encode("utf-8", errors="surrogatepass"))
+        if size > limit:
+            raise ConfigError(
+                f"class name {name!r} cannot be a folder name in {where}: it takes {size} bytes "
+                f"in UTF-8 and that file system allows {limit}; choose a shorter name (the "
+                "search words may stay long: --class short_name=WORDS)"
+            )
 
 
 def check_class_names(names: list[str]) -> list[str]:

@@ -6,6 +6,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
+MAX_NOTES = 10  # crawl-wide notes printed; a damaged manifest can yield one per line
+
 
 @dataclass
 class ClassSummary:
@@ -36,6 +38,7 @@ class CrawlReport:
     seconds: float = 0.0
     bytes_downloaded: int = 0
     stopped: str | None = None  # why the crawl ended early, if it did
+    notes: list[str] = field(default_factory=list)  # about the whole crawl, e.g. manifest lines
 
     @property
     def short(self) -> list[ClassSummary]:
@@ -58,11 +61,20 @@ class CrawlReport:
         ]
         for c in self.classes:
             lines += [f"{c.name}: {note}" for note in c.notes]
+            if c.rejected["blocked-address"]:
+                lines.append(
+                    f"{c.name}: {c.rejected['blocked-address']} URLs led to loopback, private or "
+                    "link-local addresses and were not fetched; if those machines are yours, "
+                    "add --allow-private-addresses"
+                )
             if c.kept < c.target and not self.stopped:
                 lines.append(
                     f"{c.name}: only {c.kept} of {c.target} images; the source ran out of usable "
                     f"results: add search words (--class {c.name}=WORD1,WORD2) or another --source"
                 )
+        lines += self.notes[:MAX_NOTES]
+        if len(self.notes) > MAX_NOTES:
+            lines.append(f"... and {len(self.notes) - MAX_NOTES} more like these")
         if self.stopped:
             lines.append(f"stopped early: {self.stopped}")
         lines.append(

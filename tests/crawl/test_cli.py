@@ -55,8 +55,10 @@ def test_url_list_gives_the_classes_when_none_are_named(web: FakeWeb, tmp_path: 
     listing.write_text("# class url\n" + "".join(
         f"{'dog' if i < 3 else 'cat'} {u}\n" for i, u in enumerate(urls)))
     out = tmp_path / "o"
+    # The fake web is on 127.0.0.1 and a URL list has no --base-url: the switch opts in.
     assert cli(["--source", "urls", "--urls-file", str(listing), "--per-class", "3",
-                "--val-fraction", "0", "--out", str(out), "--no-progress"]) == 0
+                "--val-fraction", "0", "--out", str(out), "--no-progress",
+                "--allow-private-addresses"]) == 0
     assert {p.name for p in (out / "train").iterdir()} == {"cat", "dog"}
 
 
@@ -99,3 +101,31 @@ def test_an_output_path_that_is_a_file_is_a_config_error(tmp_path: Path) -> None
     (tmp_path / "file").write_text("x")
     with pytest.raises(ConfigError, match="cannot use --out"):
         cli(["--class", "cat", "--out", str(tmp_path / "file"), "--no-progress"])
+
+
+@pytest.mark.parametrize("value", ["inf", "-inf", "nan", "0", "-1", "1e300"])
+def test_a_timeout_that_is_not_a_positive_finite_time_is_refused(tmp_path: Path,
+                                                                 value: str) -> None:
+    with pytest.raises(ConfigError, match="--timeout"):
+        cli(["--class", "cat", "--out", str(tmp_path / "o"), f"--timeout={value}"])
+    assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize(("flag", "value"), [("--rate", "inf"), ("--backoff", "inf"),
+                                             ("--val-fraction", "nan")])
+def test_other_non_finite_numbers_are_refused(tmp_path: Path, flag: str, value: str) -> None:
+    with pytest.raises(ConfigError, match=f"{flag} must be a finite number"):
+        cli(["--class", "cat", "--out", str(tmp_path / "o"), flag, value])
+
+
+def test_a_class_name_too_long_in_bytes_is_refused_before_anything_is_made(
+        web: FakeWeb, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    name = "猫" * 90  # 90 characters pass the length check; 270 bytes pass no file system
+    web.baidu["x"] = [web.add("/p.jpg", pictures(1)[0])]
+    main = pytest.importorskip("descend.cli.main").main
+    assert main(["crawl", "--class", f"{name}=x", "--out", str(tmp_path / "o"),
+                 "--base-url", web.url, "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert name in err and "270 bytes" in err and "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "o").exists() and web.requests == []

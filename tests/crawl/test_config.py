@@ -40,3 +40,9 @@ def test_invalid_values_are_config_errors(change: dict, message: str, tmp_path: 
     settings = {"classes": [ClassSpec("cat")], "out": tmp_path, **change}
     with pytest.raises(ConfigError, match=message):
         CrawlConfig(**settings).validate()
+
+
+@pytest.mark.parametrize("url", ["ftp://x", "garbage", "http://[::1"])
+def test_a_bad_base_url_is_refused_whatever_the_source(url: str, tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="--base-url"):
+        CrawlConfig([ClassSpec("cat")], tmp_path, source="urls", base_url=url).validate()

@@ -108,3 +108,12 @@ def test_exif_orientation_is_applied() -> None:
     exif[0x0112] = 6  # "rotate 90 CW to display"
     clean = clean_image(_save(wide, "JPEG", exif=exif.tobytes()), 32)
     assert (clean.width, clean.height) == (40, 80)
+
+
+def test_the_servers_content_type_enters_the_reason_short_and_printable() -> None:
+    with pytest.raises(ImageRejected) as info:
+        clean_image(b"<html>", 32, "text/" + "x" * 10_000)
+    assert len(info.value.reason) < 80
+    with pytest.raises(ImageRejected) as info:
+        clean_image(b"<html>", 32, "text/h\x1b[31mtml")
+    assert info.value.reason == "not-an-image:?"

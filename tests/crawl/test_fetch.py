@@ -1,8 +1,10 @@
 from __future__ import annotations
 
 import asyncio
+import gzip
 import random
 import time
+import tracemalloc
 from collections.abc import Callable
 from typing import Any
 
@@ -10,7 +12,7 @@ import httpx
 
 from descend.crawl.fetch import Fetched, Fetcher, FetchError, parse_retry_after, retry_delay
 from descend.crawl.limits import ByteBudget, HostRateLimiter
-from tests.support.fakeweb import FakeWeb, Route
+from tests.support.fakeweb import FakeWeb, Route, gzipped_zeros
 
 
 def _fetch(web: FakeWeb, urls: list[str], **options: Any) -> list[Fetched | FetchError]:
@@ -163,3 +165,54 @@ def test_backoff_doubles_with_jitter_and_a_cap() -> None:
     assert retry_delay(0, 0.5, 2.0, 60.0, rng) == 2.0
 
 
+
+
+def test_identity_is_asked_for_and_compressed_answers_are_decoded(web: FakeWeb) -> None:
+    body = bytes(range(256)) * 100
+    gz = web.add("/gz.jpg", Route(gzip.compress(body), headers={"Content-Encoding": "gzip"}))
+    twice = web.add("/twice.jpg", Route(gzip.compress(gzip.compress(body)), chunked=True,
+                                        headers={"Content-Encoding": "gzip, gzip"}))
+    br = web.add("/br.jpg", Route(b"\x8b\x02\x80hello\x03", headers={"Content-Encoding": "br"}))
+    bad = web.add("/bad.jpg", Route(b"\x1f\x8b\x08\x00garbage-garbage",
+                                    headers={"Content-Encoding": "gzip"}))
+    r1, r2, r3, r4 = _fetch(web, [gz, twice, br, bad], concurrency=1)
+    assert isinstance(r1, Fetched) and r1.body == body
+    assert isinstance(r2, Fetched) and r2.body == body
+    assert _reason(r3) == ("bad-encoding:br", True)
+    assert _reason(r4) == ("bad-encoding:gzip", True)
+    assert {h.get("accept-encoding") for h in web.headers} == {"identity"}
+
+
+def test_a_gzip_bomb_is_too_large_after_a_few_megabytes_not_a_gigabyte(web: FakeWeb) -> None:
+    bomb = gzip.compress(gzipped_zeros(1024))  # 2.5 kB on the wire, 1 GiB decoded
+    url = web.add("/bomb.jpg", Route(bomb, headers={"Content-Encoding": "gzip, gzip"}))
+    budget = ByteBudget(None)
+    tracemalloc.start()
+    try:
+        [result] = _fetch(web, [url], max_bytes=2 << 20, budget=budget)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert _reason(result) == (f"too-large:>{2 << 20}", True)
+    assert peak < 16 << 20  # the cap and a piece or two; httpx alone would hold the whole GiB
+    assert budget.used <= 2 << 20  # decoded bytes are what the total cap counts
+
+
+def test_a_body_that_decodes_to_nothing_still_counts_its_raw_bytes(web: FakeWeb) -> None:
+    # A tiny gzip member, then megabytes of trailing junk that no decoder ever outputs.
+    body = gzip.compress(b"x") + b"\0" * 300_000
+    url = web.add("/junk.jpg", Route(body, chunked=True, headers={"Content-Encoding": "gzip"}))
+    [result] = _fetch(web, [url], max_bytes=100_000)
+    assert _reason(result) == ("too-large:>100000", True)
+
+
+def test_a_retry_after_that_is_a_digit_but_not_a_number_is_ignored(web: FakeWeb) -> None:
+    # "²" is str.isdigit() but float("²") raises: the header used to crash the crawl.
+    url = web.add("/sq.jpg", Route(b"ok", failures=[429], retry_after="\u00b2"))
+    [result] = _fetch(web, [url])
+    assert isinstance(result, Fetched) and result.body == b"ok"
+    assert parse_retry_after("\u00b2") is None and parse_retry_after("\u0663") is None
+
+
+def test_backoff_of_a_huge_number_of_retries_does_not_overflow() -> None:
+    assert retry_delay(5000, 0.5, None, 60.0, random.Random(0)) <= 60.0

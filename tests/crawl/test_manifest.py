@@ -11,9 +11,12 @@ from descend.errors import DataError
 def test_appends_survive_and_the_last_record_of_a_url_wins(tmp_path: Path) -> None:
     path = tmp_path / "manifest.jsonl"
     m = Manifest(path)
+    image = {"sha256": "0" * 64, "phash": "0" * 16}
     m.append({"status": "run", "seed": 0})
-    m.append({"status": "fetched", "class": "cat", "url": "u1"})
-    m.append({"status": "kept", "class": "cat", "url": "u1", "split": "train"})
+    m.append({"status": "fetched", "class": "cat", "url": "u1", **image, "width": 40,
+              "height": 40, "bytes": 900, "staged": ".staging/x.jpg"})
+    m.append({"status": "kept", "class": "cat", "url": "u1", **image, "split": "train",
+              "path": "train/cat/x.jpg"})
     m.append({"status": "rejected", "class": "dog", "url": "u1", "reason": "duplicate-of:x"})
     m.close()
     history = Manifest(path).history()
@@ -38,3 +41,21 @@ def test_damage_in_the_middle_is_reported_with_the_line(tmp_path: Path) -> None:
     path.write_text('{"status": "run"}\nnot json\n{"status": "run"}\n')
     with pytest.raises(DataError, match=r"manifest.jsonl:2"):
         read_records(path)
+
+
+def test_url_records_missing_what_a_later_run_needs_are_skipped_with_the_line(
+        tmp_path: Path) -> None:
+    path = tmp_path / "manifest.jsonl"
+    path.write_text(
+        '{"status": "run"}\n'
+        '{"status": "kept", "class": "cat", "url": "u1"}\n'
+        '{"status": "rejected", "class": "cat", "url": "u2", "reason": "http-404",'
+        ' "limit": "big"}\n'
+        '{"status": "rejected", "class": "cat", "url": "u3", "reason": "http-404"}\n'
+    )
+    m = Manifest(path)
+    m.close()
+    assert [r.get("url") for r in m.records] == [None, "u3"]
+    assert m.problems == ["manifest.jsonl:2: skipped a 'kept' record: it has no 'sha256'",
+                          "manifest.jsonl:3: skipped a 'rejected' record: its 'limit' is not a "
+                          "int"]

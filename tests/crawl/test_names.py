@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from descend.crawl.names import check_class_name, check_class_names
+from descend.crawl.names import check_class_name, check_class_names, check_names_fit
 from descend.errors import ConfigError
 
 
@@ -42,3 +42,15 @@ def test_names_that_differ_only_in_case_would_share_a_folder() -> None:
     with pytest.raises(ConfigError, match="share one folder"):
         check_class_names(["Cat", "cat"])
     assert check_class_names(["cat", "dog"]) == ["cat", "dog"]
+
+
+def test_the_byte_length_counts_not_the_characters() -> None:
+    assert check_class_name("猫" * 85) == "猫" * 85  # 255 bytes: the most a folder name holds
+    with pytest.raises(ConfigError, match="256 bytes in UTF-8"):
+        check_class_name("猫" * 85 + "a")
+
+
+def test_names_are_checked_against_the_file_systems_own_limit() -> None:
+    check_names_fit(["猫" * 47], 143, "/home/me")  # eCryptfs: 143 bytes
+    with pytest.raises(ConfigError, match=r"144 bytes .* allows 143"):
+        check_names_fit(["a", "猫" * 48], 143, "/home/me")

@@ -2,11 +2,13 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from pathlib import Path
 
 import pytest
 
 from descend.crawl import SOURCES, create_source
+from descend.crawl.sources import BadPage
 from descend.crawl.sources.baidu import parse_baidu
 from descend.crawl.sources.bing import parse_bing
 from descend.errors import ConfigError
@@ -77,7 +79,34 @@ def test_urls_file_lines_comments_and_errors(tmp_path: Path) -> None:
         create_source("urls")
 
 
-@pytest.mark.parametrize("url", ["ftp://host", "127.0.0.1:8000", "http://", "http://h/?q=1"])
+@pytest.mark.parametrize("url", ["ftp://host", "127.0.0.1:8000", "http://", "http://h/?q=1",
+                                 "http://[::1"])
 def test_bad_base_urls(url: str) -> None:
     with pytest.raises(ConfigError, match="--base-url"):
         create_source("baidu", base_url=url)
+
+
+def test_json_the_parser_cannot_take_fails_the_page() -> None:
+    with pytest.raises(BadPage, match="json-too-deep"):
+        parse_baidu(b'{"data": ' + b"[" * 100_000 + b"]" * 100_000 + b"}")
+    with pytest.raises(BadPage, match="json-number-too-long"):
+        parse_baidu(b'{"data": [{"thumbURL": ' + b"9" * 5000 + b"}]}")
+    deep = "[" * 100_000 + "]" * 100_000
+    with pytest.raises(BadPage, match="json-too-deep"):
+        parse_bing(f"<a class='iusc' m='{deep}'></a>".encode())
+
+
+def test_bing_pages_are_read_in_linear_time() -> None:
+    # Python's html.parser (3.11.7) took 35 s on 40 kB of the first, and far longer beyond.
+    for hostile in (b"<a " * 100_000, b"<a x='" * 50_000, b'<a "' * 75_000, b"<" * 300_000):
+        start = time.perf_counter()
+        assert parse_bing(hostile) == []
+        assert time.perf_counter() - start < 3.0
+
+
+def test_bing_attribute_forms() -> None:
+    page = (b'<A CLASS=iusc M="{&quot;murl&quot;:&quot;https://x/3.jpg&quot;}" disabled>'
+            b'<abbr class="iusc" m="{&quot;murl&quot;:&quot;https://x/no.jpg&quot;}">'
+            b"<a class='iusc' m='{\"murl\": \"https://x/4.jpg\", \"t\": \"a>b\"}'>"
+            b'<a class="iusc" m="{&quot;murl&quot;:&quot;https://x/cut.jpg')  # never closed
+    assert parse_bing(page) == ["https://x/3.jpg", "https://x/4.jpg"]

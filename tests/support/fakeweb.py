@@ -12,8 +12,11 @@ import argparse
 import html
 import io
 import json
+import socket
+import struct
 import threading
 import time
+import zlib
 from collections import Counter
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -38,18 +41,27 @@ class Route:
 
 
 class FakeWeb:
-    """A threaded HTTP server on 127.0.0.1 (a free port) with a log of every request."""
+    """A threaded HTTP server on 127.0.0.1 (a free port) with a log of every request.
 
-    def __init__(self, delay: float = 0.0) -> None:
+    ``host`` puts it on another local address: ``127.0.0.2`` (any 127/8 address is this
+    machine on Linux) or ``::1``, for tests of which addresses the crawler may reach.
+    """
+
+    def __init__(self, delay: float = 0.0, host: str = "127.0.0.1") -> None:
         self.delay = delay  # added to every response, like network latency
         self.routes: dict[str, Route] = {}
         self.baidu: dict[str, list[str]] = {}
         self.baidu_shape = "seed"  # or "real": today's {"data": [{"thumbURL": ...}, {}]}
         self.bing: dict[str, list[str]] = {}
+        # Search word -> the answer to send for it as it is, instead of a generated page
+        # (Baidu and Bing alike): a hostile or broken results page for one word only.
+        self.raw_pages: dict[str, Route] = {}
         self.requests: list[str] = []  # path?query of each request, on arrival
+        self.headers: list[dict[str, str]] = []  # the headers of each request, in that order
         self.served: list[str] = []  # path of each response sent completely
         self._lock = threading.Lock()
-        self._server = _QuietServer(("127.0.0.1", 0), _handler(self))
+        server = _QuietServer6 if ":" in host else _QuietServer
+        self._server = server((host, 0), _handler(self))
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,),
                                         daemon=True)
@@ -57,7 +69,11 @@ class FakeWeb:
     @property
     def url(self) -> str:
         host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
+        return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+    @property
+    def port(self) -> int:
+        return self._server.server_address[1]
 
     def start(self) -> FakeWeb:
         self._thread.start()
@@ -95,6 +111,21 @@ class _QuietServer(ThreadingHTTPServer):
         pass  # clients that hang up early (caps, timeouts, kills) are expected here
 
 
+class _QuietServer6(_QuietServer):
+    address_family = socket.AF_INET6
+
+
+def can_serve_on(host: str) -> bool:
+    """Whether this machine has the local address ``host`` (``::1`` needs IPv6)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    try:
+        with socket.socket(family, socket.SOCK_STREAM) as probe:
+            probe.bind((host, 0))
+    except OSError:
+        return False
+    return True
+
+
 def _handler(web: FakeWeb) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
@@ -106,13 +137,18 @@ def _handler(web: FakeWeb) -> type[BaseHTTPRequestHandler]:
             pass
 
         def do_GET(self) -> None:
-            web._log(web.requests, self.path)
+            with web._lock:
+                web.requests.append(self.path)
+                web.headers.append({k.lower(): v for k, v in self.headers.items()})
             if web.delay:
                 time.sleep(web.delay)
             parts = urlsplit(self.path)
             query = {k: v[0] for k, v in parse_qs(parts.query).items()}
+            word = query.get("word", query.get("q"))
             if parts.path in web.routes:  # first, so a test can break the search pages too
                 self._route(web.routes[parts.path])
+            elif parts.path in ("/search/acjson", "/images/search") and word in web.raw_pages:
+                self._route(web.raw_pages[word])
             elif parts.path == "/search/acjson":
                 self._send(200, _baidu_page(web, query), "application/json")
             elif parts.path == "/images/search":
@@ -208,6 +244,26 @@ def png(image: Image.Image) -> bytes:
     out = io.BytesIO()
     image.save(out, "PNG")
     return out.getvalue()
+
+
+def gzipped_zeros(mib: int) -> bytes:
+    """A valid gzip stream of ``mib`` MiB of zero bytes, about 1 kB per MiB, made in well under
+    a second without compressing gigabytes: after a full flush deflate forgets its past, so
+    every further MiB of zeros compresses to the very same bytes, written out once and repeated.
+    ``gzip.compress(gzipped_zeros(1024))`` is a 2.5 kB body that inflates to 1 GiB in two steps.
+    """
+    assert mib >= 3
+    zeros = bytes(1 << 20)
+    deflate = zlib.compressobj(9, zlib.DEFLATED, -zlib.MAX_WBITS)  # raw: header and trailer below
+    first = deflate.compress(zeros) + deflate.flush(zlib.Z_FULL_FLUSH)
+    repeat = deflate.compress(zeros) + deflate.flush(zlib.Z_FULL_FLUSH)
+    last = deflate.compress(zeros) + deflate.flush()
+    crc = 0
+    for _ in range(mib):
+        crc = zlib.crc32(zeros, crc)
+    header = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x02\xff"  # gzip, deflate, no name, no mtime
+    trailer = struct.pack("<II", crc, (mib << 20) & 0xFFFFFFFF)
+    return header + first + repeat * (mib - 2) + last + trailer
 
 
 def demo_site(web: FakeWeb, per_class: int = 40) -> dict[str, str]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from descend.crawl.sources import baidu, bing, urls  # noqa: F401  (registration side effect)
-from descend.crawl.sources.base import PageGetter, Source
+from descend.crawl.sources.base import BadPage, PageGetter, Source
 from descend.crawl.sources.registry import SOURCES
 
 
@@ -15,4 +15,4 @@ def create_source(name: str, base_url: str | None = None, urls_file: Path | None
     return cls(base_url=base_url, urls_file=urls_file)
 
 
-__all__ = ["SOURCES", "PageGetter", "Source", "create_source"]
+__all__ = ["SOURCES", "BadPage", "PageGetter", "Source", "create_source"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from descend.crawl.sources.base import PageGetter, Source, string_urls
+from descend.crawl.sources.base import PageGetter, Source, load_json, string_urls
 from descend.crawl.sources.registry import SOURCES
 
 PAGE_SIZE = 30  # Baidu's rn maximum; pn counts results, so page p starts at 30 * p
@@ -39,14 +39,17 @@ class BaiduSource(Source):
 
 
 def parse_baidu(body: bytes) -> list[str]:
-    """Image URLs of one acjson answer; [] for an answer that is not the expected JSON."""
+    """Image URLs of one acjson answer; [] for an answer that is not the expected JSON.
+
+    `BadPage` for JSON that cannot be parsed safely (see `load_json`).
+    """
     text = body.decode("utf-8", errors="replace")
     try:
-        doc = json.loads(text)
+        doc = load_json(text)
     except json.JSONDecodeError:
         # Baidu escapes single quotes as \', which JSON does not allow.
         try:
-            doc = json.loads(text.replace("\\'", "'"))
+            doc = load_json(text.replace("\\'", "'"))
         except json.JSONDecodeError:
             return []
     data = doc.get("data") if isinstance(doc, dict) else None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
@@ -12,6 +13,14 @@ from descend.errors import ConfigError
 # Fetches a search page (url, query parameters) and returns its body; the crawler supplies it so
 # that search pages get the same retries, rate limit and size cap as images.
 PageGetter = Callable[[str, Mapping[str, str]], Awaitable[bytes]]
+
+
+class BadPage(Exception):
+    """A search answer that cannot be read safely; the crawler notes ``reason`` for that page."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
 
 
 class Source(ABC):
@@ -33,12 +42,30 @@ class Source(ABC):
 
 def check_base_url(url: str) -> str:
     """An http(s) scheme://host[:port][/prefix] without a trailing slash, or `ConfigError`."""
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+    except ValueError:  # "http://[::1" : an unclosed IPv6 bracket
+        parts = urlsplit("")
     if parts.scheme not in ("http", "https") or not parts.netloc:
         raise ConfigError(f"--base-url {url!r} must look like http://host[:port]")
     if parts.query or parts.fragment:
         raise ConfigError(f"--base-url {url!r} cannot carry a query or fragment")
     return url.rstrip("/")
+
+
+def load_json(text: str) -> object:
+    """``text`` parsed, or `json.JSONDecodeError` if it is not JSON; `BadPage` for JSON that
+    Python's parser cannot take: nesting deeper than its recursion limit (``[[[[...``) and
+    integers longer than its 4300-digit limit, which raise outside the JSONDecodeError family.
+    """
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        raise
+    except RecursionError:
+        raise BadPage("json-too-deep") from None
+    except ValueError:
+        raise BadPage("json-number-too-long") from None
 
 
 def string_urls(values: object) -> list[str]:
