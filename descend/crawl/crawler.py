@@ -326,7 +326,8 @@ class _Crawl:
                 max_redirects=config.max_redirects, max_bytes=config.max_bytes,
                 rng=random.Random(config.seed),
             )
-            with tqdm(total=remaining, unit="img", desc="crawl", disable=not config.progress,
+            bar_off = not config.progress or not sys.stderr.isatty()  # no frames in a log file
+            with tqdm(total=remaining, unit="img", desc="crawl", disable=bar_off,
                       file=sys.stderr, dynamic_ncols=True) as self.progress:
                 await self._loop()
         # A finished run leaves no staging: downloads nobody decided on (fetched for URLs that
