@@ -109,12 +109,12 @@ def data_fingerprint(data: DataSplits) -> dict[str, Any]:
             "files": files or None}
 
 
-def check_same_data(old: dict[str, Any] | None, data: DataSplits, allow_added: bool
+def check_same_data(old: dict[str, Any] | None, new: dict[str, Any], allow_added: bool
                     ) -> str | None:
-    """Refuse data that is not the run's; a note when added files are accepted."""
+    """Refuse data (fingerprint ``new``) that is not the run's (``old``); a note when added
+    files are accepted."""
     if old is None:  # a checkpoint from before fingerprints (descend 0.1.0)
         return "note: this run's checkpoint has no data fingerprint; the data is not checked"
-    new = data_fingerprint(data)
     if new["classes"] != old["classes"]:
         raise DataError(f"the data has classes {new['classes']} but the run was trained on "
                         f"{old['classes']}: resume with the same data, or start a new run")

@@ -6,10 +6,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
@@ -19,16 +18,17 @@ from descend.data.batching import LoaderOptions
 from descend.data.splits import DataSplits
 from descend.training.loop import RunningMetrics
 from descend.training.monitor import BestMetric
-from descend.training.resume import data_fingerprint
 from descend.training.run_folder import RunFolder
 from descend.training.schedules import Schedule
+
+if TYPE_CHECKING:
+    from descend.training.callbacks import RunLog
 
 
 @dataclass
 class Run:
     cfg: TrainConfig
-    run_dir: Path
-    log: Callable[[str], None]
+    log: RunLog
     device: torch.device
     data: DataSplits
     model: nn.Module
@@ -52,10 +52,15 @@ class Run:
     evaluated_state: dict[str, torch.Tensor] | None = None  # weights validated, when not live
     stop: str | None = None  # set by a callback: why training stops after this epoch
     new_weights: list[str] = field(default_factory=list)  # not from --init/--pretrained/--weights
+    fingerprint: dict[str, Any] = field(default_factory=dict)  # the data's, for resume checks
+
+    @property
+    def run_dir(self) -> Path:
+        return self.folder.path
 
     def resume_state(self) -> dict[str, Any]:
         """What `last.pt` needs beyond the weights to continue exactly (0.1.0's keys)."""
-        return {"data_fingerprint": data_fingerprint(self.data),
+        return {"data_fingerprint": self.fingerprint,
                 "optimizer": self.optimizer.state_dict(),
                 "scheduler": self.schedule.scheduler.state_dict(),
                 "early_stopping": self.best.state_dict(), "history": self.history,

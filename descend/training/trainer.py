@@ -47,7 +47,7 @@ from descend.training.initialize import (
 )
 from descend.training.loop import RunningMetrics, loss_and_accuracy, train_one_epoch
 from descend.training.monitor import BestMetric
-from descend.training.resume import check_same_data, plan_run
+from descend.training.resume import check_same_data, data_fingerprint, plan_run
 from descend.training.run import Run
 from descend.training.run_folder import RunFolder, default_run_dir
 from descend.training.schedules import create_schedule
@@ -160,13 +160,14 @@ def setup(cfg: TrainConfig, state: dict[str, Any] | None, folder: RunFolder,
     seed_everything(cfg.seed)
 
     data = load_data(cfg, log, folder)
+    fingerprint = data_fingerprint(data)
     if state is None:
         batch = cfg.batch_size or batch_size_for(len(data.train), log)
         cfg = cfg.updated(data=cfg.data or data.name, batch_size=batch,
                           lr=cfg.lr if cfg.lr is not None else DEFAULT_LR * batch / 256)
         mean, std = normalization(cfg, data)
     else:
-        if note := check_same_data(state.get("data_fingerprint"), data, allow_added_data):
+        if note := check_same_data(state.get("data_fingerprint"), fingerprint, allow_added_data):
             log(note)
         mean, std = state["normalization"]["mean"], state["normalization"]["std"]
     spec = ModelSpec(cfg.model or "cnn", len(data.classes), data.channels, data.image_size,
@@ -184,13 +185,14 @@ def setup(cfg: TrainConfig, state: dict[str, Any] | None, folder: RunFolder,
                                                   f"({s['detail']})"))
     train_batches = make_loader(data.train, options)
     log(f"input pipeline: {train_batches.description}")
-    run = Run(cfg=cfg, run_dir=folder.path, log=log, device=device, data=data, model=model,
+    run = Run(cfg=cfg, log=log, device=device, data=data, model=model,
               step_model=torch.compile(model) if cfg.compile else model, folder=folder,
               loader_options=options, train_batches=train_batches,
               val_batches=make_loader(data.val, eval_options(options, cfg)),
               optimizer=optimizer, schedule=create_schedule(optimizer, cfg, len(train_batches)),
               best=BestMetric(cfg.monitor, cfg.min_delta),
-              meta=checkpoint_meta(cfg, data, spec, mean, std), new_weights=new_weights)
+              meta=checkpoint_meta(cfg, data, spec, mean, std), new_weights=new_weights,
+              fingerprint=fingerprint)
     run.callbacks = CallbackList(default_callbacks(run) + extra_callbacks)
     if state is not None:
         run.load_resume_state(state)
