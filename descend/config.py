@@ -15,6 +15,7 @@ import dataclasses
 import functools
 import json
 import math
+import re
 import sys
 import types
 import typing
@@ -64,8 +65,10 @@ class TrainConfig:
     val_fraction: float | None = _data(
         None, "hold out this share of each class for validation",
         default_text="the official test split; 0.2 for a flat image folder")
-    augment: str = _data("crop:4,hflip", "e.g. crop:4,hflip,cutout:8 or none; the default is "
-                         "the two augmentations that pay on small images")
+    augment: str | None = _data(
+        None, "e.g. crop:4,hflip,cutout:8 or none",
+        default_text="crop:4,hflip, the two that pay on small images (crop:2,hflip for fastres, "
+        "no mirroring for MNIST)")
     mean: list[float] | None = _data(None, "normalization mean per channel, e.g. 0.49,0.48,0.45",
                                      default_text="computed from the training split")
     std: list[float] | None = _data(None, "normalization std per channel",
@@ -81,9 +84,10 @@ class TrainConfig:
     download: bool = _data(True, "download a missing public dataset (--no-download never "
                            "touches the network)")
     # --- model ----------------------------------------------------------------------------
-    model: str | None = _model(None, "mlp, cnn or tv:NAME",
-                               default_text="cnn, the fastest to a good accuracy on a CPU "
-                               "(BENCHMARKS.md); with --init, the checkpoint's model")
+    model: str | None = _model(None, "fastres, cnn, mlp or tv:NAME",
+                               default_text="fastres with its recipe (descend/training/recipe.py),"
+                               " the fastest to a good accuracy (BENCHMARKS.md B3); with --init, "
+                               "the checkpoint's model")
     model_args: dict[str, Any] = _model({}, "model argument, e.g. widths=[32,64,128] "
                                         "dropout=0.1", flag="--model-arg", metavar="KEY=VALUE")
     init: str | None = _model(
@@ -106,10 +110,11 @@ class TrainConfig:
         "and a smaller batch takes proportionally smaller steps (the linear scaling rule)")
     momentum: float = _model(0.9, "momentum / beta1")
     weight_decay: float = _model(5e-4, "L2 as in the ResNet recipes; AdamW decouples it")
-    label_smoothing: float = _model(0.1, "cheap regularisation, worth ~1% on CIFAR-10")
+    label_smoothing: float | None = _model(None, "cheap regularisation, worth ~1% on CIFAR-10",
+                                           default_text="0.2 for fastres (its recipe), else 0.1")
     ema_decay: float = _model(0.0, "keep an EMA of the weights with this decay (e.g. 0.999); "
                               "validation and best.pt use the averaged weights; 0 is off")
-    epochs: int = _model(8, "epochs to train")
+    epochs: int = _model(8, "epochs to train (--time-budget plans them instead)")
     schedule: str = _model("onecycle", "constant, step, multistep, exponential, cosine, "
                            "onecycle, plateau; one-cycle (warm up, then anneal) is the fastest "
                            "schedule for short runs")
@@ -124,12 +129,18 @@ class TrainConfig:
     early_stop: int = _stop(0, "stop after this many epochs without improvement; 0 is off",
                             metavar="PATIENCE")
     min_delta: float = _stop(0.0, "smallest change that counts as improvement")
+    time_budget: str | None = _stop(
+        None, "plan the epochs (and the schedule's length) to finish training within this "
+        "time, e.g. 90s, 5m, 1h30m; timed from the first step, data loading and the test pass "
+        "are extra", metavar="DURATION")
     # --- machine --------------------------------------------------------------------------
     seed: int = _machine(0, "seed of every random stream (order, augmentation, initialisation)")
     deterministic: bool = _machine(False, "bit-exact reruns at some cost in speed")
     device: str = _machine("auto", "auto, cpu, cuda[:N] or mps; auto picks cuda, then mps, "
                            "then cpu")
-    amp: bool = _machine(True, "bfloat16 autocast on CUDA (ignored on the CPU)")
+    amp: bool = _machine(True, "the fast precision for the device: bfloat16 autocast on CUDA, "
+                         "and on a CPU with native bfloat16 (AMX or AVX-512 BF16) where a few "
+                         "timed steps show it pays; float32 elsewhere")
     channels_last: bool = _machine(True, "channels-last memory: 1.3-1.6x faster convolutions "
                                    "on CPU and GPU alike")
     compile: bool = _machine(False, "torch.compile the model (slow start, faster steps on GPU)")
@@ -152,6 +163,8 @@ class TrainConfig:
                     "step_size": self.step_size, "gamma": self.gamma,
                     "plateau_patience": self.plateau_patience,
                     **({"batch_size": self.batch_size} if self.batch_size is not None else {})}
+        if self.time_budget is not None:
+            parse_duration(self.time_budget)
         for name, value in positive.items():
             if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
                 raise ConfigError(f"{flag_name(name)} must be a positive number, got {value!r}")
@@ -164,9 +177,9 @@ class TrainConfig:
                   "label_smoothing": self.label_smoothing, "early_stop": self.early_stop,
                   "min_delta": self.min_delta, "warmup_epochs": self.warmup_epochs}
         for name, value in nonneg.items():
-            if not (math.isfinite(value) and value >= 0):
+            if value is not None and not (math.isfinite(value) and value >= 0):
                 raise ConfigError(f"{flag_name(name)} must be 0 or more, got {value!r}")
-        if not self.label_smoothing < 1:
+        if self.label_smoothing is not None and not self.label_smoothing < 1:
             raise ConfigError("--label-smoothing must be below 1")
         if not 0 <= self.ema_decay < 1:
             raise ConfigError(f"--ema-decay must be in [0, 1), got {self.ema_decay!r}")
@@ -230,6 +243,25 @@ class TrainConfig:
 
     def updated(self, **changes: Any) -> TrainConfig:
         return TrainConfig.from_dict({**self.to_dict(), **changes})
+
+
+DURATION_UNITS = {"s": 1, "m": 60, "h": 3600}
+
+
+def parse_duration(text: str) -> float:
+    """Seconds in ``90s``, ``5m``, ``1.5h``, ``1h30m`` or a bare number of seconds."""
+    t = str(text).strip().lower().replace(" ", "")
+    if re.fullmatch(r"\d+(\.\d+)?", t):
+        seconds = float(t)
+    else:
+        parts = re.findall(r"(\d+(?:\.\d+)?)([smh])", t)
+        if not parts or "".join(n + u for n, u in parts) != t:
+            raise ConfigError(f"--time-budget {text!r} is not a duration: write e.g. 90s, 5m, "
+                              "1h or 1h30m")
+        seconds = sum(float(n) * DURATION_UNITS[u] for n, u in parts)
+    if not seconds > 0 or not math.isfinite(seconds):
+        raise ConfigError(f"--time-budget must be a positive duration, got {text!r}")
+    return seconds
 
 
 def flag_name(name: str) -> str:

@@ -15,7 +15,7 @@ from descend import __version__
 from descend.errors import DescendError
 
 # Sub-command modules, each with add_parser(subparsers) and run(args) -> exit status.
-COMMANDS = ["train", "evaluate", "predict", "data", "crawl", "gd", "optim"]
+COMMANDS = ["train", "evaluate", "predict", "data", "crawl", "gd", "optim", "serve", "export"]
 
 
 def build_parser() -> argparse.ArgumentParser:

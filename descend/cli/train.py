@@ -34,6 +34,10 @@ def run(args: argparse.Namespace) -> int:
     if args.json:  # stdout carries the JSON alone; the run's log goes to stderr
         with contextlib.redirect_stdout(sys.stderr):
             result = _train(args)
+        from descend.training.distributed import world
+
+        if not world().is_main:  # under torchrun, rank 0 speaks for the run
+            return 0
         print(json.dumps({
             "run_dir": str(result.run_dir), "data": result.data_name,
             "best_epoch": result.best_epoch, "best_metric": result.best_metric,

@@ -15,7 +15,8 @@ import torch
 from descend.data.augment import Augment
 from descend.errors import ConfigError
 
-__all__ = ["LoaderOptions", "Normalize", "check_batch_size", "epoch_seed", "fitting_batch_size"]
+__all__ = ["LoaderOptions", "Normalize", "check_batch_size", "epoch_seed", "fitting_batch_size",
+           "shard_block", "shard_length", "shard_permutation"]
 
 
 @dataclass
@@ -25,6 +26,12 @@ class LoaderOptions:
     ``workers``, ``strict`` and ``on_skip`` concern streaming only: a file found unusable while
     streaming is dropped from its batch and passed to ``on_skip`` (with ``strict`` it stops the
     run instead). ``workers`` None: `default_workers`.
+
+    ``rank`` and ``world_size`` (set under torchrun by `descend.training.distributed`): the loader
+    yields only this process's share of the split, ``batch_size`` images at a time. Shuffled
+    (training): a share of the epoch's permutation, the same size on every rank
+    (`shard_permutation`); not shuffled (evaluation): a contiguous block (`shard_block`), so that
+    the blocks of all ranks hold every image exactly once.
     """
 
     batch_size: int
@@ -39,6 +46,8 @@ class LoaderOptions:
     workers: int | None = None
     strict: bool = False
     on_skip: Callable[[dict[str, str]], None] | None = None
+    rank: int = 0
+    world_size: int = 1
 
     @property
     def active_augment(self) -> Augment | None:
@@ -50,9 +59,50 @@ class LoaderOptions:
         return f" ({augment.spec})" if augment is not None else ""
 
 
-def epoch_seed(seed: int, epoch: int) -> int:
-    """The seed of an epoch's random stream (order and augmentation)."""
-    return seed * 1_000_003 + epoch
+# Rank r's streams are seeded r * RANK_STRIDE above rank 0's: far above any (seed, epoch) seed in
+# use, so no two ranks (or epochs) ever share a stream.
+RANK_STRIDE = 2**48
+
+
+def epoch_seed(seed: int, epoch: int, rank: int = 0) -> int:
+    """The seed of an epoch's random stream (order and augmentation); under torchrun, rank
+    ``rank``'s own stream (augmentation, dropout), rank 0's being the one-process stream."""
+    return seed * 1_000_003 + epoch + rank * RANK_STRIDE
+
+
+def shard_permutation(order: torch.Tensor, rank: int, world_size: int, drop_last: bool
+                      ) -> torch.Tensor:
+    """Rank ``rank``'s share of an epoch's permutation ``order``: every ``world_size``-th index
+    from its ``rank``-th on, as torch's ``DistributedSampler`` deals them.
+
+    The shares are disjoint and the same size on every rank, so that every rank takes the same
+    number of steps (DistributedDataParallel waits for all of them at each step): with
+    ``drop_last`` the last ``n % world_size`` indices of the permutation sit this epoch out,
+    else its first ones are dealt a second time to fill the last round. One rank: ``order``.
+    """
+    if world_size == 1:
+        return order
+    n = len(order)
+    if drop_last:
+        order = order[:n - n % world_size]
+    elif n % world_size:
+        pad = world_size - n % world_size
+        order = torch.cat([order, order.repeat(-(-pad // n))[:pad]])
+    return order[rank::world_size].contiguous()
+
+
+def shard_block(n: int, rank: int, world_size: int) -> tuple[int, int]:
+    """[lo, hi) of rank ``rank``'s contiguous block of ``n`` indices: the blocks of all ranks
+    cover each index once, their sizes differing by one at most (evaluation)."""
+    return n * rank // world_size, n * (rank + 1) // world_size
+
+
+def shard_length(n: int, options: LoaderOptions) -> int:
+    """How many of ``n`` images a loader with ``options`` yields per epoch on its rank."""
+    if not options.shuffle:
+        lo, hi = shard_block(n, options.rank, options.world_size)
+        return hi - lo
+    return n // options.world_size if options.drop_last else -(-n // options.world_size)
 
 
 def check_batch_size(batch_size: int, n: int, drop_last: bool) -> None:

@@ -21,6 +21,9 @@ from descend.data.batching import (
     batch_count,
     check_batch_size,
     epoch_seed,
+    shard_block,
+    shard_length,
+    shard_permutation,
 )
 from descend.data.splits import ImageFiles, ImageTensors
 from descend.data.stats import channel_stats
@@ -34,12 +37,18 @@ class BatchLoader:
     """Batches of an in-memory split: ``for x, y in loader`` gives normalized x on the device."""
 
     def __init__(self, data: ImageTensors, options: LoaderOptions) -> None:
-        check_batch_size(options.batch_size, len(data), options.drop_last)
+        # `batch_size` is per rank under torchrun: the check is of the batch of all ranks.
+        check_batch_size(options.batch_size * options.world_size, len(data), options.drop_last)
         self.device = torch.device(options.device)
-        self.images = data.images.to(self.device)
-        self.labels = data.labels.to(self.device)
+        # Training draws from the whole split every epoch; evaluation keeps this rank's block.
+        lo, hi = (0, len(data)) if options.shuffle else shard_block(len(data), options.rank,
+                                                                    options.world_size)
+        self.images = data.images[lo:hi].to(self.device)
+        self.labels = data.labels[lo:hi].to(self.device)
         self.batch_size, self.shuffle = options.batch_size, options.shuffle
         self.drop_last = options.drop_last
+        self.rank, self.world_size = options.rank, options.world_size
+        self.length = shard_length(len(data), options)  # images yielded per epoch
         self.augment = options.active_augment
         self.normalize = Normalize.for_options(options)
         self.seed, self.epoch = options.seed, 0
@@ -53,15 +62,19 @@ class BatchLoader:
         self.epoch = epoch
 
     def __len__(self) -> int:
-        return batch_count(len(self.labels), self.batch_size, self.drop_last)
+        return batch_count(self.length, self.batch_size, self.drop_last)
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        n = len(self.labels)
         g = torch.Generator(device=self.device).manual_seed(epoch_seed(self.seed, self.epoch))
-        order = (torch.randperm(n, generator=g, device=self.device) if self.shuffle
-                 else None)
+        order = None
+        if self.shuffle:  # every rank draws the same permutation, then takes its share
+            order = shard_permutation(torch.randperm(len(self.labels), generator=g,
+                                                     device=self.device),
+                                      self.rank, self.world_size, self.drop_last)
+            if self.rank:  # and augments with its own stream (rank 0 goes on with this one)
+                g.manual_seed(epoch_seed(self.seed, self.epoch, self.rank))
         for b in range(len(self)):
-            lo, hi = b * self.batch_size, min((b + 1) * self.batch_size, n)
+            lo, hi = b * self.batch_size, min((b + 1) * self.batch_size, self.length)
             if order is None:  # evaluation: contiguous slices, no gather
                 x, y = self.images[lo:hi], self.labels[lo:hi]
             else:  # index_select copies whole rows: 20x faster than images[idx] on uint8

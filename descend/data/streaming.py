@@ -27,6 +27,9 @@ from descend.data.batching import (
     batch_count,
     check_batch_size,
     epoch_seed,
+    shard_block,
+    shard_length,
+    shard_permutation,
 )
 from descend.data.images import BadImage
 from descend.data.splits import ImageFiles
@@ -86,7 +89,8 @@ class StreamingLoader:
     """Batches decoded from files by worker processes, augmented and normalized on the device."""
 
     def __init__(self, data: ImageFiles, options: LoaderOptions) -> None:
-        check_batch_size(options.batch_size, len(data), options.drop_last)
+        # `batch_size` is per rank under torchrun: the check is of the batch of all ranks.
+        check_batch_size(options.batch_size * options.world_size, len(data), options.drop_last)
         self.files = data
         self.device = torch.device(options.device)
         self.augment = options.active_augment
@@ -96,7 +100,9 @@ class StreamingLoader:
         self.skipped: list[dict[str, str]] = []
         self.workers = default_workers() if options.workers is None else options.workers
         self.shuffle = options.shuffle
-        self.batches = EpochBatches(len(data), options.batch_size, options.drop_last)
+        self.rank, self.world_size = options.rank, options.world_size
+        self.batches = EpochBatches(shard_length(len(data), options), options.batch_size,
+                                    options.drop_last)
         self.loader = DataLoader(
             _FileSamples(data), batch_sampler=self.batches, num_workers=self.workers,
             collate_fn=_collate, pin_memory=self.device.type == "cuda",
@@ -131,16 +137,30 @@ class StreamingLoader:
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         # The order and then the augmentation from one generator, drawn in the same sequence
         # as BatchLoader: without bad files, both loaders give the very same batches.
+        # Under torchrun, each rank takes its share of the same permutation (or its block of the
+        # files) and augments with its own stream, as BatchLoader does.
         g = torch.Generator(device=self.device).manual_seed(epoch_seed(self.seed, self.epoch))
         n = len(self.files)
-        self.batches.order = (torch.randperm(n, generator=g, device=self.device).cpu()
-                              if self.shuffle else torch.arange(n))
+        if self.shuffle:
+            self.batches.order = shard_permutation(
+                torch.randperm(n, generator=g, device=self.device).cpu(), self.rank,
+                self.world_size, self.batches.drop_last)
+            if self.rank:
+                g.manual_seed(epoch_seed(self.seed, self.epoch, self.rank))
+        else:
+            self.batches.order = torch.arange(*shard_block(n, self.rank, self.world_size))
         for x, y, _, problems in self.loader:
             if problems:
                 self._report(problems)
                 keep = y >= 0
                 x, y = x[keep], y[keep]
                 if len(y) == 0:
+                    if self.world_size > 1:  # a skipped step would leave the ranks out of step
+                        raise DataError(
+                            f"every file of a batch was unusable (e.g. "
+                            f"{self.files.paths[problems[0][0]]}); under torchrun every process "
+                            "must take the same steps: fix or remove the files, or train in one "
+                            "process")
                     continue
             x = x.to(self.device, non_blocking=True)
             y = y.to(self.device, non_blocking=True)

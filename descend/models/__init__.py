@@ -1,4 +1,4 @@
-"""Models by name: ``mlp`` (the seed's MyNet), ``cnn``, ``resnet8`` and ``tv:NAME``."""
+"""Models by name: ``mlp`` (the seed's MyNet), ``cnn``, ``fastres`` (the default), ``tv:NAME``."""
 
 from descend.models.registry import MODELS, ModelSpec, create_model
 

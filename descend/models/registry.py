@@ -38,7 +38,7 @@ class ModelSpec:
 
 
 def create_model(spec: ModelSpec) -> nn.Module:
-    from descend.models import cnn, mlp, torchvision_models  # noqa: F401  (fill the registry)
+    from descend.models import cnn, fastres, mlp, torchvision_models  # noqa: F401  (fill it)
 
     if spec.name.startswith("tv:"):
         return torchvision_models.create(spec)
@@ -53,6 +53,6 @@ def create_model(spec: ModelSpec) -> nn.Module:
 
 
 def model_names() -> list[str]:
-    from descend.models import cnn, mlp, torchvision_models  # noqa: F401
+    from descend.models import cnn, fastres, mlp, torchvision_models  # noqa: F401
 
     return MODELS.names() + ["tv:NAME (any torchvision classification model)"]

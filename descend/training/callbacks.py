@@ -11,7 +11,9 @@ in this order for every epoch::
 
 Each hook gets the `Run` and may read anything in it; setting ``run.stop`` ends training after
 the epoch. A callback with state to carry over ``--resume`` gives it a ``key`` and implements
-`state_dict` / `load_state_dict`; `Checkpoint` stores it in ``last.pt`` under that key.
+`state_dict` / `load_state_dict`; `Checkpoint` stores it in ``last.pt`` under that key. A
+callback that writes or prints sets ``rank_zero_only``: under torchrun only rank 0 runs it
+(`descend.training.distributed`).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import contextlib
 import csv
 import io
 import sys
+import time
 from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -42,6 +45,7 @@ class Callback:
     """A piece of a training run with a few hooks; every hook does nothing unless overridden."""
 
     key: str | None = None  # where `state_dict` is kept in last.pt; None: no state to keep
+    rank_zero_only: bool = False  # writes or prints: under torchrun, rank 0 alone runs it
 
     def on_train_start(self, run: Run) -> None: ...
     def on_epoch_start(self, run: Run) -> None: ...
@@ -111,6 +115,8 @@ class EMA(Callback):
 class MetricsLog(Callback):
     """Per-epoch rows, written to ``metrics.csv`` and drawn to ``curves.png`` after each epoch."""
 
+    rank_zero_only = True
+
     def __init__(self, run_dir: Path) -> None:
         self.run_dir = run_dir
 
@@ -130,13 +136,19 @@ class MetricsLog(Callback):
 class TensorBoard(Callback):
     """Every metric of every epoch, to ``RUN/tensorboard`` (``--tensorboard``)."""
 
+    rank_zero_only = True
+
     def __init__(self, run_dir: Path) -> None:
         try:
             from torch.utils.tensorboard import SummaryWriter
         except ImportError:
             raise ConfigError("--tensorboard needs the tensorboard package: "
                               "pip install tensorboard") from None
-        self.writer = SummaryWriter(str(run_dir / "tensorboard"))
+        self.log_dir, self.writer_class = run_dir / "tensorboard", SummaryWriter
+        self.writer: Any = None  # made when training starts: a callback made is no file written
+
+    def on_train_start(self, run: Run) -> None:
+        self.writer = self.writer_class(str(self.log_dir))
 
     def on_epoch_end(self, run: Run) -> None:
         for k, v in run.row.items():
@@ -149,6 +161,8 @@ class TensorBoard(Callback):
 class Checkpoint(Callback):
     """``best.pt`` when the monitored metric improved, ``last.pt`` after every epoch (both
     atomic), and the best weights restored into the model when training ends."""
+
+    rank_zero_only = True
 
     def __init__(self, run_dir: Path) -> None:
         self.best_path, self.last_path = run_dir / "best.pt", run_dir / "last.pt"
@@ -182,8 +196,31 @@ class EarlyStopping(Callback):
             run.log(run.stop)
 
 
+class TimeBudget(Callback):
+    """``--time-budget``: stop after an epoch when the next one would end past the deadline
+    (the plan was made from a few timed steps; this catches a machine that got slower)."""
+
+    def __init__(self) -> None:
+        self.started = 0.0
+
+    def on_epoch_start(self, run: Run) -> None:
+        self.started = time.monotonic()
+
+    def on_epoch_end(self, run: Run) -> None:
+        if run.deadline is None or run.epoch + 1 >= run.cfg.epochs:
+            return
+        now = time.monotonic()
+        if now + (now - self.started) > run.deadline:
+            run.stop = (f"time budget: {run.deadline - now:.0f} s left, less than the "
+                        f"{now - self.started:.0f} s an epoch takes; stopping after epoch "
+                        f"{run.epoch + 1} of {run.cfg.epochs}")
+            run.log(run.stop)
+
+
 class Progress(Callback):
     """A progress bar over each epoch's batches (``--progress``) and one log line per epoch."""
+
+    rank_zero_only = True
 
     def __init__(self, show_bar: bool) -> None:
         # Without a terminal (a file, a pipe, CI) a bar is a stream of carriage-return frames:
@@ -252,6 +289,8 @@ class ReplaceOldRun(Callback):
     """``--overwrite``: once the new run's first ``last.pt`` exists, the old run's other files
     go and the new run's log, config and skip list (held back until then) are written."""
 
+    rank_zero_only = True
+
     def on_epoch_end(self, run: Run) -> None:
         if run.folder.replaced:
             run.folder.take_over(written={"best.pt", "last.pt", "metrics.csv", "curves.png"})
@@ -299,9 +338,11 @@ def default_callbacks(run: Run) -> list[Callback]:
     if run.folder.replaced:
         callbacks.append(ReplaceOldRun())
     callbacks += [Progress(cfg.progress), EarlyStopping(cfg.early_stop)]
+    if run.deadline is not None:
+        callbacks.append(TimeBudget())
     return callbacks
 
 
 __all__ = ["METRIC_COLUMNS", "Callback", "CallbackList", "Checkpoint", "EMA", "EarlyStopping",
            "FreezeBackbone", "MetricsLog", "Progress", "ReplaceOldRun", "RunLog", "TensorBoard",
-           "default_callbacks"]
+           "TimeBudget", "default_callbacks"]

@@ -12,6 +12,7 @@ layer when the classes differ, keeps its fresh initialisation and is "the new he
 from __future__ import annotations
 
 import urllib.error
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,7 @@ import torch
 from torch import nn
 
 from descend.config import TrainConfig
+from descend.data.splits import ImageFiles, ImageTensors
 from descend.errors import CheckpointError, ConfigError
 from descend.training.checkpoint import read_checkpoint
 
@@ -166,3 +168,32 @@ def describe_start(start: StartingWeights, kept: list[str], new: list[str],
             f"({size:,} parameters, freshly initialised)" if new_params
             else "nothing new (the classes fit)")
     return f"initialised from {start.source}: kept {len(kept)} tensors; {head}"
+
+
+WHITENING_SAMPLE = 5000  # images that estimate a patch covariance well (airbench uses 5000)
+
+
+def init_from_data(model: nn.Module, split: ImageTensors | ImageFiles,
+                   normalize: Callable[[torch.Tensor], torch.Tensor], seed: int) -> bool:
+    """Let a model that sets layers from data (``init_from_data(images)``, e.g. fastres's
+    whitening) see a random sample of normalized training images; False if it has no such
+    layer. The sample depends only on ``seed``."""
+    fit = getattr(model, "init_from_data", None)
+    if fit is None or len(split) == 0:
+        return False
+    g = torch.Generator().manual_seed(seed)
+    index = torch.randperm(len(split), generator=g)[:WHITENING_SAMPLE]
+    if isinstance(split, ImageTensors):
+        pixels = split.images[index]
+    else:  # files: decode the sample; an unusable file is left out
+        decoded = []
+        for i in index.tolist():
+            try:
+                decoded.append(torch.from_numpy(split.load(i)))
+            except Exception:  # noqa: BLE001 - the loader reports bad files; skip them here
+                continue
+        if not decoded:
+            return False
+        pixels = torch.stack(decoded)
+    fit(normalize(pixels))
+    return True

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -12,6 +11,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from descend.errors import DataError, DescendError
+from descend.training.distributed import active, sum_over_ranks
+from descend.training.precision import autocast
 
 
 @dataclass
@@ -38,13 +39,6 @@ class RunningMetrics:
     @property
     def acc(self) -> float:
         return self.correct.item() / max(self.seen, 1)
-
-
-def autocast(device: torch.device, amp: bool) -> contextlib.AbstractContextManager[object]:
-    """bfloat16 autocast on CUDA (no loss scaling needed); a no-op elsewhere."""
-    if amp and device.type == "cuda":
-        return torch.autocast("cuda", dtype=torch.bfloat16)
-    return contextlib.nullcontext()
 
 
 def train_one_epoch(
@@ -79,20 +73,22 @@ def train_one_epoch(
         running.steps += 1
         if on_step is not None:
             on_step(running)
-    if running.seen == 0:  # e.g. streamed files that all turned out unusable
+    # Under torchrun, the sums over every rank's images: the metrics one process would report.
+    loss_sum, correct, seen = sum_over_ranks(running.loss_sum, running.correct, running.seen)
+    if seen == 0:  # e.g. streamed files that all turned out unusable
         raise DataError("no training image could be used this epoch (every file of every batch "
                         "failed to decode; the skipped files are listed above): fix or remove "
                         "them, or train on other data")
     if device.type == "cuda":
         torch.cuda.synchronize()
     seconds = time.perf_counter() - start
-    loss_value = running.loss
+    loss_value = loss_sum / seen
     if not torch.isfinite(torch.tensor(loss_value)):
         raise DescendError(
             "training diverged: the loss became NaN or infinite; lower --lr (the checkpoints of "
             "earlier epochs are kept)"
         )
-    return EpochResult(loss_value, running.acc, seconds, running.seen)
+    return EpochResult(loss_value, correct / seen, seconds, int(seen))
 
 
 @torch.no_grad()
@@ -109,6 +105,8 @@ def predict_batches(
         with autocast(device, amp):
             outs.append(model(x).float().cpu())
         labels.append(y.cpu())
+    if not outs:  # no batches (a rank's empty share of a tiny split, under torchrun)
+        return torch.zeros(0, 0), torch.zeros(0, dtype=torch.int64)
     return torch.cat(outs), torch.cat(labels)
 
 
@@ -118,7 +116,13 @@ def loss_and_accuracy(
     device: torch.device,
     amp: bool = False,
 ) -> tuple[float, float]:
-    """(mean cross-entropy, accuracy) over all images of ``batches``."""
+    """(mean cross-entropy, accuracy) over all images of ``batches``; under torchrun, over the
+    images of every rank's ``batches`` (each rank's share of the split)."""
     logits, labels = predict_batches(model, batches, device, amp)
+    if active():
+        shard = ((F.cross_entropy(logits, labels, reduction="sum"),
+                  (logits.argmax(1) == labels).sum()) if len(labels) else (0.0, 0))
+        loss_sum, correct, n = sum_over_ranks(*shard, len(labels))
+        return loss_sum / n, correct / n
     loss = F.cross_entropy(logits, labels).item()
     return loss, (logits.argmax(1) == labels).float().mean().item()

@@ -53,6 +53,8 @@ class Run:
     stop: str | None = None  # set by a callback: why training stops after this epoch
     new_weights: list[str] = field(default_factory=list)  # not from --init/--pretrained/--weights
     fingerprint: dict[str, Any] = field(default_factory=dict)  # the data's, for resume checks
+    amp: bool = False  # bfloat16 autocast on (`precision.choose_amp`)
+    deadline: float | None = None  # time.monotonic() at which --time-budget ends
 
     @property
     def run_dir(self) -> Path:

@@ -37,13 +37,22 @@ class RunFolder:
     """A locked run folder; ``replaced`` lists an old run's files that the new one replaces."""
 
     def __init__(self, path: Path, lock_fd: int | None, replaced: list[str],
-                 created: bool = False) -> None:
+                 created: bool = False, owned: bool = True) -> None:
         self.path, self._lock_fd, self.replaced = path, lock_fd, replaced
         self.created = created  # this run made the folder
+        self.owned = owned  # this process writes the folder (False: `follow`)
         self.pending: dict[str, str] = {}  # files held back while an old run is still there
+
+    @classmethod
+    def follow(cls, path: Path) -> RunFolder:
+        """The folder of a run that another process owns (torchrun's rank 0, which opened it):
+        this process neither creates, locks nor writes it."""
+        return cls(path, None, [], owned=False)
 
     def write_text(self, name: str, text: str) -> None:
         """Write ``RUN/name`` atomically now, or at `take_over` while an old run is there."""
+        if not self.owned:
+            return
         if self.replaced:
             self.pending[name] = text
         else:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import random
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,11 +22,12 @@ from typing import Any
 import torch
 from torch import nn
 
-from descend.config import TrainConfig
+from descend.config import TrainConfig, parse_duration
 from descend.data.augment import parse_augment
 from descend.data.batching import (
     DEFAULT_BATCH_SIZE,
     LoaderOptions,
+    Normalize,
     epoch_seed,
     fitting_batch_size,
 )
@@ -37,16 +39,22 @@ from descend.data.stats import train_stats
 from descend.errors import ConfigError, DataError
 from descend.models import ModelSpec, create_model
 from descend.optim import create_optimizer
+from descend.training import distributed
+from descend.training.budget import eval_seconds_per_image, format_duration, plan_epochs
 from descend.training.callbacks import Callback, CallbackList, RunLog, default_callbacks
 from descend.training.device import pick_device, seed_everything, set_deterministic
 from descend.training.initialize import (
+    WHITENING_SAMPLE,
     StartingWeights,
     describe_start,
+    init_from_data,
     load_matching,
     starting_weights,
 )
 from descend.training.loop import RunningMetrics, loss_and_accuracy, train_one_epoch
 from descend.training.monitor import BestMetric
+from descend.training.precision import choose_amp, step_seconds
+from descend.training.recipe import DEFAULT_MODEL, with_recipe
 from descend.training.resume import check_same_data, data_fingerprint, plan_run
 from descend.training.run import Run
 from descend.training.run_folder import RunFolder, default_run_dir
@@ -79,23 +87,24 @@ def train(cfg: TrainConfig | None = None, resume: str | Path | None = None,
     start = None
     if state is None:  # the weights to start from may fill the model, size and normalization
         start = starting_weights(cfg)
-        cfg = (start.complete(cfg) if start else cfg).updated(model=cfg.model or "cnn")
-    folder = RunFolder.open(Path(cfg.out) if cfg.out else default_run_dir(cfg),
-                            new=state is None, overwrite=cfg.overwrite or restart)
-    try:
+        cfg = with_recipe(start.complete(cfg) if start else cfg, cfg.data or "cifar10")
+    with distributed.process_group(cfg.device):  # under torchrun; nothing in one process
+        folder = distributed.open_run_folder(Path(cfg.out) if cfg.out else default_run_dir(cfg),
+                                             new=state is None, overwrite=cfg.overwrite or restart)
         try:
-            run = setup(cfg.updated(out=str(folder.path)), state, folder, start,
-                        callbacks or [], allow_added_data)
-        except BaseException:
-            folder.abandon()  # a new folder that never got a run is not left behind
-            raise
-        if restart:
-            run.log(f"resuming {folder.path} from the start: it was stopped during its first "
-                    "epoch")
-        fit(run)
-        test_acc = test_accuracy(run)
-    finally:
-        folder.close()
+            try:
+                run = setup(cfg.updated(out=str(folder.path)), state, folder, start,
+                            callbacks or [], allow_added_data)
+            except BaseException:
+                folder.abandon()  # a new folder that never got a run is not left behind
+                raise
+            if restart:
+                run.log(f"resuming {folder.path} from the start: it was stopped during its "
+                        "first epoch")
+            fit(run)
+            test_acc = test_accuracy(run)
+        finally:
+            folder.close()
     run.log(f"best {run.cfg.monitor} {run.best.best} at epoch {run.best.best_epoch}; saved "
             f"{run.run_dir / 'best.pt'}")
     return TrainResult(run.run_dir, run.history, run.best.best_epoch, run.best.best, test_acc,
@@ -113,19 +122,20 @@ def fit(run: Run) -> None:
 
     callbacks.on_train_start(run)
     for epoch in range(run.start_epoch, cfg.epochs):
-        # Every random stream of the epoch is a function of (seed, epoch): exact resumes.
-        torch.manual_seed(epoch_seed(cfg.seed, epoch))
-        random.seed(epoch_seed(cfg.seed, epoch))
+        # Every random stream of the epoch is a function of (seed, epoch): exact resumes (and
+        # under torchrun of the rank too, so that ranks draw different dropout masks).
+        torch.manual_seed(epoch_seed(cfg.seed, epoch, run.loader_options.rank))
+        random.seed(epoch_seed(cfg.seed, epoch, run.loader_options.rank))
         run.train_batches.set_epoch(epoch)
         run.epoch, run.lr = epoch, run.optimizer.param_groups[0]["lr"]
         callbacks.on_epoch_start(run)
         result = train_one_epoch(run.step_model, run.train_batches, run.optimizer,
                                  label_smoothing=cfg.label_smoothing, device=run.device,
-                                 amp=cfg.amp, on_step=after_step)
+                                 amp=run.amp, on_step=after_step)
         run.evaluated_state = None
         callbacks.on_validation_start(run)
         val_loss, val_acc = loss_and_accuracy(run.step_model, run.val_batches, run.device,
-                                              cfg.amp)
+                                              run.amp)
         callbacks.on_validation_end(run)
         run.row = {"epoch": epoch + 1, "train_loss": result.loss, "train_acc": result.acc,
                    "val_loss": val_loss, "val_acc": val_acc, "lr": run.lr,
@@ -145,7 +155,7 @@ def test_accuracy(run: Run) -> float | None:
     if data.test is None or data.test is data.val:
         return None
     batches = make_loader(data.test, eval_options(run.loader_options, run.cfg))
-    _, acc = loss_and_accuracy(run.model, batches, run.device, run.cfg.amp)
+    _, acc = loss_and_accuracy(run.model, batches, run.device, run.amp)
     run.log(f"test accuracy of best.pt: {acc:.4f}")
     return acc
 
@@ -154,15 +164,19 @@ def setup(cfg: TrainConfig, state: dict[str, Any] | None, folder: RunFolder,
           start: StartingWeights | None, extra_callbacks: list[Callback],
           allow_added_data: bool = False) -> Run:
     """Everything the epoch loop needs, in the order the data flows; resumed from ``state``."""
-    log = RunLog(folder.path / "train.log", hold=bool(folder.replaced))
-    device = pick_device(cfg.device)
+    # A folder this process follows (under torchrun, any rank but 0) gets a silent log.
+    log = (RunLog(folder.path / "train.log", hold=bool(folder.replaced)) if folder.owned
+           else RunLog(None, echo=False))
+    device = distributed.local_device(pick_device(cfg.device))
     set_deterministic(cfg.deterministic)
     seed_everything(cfg.seed)
 
-    data = load_data(cfg, log, folder)
+    with distributed.main_first():  # under torchrun, rank 0 downloads and caches first
+        data = load_data(cfg, log, folder)
     fingerprint = data_fingerprint(data)
     if state is None:
-        batch = cfg.batch_size or batch_size_for(len(data.train), log)
+        batch = cfg.batch_size or distributed.divisible_batch(batch_size_for(len(data.train),
+                                                                             log))
         cfg = cfg.updated(data=cfg.data or data.name, batch_size=batch,
                           lr=cfg.lr if cfg.lr is not None else DEFAULT_LR * batch / 256)
         mean, std = normalization(cfg, data)
@@ -170,30 +184,40 @@ def setup(cfg: TrainConfig, state: dict[str, Any] | None, folder: RunFolder,
         if note := check_same_data(state.get("data_fingerprint"), fingerprint, allow_added_data):
             log(note)
         mean, std = state["normalization"]["mean"], state["normalization"]["std"]
-    spec = ModelSpec(cfg.model or "cnn", len(data.classes), data.channels, data.image_size,
+    spec = ModelSpec(cfg.model or DEFAULT_MODEL, len(data.classes), data.channels, data.image_size,
                      dict(cfg.model_args))
     model, new_weights = build_model(spec, data.classes, device, start, log)
+    if state is None and start is None and init_from_data(
+            model, data.train, lambda x: Normalize(mean, std, device)(x.to(device)), cfg.seed):
+        log(f"{spec.name}: layers set from {min(len(data.train), WHITENING_SAMPLE)} training "
+            "images (patch whitening)")
     channels_last = cfg.channels_last and any(isinstance(m, nn.Conv2d) for m in model.modules())
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
     optimizer = create_optimizer(cfg.optimizer, model.parameters(), cfg.lr, cfg.momentum,
                                  cfg.weight_decay)
-    options = LoaderOptions(cfg.batch_size, mean, std, shuffle=True, drop_last=cfg.drop_last,
-                            augment=parse_augment(cfg.augment), device=device, seed=cfg.seed,
-                            channels_last=channels_last, strict=cfg.strict,
-                            on_skip=lambda s: log(f"skipped {s['path']}: {s['reason']} "
-                                                  f"({s['detail']})"))
+    options = distributed.rank_options(LoaderOptions(  # under torchrun: this rank's share
+        cfg.batch_size, mean, std, shuffle=True, drop_last=cfg.drop_last,
+        augment=parse_augment(cfg.augment), device=device, seed=cfg.seed,
+        channels_last=channels_last, strict=cfg.strict,
+        on_skip=lambda s: log(f"skipped {s['path']}: {s['reason']} ({s['detail']})")))
     train_batches = make_loader(data.train, options)
     log(f"input pipeline: {train_batches.description}")
+    # Under torchrun, DistributedDataParallel (a frozen backbone's weights get no gradient).
+    trained = distributed.wrap(model, device, find_unused=cfg.freeze_epochs > 0)
+    val_batches = make_loader(data.val, eval_options(options, cfg))
+    cfg, amp, deadline = plan_speed(cfg, state is None, model, train_batches, val_batches,
+                                    len(data.val), device, log)
     run = Run(cfg=cfg, log=log, device=device, data=data, model=model,
-              step_model=torch.compile(model) if cfg.compile else model, folder=folder,
+              step_model=torch.compile(trained) if cfg.compile else trained, folder=folder,
               loader_options=options, train_batches=train_batches,
-              val_batches=make_loader(data.val, eval_options(options, cfg)),
+              val_batches=val_batches, amp=amp, deadline=deadline,
               optimizer=optimizer, schedule=create_schedule(optimizer, cfg, len(train_batches)),
               best=BestMetric(cfg.monitor, cfg.min_delta),
               meta=checkpoint_meta(cfg, data, spec, mean, std), new_weights=new_weights,
               fingerprint=fingerprint)
-    run.callbacks = CallbackList(default_callbacks(run) + extra_callbacks)
+    run.callbacks = CallbackList(distributed.rank_callbacks(default_callbacks(run)
+                                                            + extra_callbacks))
     if state is not None:
         run.load_resume_state(state)
         log(f"resuming {folder.path} after epoch {run.start_epoch} of {cfg.epochs}")
@@ -202,6 +226,33 @@ def setup(cfg: TrainConfig, state: dict[str, Any] | None, folder: RunFolder,
     folder.write_text("config.json", json.dumps(cfg.to_dict(), indent=2))
     describe(run)
     return run
+
+
+def plan_speed(cfg: TrainConfig, new: bool, model: nn.Module, train_batches: Any,
+               val_batches: Any, val_images: int, device: torch.device,
+               log: RunLog) -> tuple[TrainConfig, bool, float | None]:
+    """(config, bfloat16 autocast on?, budget deadline): the precision that is fastest here
+    (`precision.choose_amp`) and, with ``--time-budget`` on a new run, the epochs that fit it
+    (`budget.plan_epochs`). Under torchrun every rank follows rank 0's measurements."""
+    started = time.monotonic()
+
+    def step(amp: bool) -> float:
+        return step_seconds(model, train_batches, lambda params: create_optimizer(
+            cfg.optimizer, params, cfg.lr, cfg.momentum, cfg.weight_decay), device, amp)
+
+    amp = distributed.broadcast_object(choose_amp(cfg.amp, device, step, log))
+    if cfg.time_budget is None or not new:
+        return cfg, amp, None
+    budget = parse_duration(cfg.time_budget)
+    per_step, per_image = step(amp), eval_seconds_per_image(model, val_batches, device)
+    epochs, epoch = plan_epochs(budget, time.monotonic() - started, per_step,
+                                len(train_batches), val_images, per_image)
+    epochs = distributed.broadcast_object(epochs)
+    log(f"time budget {format_duration(budget)}: a step takes {per_step * 1000:.0f} ms "
+        f"({len(train_batches)} per epoch) and validation {per_image * val_images:.1f} s, so "
+        f"an epoch takes about {epoch:.1f} s: {epochs} epoch(s) planned, about "
+        f"{format_duration(epochs * epoch)}, the schedule sized to match")
+    return cfg.updated(epochs=epochs), amp, started + budget
 
 
 def build_model(spec: ModelSpec, classes: list[str], device: torch.device,
@@ -283,5 +334,6 @@ def describe(run: Run) -> None:
             f"{data.image_size[0]}x{data.image_size[1]}")
     n_params = sum(p.numel() for p in run.model.parameters())
     run.log(f"model {cfg.model} ({n_params / 1e6:.2f}M parameters) on {run.device}; optimizer "
-            f"{cfg.optimizer} lr {cfg.lr} ({cfg.schedule}); batch {cfg.batch_size}; augment "
+            f"{cfg.optimizer} lr {cfg.lr} ({cfg.schedule}); batch {cfg.batch_size}"
+            f"{distributed.describe_batch(cfg.batch_size)}; augment "
             f"{parse_augment(cfg.augment).spec}; run folder {run.run_dir}")

@@ -64,7 +64,7 @@ def test_predict_any_mode_and_size_and_reports_unreadable(
 
 @pytest.mark.parametrize("argv, message", [
     (["train", "--data", "imagenet"], "unknown dataset 'imagenet'; choose one of: cifar10"),
-    (["train", "--model", "vgg"], "unknown model 'vgg'; choose one of: cnn, mlp"),
+    (["train", "--model", "vgg"], "unknown model 'vgg'; choose one of: cnn, fastres, mlp"),
     (["train", "--optimizer", "lion"], "unknown optimizer 'lion'; choose one of: adagrad"),
     (["train", "--schedule", "linear"], "unknown schedule 'linear'; choose one of: constant"),
     (["train", "--lr", "-1"], "--lr must be a positive number"),

@@ -20,7 +20,7 @@ def test_every_setting_is_a_train_flag_with_its_one_default(
     defaults = TrainConfig()
     for f in dataclasses.fields(TrainConfig):
         assert flag_name(f.name) in text, f.name
-    assert f"epochs to train (default {defaults.epochs})" in text
+    assert f"epochs to train (--time-budget plans them instead) (default {defaults.epochs})" in text
     assert "training batch size; an explicit one the data cannot fill is an error (default: " \
            "256 (large enough" in text  # a None default says what it means
     assert "0.2 x batch size / 256" in text and "--no-drop-last" in text

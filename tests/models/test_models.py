@@ -37,7 +37,7 @@ def test_model_arguments_pass_through() -> None:
 
 
 def test_unknown_names_list_the_valid_ones() -> None:
-    with pytest.raises(ConfigError, match="cnn, mlp"):
+    with pytest.raises(ConfigError, match="cnn, fastres, mlp"):
         create_model(ModelSpec("resnet", 10, 3, (32, 32)))
     with pytest.raises(ConfigError, match="resnet18"):
         create_model(ModelSpec("tv:resnet", 10, 3, (32, 32)))

@@ -1,0 +1,105 @@
+"""B3: time to accuracy. `descend train` with a time budget, over several seeds, against targets.
+
+    python benchmarks/b3_time_to_accuracy.py --data ../shared/datasets [--seeds 3]
+        [--targets mnist-99.0,mnist-99.5,cifar10-90] [--include-long]
+
+Each target is (dataset, budget, accuracy): the run is `descend train --data D --time-budget B
+--seed S` with every other setting at its default (the fastres recipe), and the target counts
+as reached when the mean test accuracy over the seeds is at least the target. The decode step
+is timed apart first (the runs read the decoded cache), and each run reports its training time
+(the epochs, validation included), its wall time (start-up, data loading and the test pass
+included) and its planned epochs.
+
+GPU: `benchmarks/b3_gpu.py` times the same against airbench's train94 on one card.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+from machine import describe  # noqa: E402
+
+TARGETS = {  # name: (dataset, time budget, test accuracy to reach)
+    "mnist-99.0": ("mnist", "20s", 0.990),
+    "mnist-99.5": ("mnist", "2m", 0.995),
+    "cifar10-90": ("cifar10", "5m", 0.90),
+    "cifar10-94": ("cifar10", "30m", 0.94),  # long: only with --include-long
+}
+LONG = {"cifar10-94"}
+
+
+def descend(args: list[str]) -> tuple[dict[str, object], float]:
+    """Run `descend train ARGS --json`; (its JSON result, wall seconds)."""
+    cmd = [sys.executable, "-m", "descend", "train", *args, "--no-progress", "--json"]
+    start = time.perf_counter()
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    wall = time.perf_counter() - start
+    if proc.returncode:
+        raise SystemExit(f"{' '.join(cmd)} failed:\n{proc.stderr[-3000:]}")
+    plan = [line for line in proc.stderr.splitlines() if "time budget" in line]
+    result = json.loads(proc.stdout[proc.stdout.index("{"):])
+    result["plan"] = plan
+    return result, wall
+
+
+def decode_time(data: str, root: Path) -> float:
+    """Seconds of `descend data info`, which decodes ``data`` into the cache (once)."""
+    start = time.perf_counter()
+    subprocess.run([sys.executable, "-m", "descend", "data", "info", "--data", data,
+                    "--data-root", str(root)], capture_output=True, text=True, check=False)
+    return time.perf_counter() - start
+
+
+def main() -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("--data", default="../shared/datasets")
+    p.add_argument("--seeds", type=int, default=3)
+    p.add_argument("--targets", default=",".join(t for t in TARGETS if t not in LONG))
+    p.add_argument("--include-long", action="store_true", help="also CIFAR-10 94% in 30 min")
+    p.add_argument("--out", default="/tmp/descend-b3")
+    p.add_argument("--extra", default="", help="extra train flags for every run, e.g. "
+                   "'--model-arg widths=[16,32,64]'")
+    a = p.parse_args()
+    print(describe(), flush=True)
+    root, out = Path(a.data).resolve(), Path(a.out)
+    names = a.targets.split(",") + (["cifar10-94"] if a.include_long else [])
+    rows = []
+    for data in dict.fromkeys(TARGETS[n][0] for n in names):
+        print(f"{data}: decode and cache (apart from the budget): "
+              f"{decode_time(data, root):.1f} s", flush=True)
+    for name in names:
+        data, budget, target = TARGETS[name]
+        accs, trains, walls = [], [], []
+        for seed in range(a.seeds):
+            result, wall = descend(["--data", data, "--data-root", str(root), "--time-budget",
+                                    budget, "--seed", str(seed), "--out",
+                                    str(out / f"{name}-{seed}"), "--overwrite",
+                                    *a.extra.split()])
+            hist = result["history"]
+            train_s = sum(r["seconds"] for r in hist)  # type: ignore[index]
+            accs.append(float(result["test_acc"]))  # type: ignore[arg-type]
+            trains.append(train_s)
+            walls.append(wall)
+            print(f"  {name} seed {seed}: test acc {accs[-1]:.4f} after {len(hist)} epochs "  # type: ignore[arg-type]
+                  f"({train_s:.0f} s training steps, {wall:.0f} s wall); "
+                  f"{' '.join(result['plan'])[-160:]}", flush=True)
+        mean = statistics.mean(accs)
+        spread = statistics.stdev(accs) if len(accs) > 1 else 0.0
+        rows.append((name, budget, target, mean, spread, min(accs), max(accs),
+                     statistics.mean(trains), statistics.mean(walls), mean >= target))
+    print(f"\n{'target':<12}{'budget':>7}{'goal':>7}{'mean acc':>10}{'sd':>7}{'min':>8}"
+          f"{'max':>8}{'train s':>9}{'wall s':>8}  reached ({a.seeds} seeds)")
+    for r in rows:
+        print(f"{r[0]:<12}{r[1]:>7}{r[2]:>7.3f}{r[3]:>10.4f}{r[4]:>7.4f}{r[5]:>8.4f}{r[6]:>8.4f}"
+              f"{r[7]:>9.0f}{r[8]:>8.0f}  {'yes' if r[9] else 'no'}")
+
+
+if __name__ == "__main__":
+    main()

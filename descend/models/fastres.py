@@ -1,0 +1,121 @@
+"""The fast residual net: descend's default model, built for time to accuracy on small images.
+
+Its shape follows the fastest public CIFAR-10 recipes (Keller Jordan's airbench, after David
+Page's ResNet-9), scaled to what a CPU trains in minutes::
+
+    whiten  2x2 patch convolution, fixed to the inverse square root of the training patches'
+            covariance (eigenvectors / sqrt(eigenvalue)), both signs, then GELU
+    group   conv3x3 -> max-pool /2 -> BN -> GELU -> [conv3x3 -> BN -> GELU] + skip   (x3)
+    head    global max-pool -> linear (no bias) -> logits x scale
+
+Why each choice:
+
+- whitening: the first layer starts decorrelated, as if trained; its weights stay fixed (they
+  carry no gradient) and only its bias learns. Worth a few epochs on short runs.
+- pooling before BN and GELU: the normalisation and activation run on a quarter of the pixels.
+- the residual branch (as in ResNet-9's layers): the second convolution of a group learns a
+  correction to its input, which trains faster and tolerates larger learning rates.
+- batch norm with a fixed scale of 1 (only the shift learns; a scale in front of a max-pool and
+  a linear layer is redundant) and a faster running-average momentum (0.4 rather than 0.1),
+  so the statistics used for validation keep up with weights that move quickly on short runs.
+- ``scale`` on the logits keeps the initial softmax near uniform, so early steps are not
+  spent undoing confident random guesses.
+- ``tta``: in eval mode the logits are the mean over the image and its mirror image
+  (test-time augmentation). The training recipe turns it on only when the training
+  augmentation flips images horizontally, so train and test see the same distribution;
+  evaluation, prediction, serving and export all get it, because it lives in the model.
+
+``widths`` (32, 64, 128) is the best accuracy per CPU-second measured in BENCHMARKS.md (B3).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+from descend.models.registry import MODELS
+
+PATCH = 2  # side of the whitened patches
+BN_MOMENTUM = 0.4  # torch's convention: the weight of the newest batch in the running stats
+
+
+def batch_norm(channels: int) -> nn.BatchNorm2d:
+    """Batch norm with its scale fixed at 1: only the shift is a trained parameter."""
+    bn = nn.BatchNorm2d(channels, momentum=BN_MOMENTUM)
+    bn.weight.requires_grad_(False)
+    return bn
+
+
+class ConvGroup(nn.Module):
+    """conv -> pool -> BN -> GELU, then a residual conv -> BN -> GELU."""
+
+    def __init__(self, ci: int, co: int) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(ci, co, 3, padding=1, bias=False)
+        self.pool = nn.MaxPool2d(2)
+        self.bn1 = batch_norm(co)
+        self.conv2 = nn.Conv2d(co, co, 3, padding=1, bias=False)
+        self.bn2 = batch_norm(co)
+        self.act = nn.GELU()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.act(self.bn1(self.pool(self.conv1(x))))
+        return x + self.act(self.bn2(self.conv2(x)))
+
+
+@MODELS.register("fastres")
+class FastRes(nn.Module):
+    def __init__(
+        self,
+        num_classes: int,
+        in_channels: int = 3,
+        image_size: Sequence[int] = (32, 32),
+        widths: Sequence[int] = (32, 64, 128),
+        scale: float = 1 / 9,
+        tta: bool = False,
+    ) -> None:
+        super().__init__()
+        w = [int(v) for v in widths]
+        if len(w) != 3 or min(w) < 1:
+            raise ValueError(f"widths needs three positive numbers, got {list(widths)}")
+        if min(image_size) < 8 * PATCH:
+            raise ValueError(f"images of {image_size[0]}x{image_size[1]} are too small for three "
+                             f"pooling stages; use images of at least {8 * PATCH} pixels")
+        whitened = 2 * in_channels * PATCH * PATCH  # every eigen-direction, both signs
+        self.whiten = nn.Conv2d(in_channels, whitened, PATCH, bias=True)
+        self.whiten.weight.requires_grad_(False)
+        self.act = nn.GELU()
+        self.groups = nn.Sequential(ConvGroup(whitened, w[0]), ConvGroup(w[0], w[1]),
+                                    ConvGroup(w[1], w[2]))
+        self.pool = nn.AdaptiveMaxPool2d(1)
+        self.head = nn.Linear(w[2], num_classes, bias=False)
+        self.scale, self.tta = float(scale), bool(tta)
+
+    @torch.no_grad()
+    def init_from_data(self, images: torch.Tensor, eps: float = 5e-4) -> None:
+        """Set the whitening filters from normalized training images (N, C, H, W).
+
+        With S the covariance of the PATCH x PATCH patches (C * PATCH^2 dimensions) and
+        S = V diag(l) V^T, the filters are the rows of diag(1 / sqrt(l + eps)) V^T and their
+        negatives: the patches come out decorrelated with unit variance.
+        """
+        c = self.whiten.in_channels
+        patches = images.float().unfold(2, PATCH, 1).unfold(3, PATCH, 1)  # N C H' W' p p
+        patches = patches.permute(0, 2, 3, 1, 4, 5).reshape(-1, c * PATCH * PATCH).double()
+        patches = patches - patches.mean(0)
+        cov = patches.T @ patches / len(patches)
+        eigenvalues, eigenvectors = torch.linalg.eigh(cov)
+        filters = (eigenvectors.T / (eigenvalues.clamp(min=0) + eps).sqrt()[:, None]).float()
+        filters = filters.reshape(-1, c, PATCH, PATCH)
+        self.whiten.weight.copy_(torch.cat([filters, -filters]))
+
+    def logits(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.groups(self.act(self.whiten(x)))
+        return self.head(self.pool(x).flatten(1)) * self.scale
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.tta and not self.training:
+            return (self.logits(x) + self.logits(x.flip(-1))) / 2
+        return self.logits(x)

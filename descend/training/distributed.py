@@ -1,0 +1,293 @@
+"""Training on several processes: ``torchrun --nproc-per-node N -m descend train ...``.
+
+torchrun starts N copies of ``descend train`` with ``RANK``, ``WORLD_SIZE`` and ``LOCAL_RANK``
+set; `descend.training.trainer.train` then runs inside `process_group` (gloo for a CPU run,
+nccl for CUDA, one GPU per local rank) and trains the model wrapped in
+`DistributedDataParallel`, which averages the gradients of all ranks at every step. Without
+those variables (one process, the usual case) every function here is a no-op and a run is
+exactly what it always was.
+
+What a torchrun run means, and why:
+
+* ``--batch-size`` is the global batch: each of N ranks takes batch-size / N images per step
+  (`rank_options`). torchvision's reference scripts and Lightning both read it per process
+  instead; here a run's recipe (batch, the learning rate that the linear scaling rule derives
+  from it, steps per epoch, the schedule's length) is the same whatever the number of
+  processes, so ``--lr`` and the defaults keep their meaning, the stored config says what the
+  run did, and a run can even be resumed on another number of processes. ``--eval-batch-size``
+  is per process: it changes memory, never a metric.
+* Data: every epoch all ranks draw the same permutation (from (seed, epoch), as in one
+  process) and each takes a disjoint share of it, the same size on every rank, so that all take
+  the same number of steps (`descend.data.batching.shard_permutation`); each augments with its
+  own stream, from (seed, epoch, rank), so a resumed run replays it.
+* Validation and test: each rank evaluates a contiguous block of the split and the loss sums,
+  correct counts and image counts are summed over the ranks (`sum_over_ranks`), as are the
+  training sums of an epoch: every metric is the one a single process would report over the
+  same images.
+* Rank 0 owns the run folder (`open_run_folder`: it creates and locks it, the others never
+  touch it) and alone prints, logs and writes: the callbacks marked ``rank_zero_only``
+  (checkpoints, metrics, TensorBoard, progress) run on rank 0 only (`rank_callbacks`).
+  Checkpoints hold the unwrapped model's weights, so they load in one process.
+* `RankSync` keeps the ranks in step: before each evaluation every rank takes rank 0's weights
+  and buffers (so all evaluate, and rank 0 saves, one model), every rank stops when rank 0
+  stops (early stopping, a time budget), and at the end every rank takes rank 0's best weights.
+* BatchNorm: each rank normalizes with its own batch's statistics (no SyncBatchNorm: gloo on the
+  CPU lacks it, and per-rank batches of a few dozen images are the usual DDP trade-off).
+  ``broadcast_buffers`` is off: the running statistics matter only in evaluation, where
+  `RankSync` makes them rank 0's, and without the per-step broadcast an evaluation pass holds
+  no collective, so ranks with different numbers of evaluation batches never wait on each
+  other. The weight EMA runs on every rank; rank 0's is the one evaluated and saved.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import inspect
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+import torch.distributed as dist
+from torch import nn
+
+from descend.data.batching import LoaderOptions
+from descend.errors import ConfigError, DescendError
+from descend.training.callbacks import Callback
+from descend.training.device import pick_device
+from descend.training.run_folder import RunFolder
+
+if TYPE_CHECKING:
+    from descend.training.run import Run
+
+TORCHRUN_VARIABLES = ("RANK", "WORLD_SIZE", "LOCAL_RANK")
+
+
+@dataclass(frozen=True)
+class World:
+    """This process's place among the processes of a run: ``World()`` is one process alone."""
+
+    rank: int = 0
+    size: int = 1
+    local_rank: int = 0  # the rank on this machine: which GPU a CUDA run uses
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+def launched() -> World | None:
+    """The world torchrun describes in the environment, or None without torchrun."""
+    if not all(name in os.environ for name in TORCHRUN_VARIABLES):
+        return None
+    return World(int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"]),
+                 int(os.environ["LOCAL_RANK"]))
+
+
+def active() -> bool:
+    """Is this process one of a process group (under torchrun, inside `train`)?"""
+    return dist.is_available() and dist.is_initialized()
+
+
+def world() -> World:
+    """This process's world: the process group's, else torchrun's variables', else one."""
+    if active():
+        return World(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", 0)))
+    return launched() or World()
+
+
+@contextlib.contextmanager
+def process_group(device: str) -> Iterator[World]:
+    """Join torchrun's process group for the block and leave it after, however the block ends:
+    nccl when ``device`` resolves to CUDA (this process's GPU: ``cuda:LOCAL_RANK``), gloo on
+    the CPU. Without torchrun's variables, or inside a group made by the caller, it does
+    nothing."""
+    launch = launched()
+    if launch is None or active():
+        yield world()
+        return
+    kind = pick_device(device).type
+    if kind not in ("cpu", "cuda"):
+        raise ConfigError(f"torchrun trains on the CPU (gloo) or on CUDA GPUs (nccl), not on "
+                          f"{kind}: pass --device cpu")
+    if kind == "cuda":
+        if launch.local_rank >= torch.cuda.device_count():
+            raise ConfigError(f"local rank {launch.local_rank} has no GPU of its own (this "
+                              f"machine has {torch.cuda.device_count()}): start at most that "
+                              "many processes per node (--nproc-per-node)")
+        torch.cuda.set_device(launch.local_rank)
+    dist.init_process_group("nccl" if kind == "cuda" else "gloo")
+    try:
+        yield launch
+    finally:
+        dist.destroy_process_group()
+
+
+def local_device(device: torch.device) -> torch.device:
+    """The device this process trains on: under torchrun, a CUDA run's GPU is its local rank's."""
+    if active() and device.type == "cuda":
+        return torch.device("cuda", world().local_rank)
+    return device
+
+
+def wrap(model: nn.Module, device: torch.device, *, find_unused: bool = False) -> nn.Module:
+    """``model`` in DistributedDataParallel under torchrun (the model itself otherwise).
+
+    ``find_unused``: some parameters may get no gradient in a step (``--freeze-epochs``).
+    """
+    if not active():
+        return model
+    ddp = nn.parallel.DistributedDataParallel
+    # No buffer broadcast before each forward (see the module's docstring); torch 2.14 renamed
+    # the switch and warns on the old name.
+    no_sync = ({"forward_sync_buffers": False}
+               if "forward_sync_buffers" in inspect.signature(ddp.__init__).parameters
+               else {"broadcast_buffers": False})
+    return ddp(model, device_ids=[device.index] if device.type == "cuda" else None,
+               find_unused_parameters=find_unused, **no_sync)
+
+
+def divisible_batch(batch_size: int) -> int:
+    """The largest batch at most ``batch_size`` that splits evenly over the ranks (for a
+    default batch size; an explicit one that does not split is an error, `rank_options`)."""
+    size = world().size
+    return max(size, batch_size - batch_size % size)
+
+
+def rank_options(options: LoaderOptions) -> LoaderOptions:
+    """This rank's loader options: its ``rank`` and ``world_size``, and its part of the global
+    batch (``options.batch_size``), which must split evenly over the ranks."""
+    if not active():
+        return options
+    w = world()
+    if options.batch_size % w.size:
+        raise ConfigError(f"--batch-size {options.batch_size} does not split evenly over {w.size} "
+                          f"processes: it is the global batch, give a multiple of {w.size}")
+    return dataclasses.replace(options, batch_size=options.batch_size // w.size, rank=w.rank,
+                               world_size=w.size)
+
+
+def describe_batch(batch_size: int) -> str:
+    """`` (B on each of N processes)`` under torchrun, for the run log; else nothing."""
+    if not active():
+        return ""
+    w = world()
+    return f" ({batch_size // w.size} on each of {w.size} processes, {dist.get_backend()})"
+
+
+def _collective_device() -> torch.device:
+    if dist.get_backend() == "nccl":
+        return torch.device("cuda", torch.cuda.current_device())
+    return torch.device("cpu")
+
+
+def sum_over_ranks(*values: torch.Tensor | float) -> list[float]:
+    """Each value (a number or a one-element tensor) summed over all ranks, as floats; in one
+    process, the values themselves."""
+    if not active():
+        return [float(v) for v in values]
+    total = torch.tensor([float(v) for v in values], dtype=torch.float64,
+                         device=_collective_device())
+    dist.all_reduce(total)
+    return total.tolist()
+
+
+def broadcast_object(obj: Any) -> Any:
+    """Rank 0's ``obj`` (picklable), on every rank."""
+    if not active():
+        return obj
+    box = [obj]
+    dist.broadcast_object_list(box, src=0, device=_collective_device())
+    return box[0]
+
+
+@torch.no_grad()
+def broadcast_state(model: nn.Module) -> None:
+    """Every rank's ``model`` takes rank 0's parameters and buffers, bit for bit."""
+    if not active():
+        return
+    for t in model.state_dict().values():
+        if t.is_contiguous():
+            dist.broadcast(t, src=0)
+        else:  # e.g. channels-last weights: the collective wants a dense buffer
+            dense = t.contiguous()
+            dist.broadcast(dense, src=0)
+            t.copy_(dense)
+
+
+def _share_outcome(error: BaseException | None) -> None:
+    """Rank 0 tells the others whether what it did first failed; they fail the same way."""
+    if error is not None and not isinstance(error, DescendError):
+        error = DescendError(f"rank 0 failed: {type(error).__name__}: {error}")
+    outcome = broadcast_object(error)
+    if outcome is not None and not world().is_main:
+        raise outcome
+
+
+@contextlib.contextmanager
+def main_first() -> Iterator[None]:
+    """Rank 0 runs the block before the others do (a download, a cache to build: they find it
+    done); if it fails there, they fail with its error instead of waiting for it."""
+    if not active():
+        yield
+        return
+    if world().is_main:
+        try:
+            yield
+        except BaseException as e:
+            _share_outcome(e)
+            raise
+        _share_outcome(None)
+    else:
+        _share_outcome(None)
+        yield
+
+
+def open_run_folder(path: Path, *, new: bool, overwrite: bool) -> RunFolder:
+    """The run folder, opened and locked (`RunFolder.open`) by rank 0 alone: the other ranks
+    follow rank 0's path (`RunFolder.follow`) and never create, lock or write anything there."""
+    if not active():
+        return RunFolder.open(path, new=new, overwrite=overwrite)
+    path = Path(broadcast_object(str(path)))  # a default name holds rank 0's clock
+    with main_first():
+        folder = (RunFolder.open(path, new=new, overwrite=overwrite) if world().is_main
+                  else RunFolder.follow(path))
+    return folder
+
+
+class RankSync(Callback):
+    """Keeps the ranks of a torchrun run in step; it comes after every other callback.
+
+    Before each evaluation every rank takes rank 0's weights (the EMA's, when there is one) and
+    buffers, so all evaluate the model rank 0 saves; after each epoch every rank stops if rank 0
+    stops (its early stopping, a time budget: one decision, or the ranks would wait on each
+    other forever); at the end every rank takes rank 0's best weights for the test split.
+    """
+
+    def on_validation_start(self, run: Run) -> None:
+        broadcast_state(run.model)
+
+    def on_epoch_end(self, run: Run) -> None:
+        run.stop = broadcast_object(run.stop)
+
+    def on_train_end(self, run: Run) -> None:
+        broadcast_state(run.model)
+
+
+def rank_callbacks(callbacks: list[Callback]) -> list[Callback]:
+    """The callbacks this process runs: all of them in one process; under torchrun, rank 0
+    runs all, the other ranks those not marked ``rank_zero_only``, and all end with
+    `RankSync`."""
+    if not active():
+        return callbacks
+    main = world().is_main
+    return [cb for cb in callbacks if main or not cb.rank_zero_only] + [RankSync()]
+
+
+__all__ = ["RankSync", "World", "active", "broadcast_object", "broadcast_state",
+           "describe_batch", "launched", "local_device", "main_first", "open_run_folder",
+           "divisible_batch", "process_group", "rank_callbacks", "rank_options",
+           "sum_over_ranks", "world", "wrap"]

@@ -1,0 +1,101 @@
+"""``--amp``: the fast precision for the device, chosen by what the hardware has and measured.
+
+- CUDA: bfloat16 autocast (no loss scaling needed, unlike float16).
+- CPU: bfloat16 autocast only where the CPU multiplies bfloat16 natively (the ``amx_bf16`` or
+  ``avx512_bf16`` instructions, named in /proc/cpuinfo) *and* a few timed training steps in
+  each precision show that it pays; elsewhere bfloat16 is emulated and several times slower
+  than float32, so the run stays in float32 and says why.
+- anything else (MPS): float32.
+
+Autocast keeps the weights, the optimizer and the loss in float32; only the matrix products and
+convolutions run in bfloat16.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import time
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+NATIVE_BF16_FLAGS = ("amx_bf16", "avx512_bf16")  # in the order they pay off
+MIN_SPEEDUP = 1.1  # bfloat16 must beat float32 by this much to be worth its rounding
+PROBE_STEPS = 3  # timed steps per precision, after one untimed warm-up step
+
+
+def cpu_flags(cpuinfo: str | Path = "/proc/cpuinfo") -> set[str]:
+    """The instruction-set flags of the first CPU in ``cpuinfo`` (empty off Linux)."""
+    try:
+        text = Path(cpuinfo).read_text(errors="replace")
+    except OSError:
+        return set()
+    for line in text.splitlines():
+        if line.startswith("flags"):
+            return set(line.split(":", 1)[1].split())
+    return set()
+
+
+def native_bf16(flags: set[str] | None = None) -> str | None:
+    """The CPU's bfloat16 instruction set (``amx_bf16``/``avx512_bf16``), or None."""
+    flags = cpu_flags() if flags is None else flags
+    return next((f for f in NATIVE_BF16_FLAGS if f in flags), None)
+
+
+def autocast(device: torch.device, on: bool) -> contextlib.AbstractContextManager[object]:
+    """bfloat16 autocast on ``device`` when ``on``; a no-op otherwise."""
+    if on and device.type in ("cuda", "cpu"):
+        return torch.autocast(device.type, dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def step_seconds(model: nn.Module, batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
+                 make_optimizer: Callable[[Iterator[nn.Parameter]], torch.optim.Optimizer],
+                 device: torch.device, amp: bool, steps: int = PROBE_STEPS) -> float:
+    """Median seconds of one training step (batch, forward, backward, update) of a copy of
+    ``model``, after one warm-up step; the model itself is untouched."""
+    probe = copy.deepcopy(model).train()
+    optimizer = make_optimizer(probe.parameters())
+    times: list[float] = []
+    start = time.perf_counter()
+    for x, y in batches:
+        with autocast(device, amp):
+            loss = F.cross_entropy(probe(x), y)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        now = time.perf_counter()
+        times.append(now - start)
+        start = now
+        if len(times) > steps:
+            break
+    timed = sorted(times[1:]) or times
+    return timed[len(timed) // 2]
+
+
+def choose_amp(requested: bool, device: torch.device, measure: Callable[[bool], float],
+               log: Callable[[str], None], flags: set[str] | None = None) -> bool:
+    """Whether to train under bfloat16 autocast; ``measure(amp)`` gives seconds per step."""
+    if not requested:
+        return False
+    if device.type == "cuda":
+        return True
+    if device.type != "cpu":
+        return False
+    isa = native_bf16(flags)
+    if isa is None:
+        log("precision float32: this CPU has no native bfloat16 (amx_bf16 or avx512_bf16), "
+            "where bfloat16 autocast is emulated and slower")
+        return False
+    fp32, bf16 = measure(False), measure(True)
+    pays = fp32 / bf16 >= MIN_SPEEDUP
+    log(f"precision {'bfloat16 autocast' if pays else 'float32'}: this CPU has {isa}; a "
+        f"training step took {fp32 * 1000:.0f} ms in float32 and {bf16 * 1000:.0f} ms under "
+        f"bfloat16 autocast ({fp32 / bf16:.2f}x)" + ("" if pays else ", too little to pay"))
+    return pays

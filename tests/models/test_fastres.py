@@ -1,0 +1,65 @@
+"""fastres: patch whitening from data, fixed batch-norm scale, test-time mirroring."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from descend.errors import ConfigError
+from descend.models import ModelSpec, create_model
+from descend.models.fastres import PATCH, FastRes
+
+
+def _patches(x: torch.Tensor) -> torch.Tensor:
+    c = x.shape[1]
+    p = x.unfold(2, PATCH, 1).unfold(3, PATCH, 1).permute(0, 2, 3, 1, 4, 5)
+    return p.reshape(-1, c * PATCH * PATCH)
+
+
+def test_whitening_decorrelates_the_training_patches() -> None:
+    g = torch.Generator().manual_seed(0)
+    base = torch.randn(400, 1, 16, 16, generator=g)
+    # Strongly correlated channels and neighbours: what natural images look like.
+    images = torch.cat([base, 0.8 * base + 0.2 * torch.randn(400, 1, 16, 16, generator=g),
+                        torch.randn(400, 1, 16, 16, generator=g)], 1)
+    images = images + images.roll(1, dims=3)
+    model = FastRes(10, 3, (16, 16))
+    model.init_from_data(images)
+    out = torch.nn.functional.conv2d(images, model.whiten.weight[:12])  # one sign, no bias
+    flat = out.permute(0, 2, 3, 1).reshape(-1, 12)
+    cov = torch.cov(flat.T)
+    assert torch.allclose(cov, torch.eye(12), atol=0.05)
+    before = torch.corrcoef(_patches(images).T)
+    assert before.abs().fill_diagonal_(0).max() > 0.5  # there was something to remove
+    assert torch.equal(model.whiten.weight[12:], -model.whiten.weight[:12])
+
+
+def test_fixed_weights_get_no_gradient_and_the_rest_train() -> None:
+    model = FastRes(10, 1, (28, 28))
+    frozen = {n for n, p in model.named_parameters() if not p.requires_grad}
+    assert "whiten.weight" in frozen and "groups.0.bn1.weight" in frozen
+    assert "whiten.bias" not in frozen and "groups.0.bn1.bias" not in frozen
+    model(torch.randn(4, 1, 28, 28)).sum().backward()
+    assert model.whiten.weight.grad is None and model.head.weight.grad is not None
+
+
+def test_tta_averages_the_mirror_image_in_eval_mode_only() -> None:
+    torch.manual_seed(0)
+    model = FastRes(10, 3, (32, 32), tta=True).eval()
+    x = torch.randn(3, 3, 32, 32)
+    plain = FastRes(10, 3, (32, 32)).eval()
+    plain.load_state_dict(model.state_dict())
+    expected = (plain(x) + plain(x.flip(-1))) / 2
+    assert torch.allclose(model(x), expected, atol=1e-6)
+    assert torch.allclose(model(x), model(x.flip(-1)), atol=1e-5)  # mirror-invariant
+    model.train()
+    assert not torch.allclose(model(x), model(x.flip(-1)), atol=1e-3)
+
+
+def test_bad_arguments_and_tiny_images_are_config_errors() -> None:
+    with pytest.raises(ConfigError, match="widths"):
+        create_model(ModelSpec("fastres", 10, 3, (32, 32), {"widths": [8, 16]}))
+    with pytest.raises(ConfigError, match="too small"):
+        create_model(ModelSpec("fastres", 10, 3, (8, 8)))
+    model = create_model(ModelSpec("fastres", 7, 1, (28, 28), {"widths": [8, 8, 16]}))
+    assert model(torch.randn(2, 1, 28, 28)).shape == (2, 7)

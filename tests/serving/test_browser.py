@@ -1,0 +1,85 @@
+"""The page in a real headless Chromium: choose an image, see its class; choose a text file,
+see the server's message.
+
+Needs Debian's ``chromium`` and ``chromedriver`` (``apt-get install chromium
+chromium-driver``); skipped without them. ``DESCEND_SCREENSHOT=PATH`` saves a screenshot of the
+page showing a prediction.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from descend.evaluation.predict import Classifier
+from descend.serving import create_app
+from tests.evaluation.conftest import COLORS, photo
+
+CHROMIUM = next(filter(None, map(shutil.which, ("chromium", "chromium-browser",
+                                                "google-chrome"))), None)
+CHROMEDRIVER = shutil.which("chromedriver")
+pytestmark = pytest.mark.skipif(
+    CHROMIUM is None or CHROMEDRIVER is None,
+    reason="needs chromium and chromedriver on PATH (Debian: apt-get install chromium "
+    "chromium-driver)")
+WAIT = 30  # seconds for the page to answer: a loaded 2-core machine, not the expected time
+
+
+@pytest.fixture
+def browser() -> Iterator[object]:
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
+                 "--window-size=900,640"):
+        options.add_argument(flag)
+    driver = webdriver.Chrome(options=options, service=Service(executable_path=CHROMEDRIVER))
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+def test_the_page_shows_the_class_of_the_chosen_image_and_the_error_of_a_text_file(
+        browser, photo_run: Path, tmp_path: Path,
+        serve: Callable[[object], AbstractContextManager[str]]) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as EC
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    classifier = Classifier.load(photo_run / "best.pt", "cpu")
+    images = {}
+    for name, color in COLORS.items():  # a photo of each colour, bigger than the model's input
+        images[name] = tmp_path / f"{name}.jpg"
+        photo(color, (240, 320), np.random.default_rng(3)).save(images[name], quality=92)
+        assert classifier.predict(images[name]).top[0][0] == name  # the model knows them
+    text = tmp_path / "notes.txt"
+    text.write_text("not a picture\n")
+
+    with serve(create_app(classifier, checkpoint=str(photo_run / "best.pt"))) as url:
+        browser.get(url + "/")
+        wait = WebDriverWait(browser, WAIT)
+        wait.until(EC.text_to_be_present_in_element((By.ID, "model"), "mlp"))
+        chooser = browser.find_element(By.ID, "file")
+        for name in ("blue", "red"):  # two in turn: the second answer replaces the first
+            chooser.send_keys(str(images[name]))
+            wait.until(EC.text_to_be_present_in_element((By.ID, "status"), f"{name}.jpg: top"))
+            rows = browser.find_elements(By.CSS_SELECTOR, "#result li")
+            assert rows[0].find_element(By.CLASS_NAME, "class").text == name
+            assert len(rows) == 3 and rows[0].text.endswith("%")
+        assert browser.find_element(By.ID, "error").text == ""
+        if os.environ.get("DESCEND_SCREENSHOT"):
+            browser.save_screenshot(os.environ["DESCEND_SCREENSHOT"])
+
+        chooser.send_keys(str(text))
+        wait.until(EC.text_to_be_present_in_element((By.ID, "error"), "notes.txt: not an image"))
+        assert browser.find_element(By.ID, "error").is_displayed()
+        assert browser.find_elements(By.CSS_SELECTOR, "#result li") == []

@@ -1,0 +1,126 @@
+"""The speed features: the precision choice, --time-budget planning, and the default recipe."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+from descend.config import TrainConfig, parse_duration
+from descend.errors import ConfigError
+from descend.training.budget import plan_epochs
+from descend.training.callbacks import TimeBudget
+from descend.training.precision import autocast, choose_amp, cpu_flags, native_bf16, step_seconds
+from descend.training.recipe import mirrors, with_recipe
+from descend.training.trainer import train
+
+CPU = torch.device("cpu")
+
+
+def test_durations_parse_and_bad_ones_name_the_fix() -> None:
+    assert parse_duration("90s") == 90 and parse_duration("5m") == 300
+    assert parse_duration("1h30m") == 5400 and parse_duration("1.5h") == 5400
+    assert parse_duration("45") == 45
+    for bad in ("5 minutes", "m5", "0s", "-3m", "5mm"):
+        with pytest.raises(ConfigError, match="time-budget"):
+            parse_duration(bad)
+    with pytest.raises(ConfigError, match="time-budget"):
+        TrainConfig(time_budget="soon").validate()
+
+
+def test_cpu_flags_are_read_not_assumed(tmp_path: Path) -> None:
+    info = tmp_path / "cpuinfo"
+    info.write_text("processor\t: 0\nflags\t\t: fpu sse2 avx2 avx512f avx512_bf16\n")
+    assert native_bf16(cpu_flags(info)) == "avx512_bf16"
+    info.write_text("processor\t: 0\nflags\t\t: fpu sse2 avx2 amx_tile amx_bf16 avx512_bf16\n")
+    assert native_bf16(cpu_flags(info)) == "amx_bf16"
+    info.write_text("processor\t: 0\nflags\t\t: fpu sse2 avx2\n")
+    assert native_bf16(cpu_flags(info)) is None
+    assert cpu_flags(tmp_path / "missing") == set()
+
+
+def test_bf16_is_chosen_only_where_the_cpu_has_it_and_it_measurably_pays() -> None:
+    lines: list[str] = []
+    timings = {False: 0.30, True: 0.12}
+    measure = timings.__getitem__
+    assert not choose_amp(True, CPU, measure, lines.append, flags={"avx2"})
+    assert "no native bfloat16" in lines[-1]
+    assert choose_amp(True, CPU, measure, lines.append, flags={"amx_bf16"})
+    assert "2.50x" in lines[-1] and "amx_bf16" in lines[-1]
+    timings[True] = 0.29  # supported, but too little gain
+    assert not choose_amp(True, CPU, measure, lines.append, flags={"avx512_bf16"})
+    assert "too little to pay" in lines[-1]
+    assert not choose_amp(False, CPU, measure, lines.append, flags={"amx_bf16"})
+    assert choose_amp(True, torch.device("cuda"), measure, lines.append)
+
+
+def test_cpu_autocast_runs_the_products_in_bf16_and_keeps_the_weights_fp32() -> None:
+    model = nn.Linear(8, 4)
+    with autocast(CPU, True):
+        out = model(torch.randn(2, 8))
+    assert out.dtype == torch.bfloat16 and model.weight.dtype == torch.float32
+    with autocast(CPU, False):
+        assert model(torch.randn(2, 8)).dtype == torch.float32
+
+
+def test_step_probe_leaves_the_model_untouched() -> None:
+    model = nn.Sequential(nn.Flatten(), nn.Linear(12, 3))
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    batches = [(torch.randn(4, 3, 2, 2), torch.randint(0, 3, (4,))) for _ in range(6)]
+    seconds = step_seconds(model, batches, lambda p: torch.optim.SGD(p, lr=1.0), CPU, False)
+    assert seconds > 0
+    assert all(torch.equal(v, model.state_dict()[k]) for k, v in before.items())
+
+
+def test_the_plan_fits_the_budget() -> None:
+    # 100 steps of 0.1 s + 1000 validation images at 1 ms: 11.5 s an epoch with the overhead.
+    epochs, epoch = plan_epochs(120, 3.0, 0.1, 100, 1000, 0.001)
+    assert epoch == pytest.approx(11.5)
+    assert epochs == 9 and 3.0 + epochs * epoch <= 120
+    assert plan_epochs(5, 4, 0.1, 100, 1000, 0.001)[0] == 1  # always at least one
+
+
+def test_time_budget_callback_stops_when_the_next_epoch_would_overrun() -> None:
+    class FakeRun:
+        cfg = TrainConfig(epochs=10)
+        epoch, stop = 2, None
+        deadline = time.monotonic() + 0.05
+        log = staticmethod(lambda _: None)
+
+    run, callback = FakeRun(), TimeBudget()
+    callback.on_epoch_start(run)  # type: ignore[arg-type]
+    time.sleep(0.03)  # an epoch of 30 ms with 20 ms left
+    callback.on_epoch_end(run)  # type: ignore[arg-type]
+    assert run.stop and "time budget" in run.stop
+
+
+def test_recipe_fills_only_what_was_left_open() -> None:
+    cfg = with_recipe(TrainConfig(), "cifar10")
+    assert cfg.model == "fastres" and cfg.label_smoothing == 0.2
+    assert cfg.augment == "crop:2,hflip" and cfg.model_args == {"tta": True}
+    mnist = with_recipe(TrainConfig(data="mnist"), "mnist")
+    assert not mirrors(mnist.augment) and mnist.model_args == {"tta": False}
+    mine = with_recipe(TrainConfig(model="cnn", label_smoothing=0.0, augment="none"), "cifar10")
+    assert (mine.model, mine.label_smoothing, mine.augment, mine.model_args) == (
+        "cnn", 0.0, "none", {})
+    assert with_recipe(TrainConfig(model="mlp"), "cifar10").label_smoothing == 0.1
+
+
+def test_a_budgeted_run_plans_its_epochs_and_ends_in_time(image_folder: Path,
+                                                          tmp_path: Path) -> None:
+    cfg = TrainConfig(data=f"imagefolder:{image_folder}", image_size=16, batch_size=8,
+                      out=str(tmp_path / "run"), progress=False, download=False,
+                      time_budget="6s", epochs=1000)
+    start = time.monotonic()
+    result = train(cfg)
+    took = time.monotonic() - start
+    saved = json.loads((result.run_dir / "config.json").read_text())
+    assert saved["model"] == "fastres" and 1 <= saved["epochs"] < 1000
+    assert len(result.history) <= saved["epochs"]
+    log = (result.run_dir / "train.log").read_text()
+    assert "time budget 6s" in log and "epoch(s) planned" in log
+    assert took < 6 + 10  # the budget, plus loading and the test pass on a slow machine
