@@ -35,6 +35,7 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).parent))
 from machine import describe  # noqa: E402
+from results import final_test_acc  # noqa: E402
 
 CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
 TRAIN_PARTS = 3
@@ -120,7 +121,7 @@ def descend_run(root: Path, extra: str, seed: int, out: Path) -> tuple[float, fl
     if proc.returncode:
         raise SystemExit(proc.stderr[-3000:])
     result = json.loads(proc.stdout[proc.stdout.index("{"):])
-    return (sum(r["seconds"] for r in result["history"]), wall, float(result["test_acc"]))
+    return (sum(r["seconds"] for r in result["history"]), wall, final_test_acc(result))
 
 
 def run(root: Path, runs: int, extra: str, airbench_path: str | None, out: Path) -> None:

@@ -8,10 +8,16 @@ seed's own code, side by side in one run.
    release, then go through the same per-sample PIL image -> ToTensor -> DataLoader path that
    torchvision's CIFAR10 class uses. Test accuracy after every epoch, as the seed prints it.
 2. descend, the seed's command: descend train --data cifar10 --model mlp --optimizer sgd
-   --lr 0.01 --epochs 20 --batch-size 128 (our other defaults: one-cycle, crop+flip, ...).
+   --lr 0.01 --epochs 20 --batch-size 128 (our other defaults: one-cycle, crop+flip, ...),
+   in float32 (--no-amp), and with the default --amp where this CPU has native bfloat16 (it
+   then trains under bfloat16 autocast if a few timed steps show that it pays).
 3. descend, the seed's exact recipe: the same plus --schedule constant --augment none
    --label-smoothing 0 --weight-decay 0 (no augmentation, constant lr): our pipeline only.
 4. descend train with no flags (its defaults).
+
+"to seed acc" is the training time (the epochs' training steps, evaluation left out on both
+sides) each run took to first reach the seed's final test accuracy; the seed's own is its
+whole training time.
 """
 
 from __future__ import annotations
@@ -34,6 +40,8 @@ from torchvision import transforms
 sys.path.insert(0, str(Path(__file__).parent))
 from machine import describe  # noqa: E402
 from seed_pipeline import ArrayCIFAR  # noqa: E402
+
+from descend.training.precision import native_bf16  # noqa: E402
 
 CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
 
@@ -80,7 +88,7 @@ def seed_run(root: Path, epochs: int) -> dict[str, object]:
     model = MyNet()
     criterion = nn.CrossEntropyLoss()
     opt = torch.optim.SGD(model.parameters(), lr=0.01)
-    accs, epoch_seconds = [], []
+    accs, epoch_seconds, elapsed = [], [], []
     start = time.perf_counter()
     for epoch in range(epochs):
         model.train()
@@ -97,11 +105,12 @@ def seed_run(root: Path, epochs: int) -> dict[str, object]:
             for x, y in eval_loader:
                 correct += (model(x).argmax(1) == y).sum().item()
         accs.append(correct / len(test_y))
+        elapsed.append(sum(epoch_seconds))
         print(f"  seed epoch {epoch + 1}: test acc {accs[-1]:.4f} "
               f"({time.perf_counter() - start:.0f}s)", flush=True)
     return {"wall_s": time.perf_counter() - start, "train_s": sum(epoch_seconds),
             "median_epoch_s": statistics.median(epoch_seconds),
-            "last_acc": accs[-1], "best_acc": max(accs), "accs": accs}
+            "last_acc": accs[-1], "best_acc": max(accs), "accs": accs, "elapsed": elapsed}
 
 
 def descend_run(args: list[str], out: Path) -> dict[str, object]:
@@ -114,7 +123,9 @@ def descend_run(args: list[str], out: Path) -> dict[str, object]:
         raise SystemExit(proc.stderr)
     result = json.loads(proc.stdout[proc.stdout.index("{\n"):])
     hist = result["history"]
-    return {"wall_s": wall, "train_s": sum(r["seconds"] for r in hist),
+    elapsed = [sum(r["seconds"] for r in hist[:i + 1]) for i in range(len(hist))]
+    return {"elapsed": elapsed, "amp": "bfloat16 autocast" in proc.stderr,
+            "wall_s": wall, "train_s": sum(r["seconds"] for r in hist),
             "median_epoch_s": statistics.median(r["seconds"] for r in hist),
             "last_acc": hist[-1]["val_acc"], "best_acc": max(r["val_acc"] for r in hist),
             "accs": [r["val_acc"] for r in hist], "command": "descend train " + " ".join(args)}
@@ -137,16 +148,29 @@ def main() -> None:
                  "mlp"], out / "warm")
     rows = {}
     rows["seed's code"] = seed_run(root, a.epochs)
-    rows["descend, seed's command"] = descend_run(seed_cmd, out / "seed-cmd")
-    rows["descend, seed's exact recipe"] = descend_run(exact, out / "seed-exact")
+    rows["descend, seed's command fp32"] = descend_run(seed_cmd + ["--no-amp"], out / "fp32")
+    if native_bf16():
+        rows["descend, seed's command --amp"] = descend_run(seed_cmd, out / "amp")
+    else:
+        print("no native bfloat16 on this CPU: the --amp run would be the float32 run; skipped")
+    rows["descend, seed's exact recipe"] = descend_run(exact + ["--no-amp"], out / "seed-exact")
     rows["descend train (defaults)"] = descend_run(["--data-root", str(root)], out / "defaults")
     base = rows["seed's code"]["wall_s"]
+    goal = rows["seed's code"]["last_acc"]
+    for r in rows.values():
+        reached = [t for t, acc in zip(r["elapsed"], r["accs"]) if acc >= goal]
+        r["to_seed_acc_s"] = reached[0] if reached else float("nan")
     # Median epoch time resists a transient load on a shared machine better than the sum.
-    print(f"\n{'run':<32}{'wall s':>8}{'train s':>9}{'median epoch s':>16}{'last acc':>10}"
-          f"{'best acc':>10}{'wall vs seed':>14}")
+    seed_epoch = rows["seed's code"]["median_epoch_s"]
+    seed_to = rows["seed's code"]["to_seed_acc_s"]
+    print(f"\n{'run':<34}{'wall s':>8}{'train s':>9}{'median epoch s':>16}{'last acc':>10}"
+          f"{'best acc':>10}{'speed (wall)':>14}{'speed (epoch)':>15}{'to seed acc s':>15}"
+          f"{'speed':>8}")
     for name, r in rows.items():
-        print(f"{name:<32}{r['wall_s']:>8.1f}{r['train_s']:>9.1f}{r['median_epoch_s']:>16.2f}"
-              f"{r['last_acc']:>10.4f}{r['best_acc']:>10.4f}{r['wall_s'] / base:>13.2f}x")
+        print(f"{name:<34}{r['wall_s']:>8.1f}{r['train_s']:>9.1f}{r['median_epoch_s']:>16.2f}"
+              f"{r['last_acc']:>10.4f}{r['best_acc']:>10.4f}{base / r['wall_s']:>13.2f}x"
+              f"{seed_epoch / r['median_epoch_s']:>14.2f}x{r['to_seed_acc_s']:>15.1f}"
+              f"{seed_to / r['to_seed_acc_s']:>7.2f}x")
     print(json.dumps(rows))
 
 

@@ -106,8 +106,9 @@ class TrainConfig:
                             "them all); SGD with Nesterov momentum is the CIFAR-10 standard")
     lr: float | None = _model(
         None, "(peak) learning rate",
-        default_text="0.2 x batch size / 256: 0.2 peaks the one-cycle schedule at batch 256, "
-        "and a smaller batch takes proportionally smaller steps (the linear scaling rule)")
+        default_text="P x batch size / 256, P = 1.0 for fastres and 0.2 for the others: the "
+        "one-cycle peak at batch 256 (descend/training/recipe.py); a smaller batch takes "
+        "proportionally smaller steps (the linear scaling rule)")
     momentum: float = _model(0.9, "momentum / beta1")
     weight_decay: float = _model(5e-4, "L2 as in the ResNet recipes; AdamW decouples it")
     label_smoothing: float | None = _model(None, "cheap regularisation, worth ~1% on CIFAR-10",
@@ -115,6 +116,9 @@ class TrainConfig:
     ema_decay: float = _model(0.0, "keep an EMA of the weights with this decay (e.g. 0.999); "
                               "validation and best.pt use the averaged weights; 0 is off")
     epochs: int = _model(8, "epochs to train (--time-budget plans them instead)")
+    epoch_steps: int | None = _model(
+        None, "train only this many batches of each epoch (--time-budget sets it when the "
+        "budget is shorter than one epoch)", default_text="every batch")
     schedule: str = _model("onecycle", "constant, step, multistep, exponential, cosine, "
                            "onecycle, plateau; one-cycle (warm up, then anneal) is the fastest "
                            "schedule for short runs")
@@ -162,14 +166,15 @@ class TrainConfig:
                     **({"lr": self.lr} if self.lr is not None else {}),
                     "step_size": self.step_size, "gamma": self.gamma,
                     "plateau_patience": self.plateau_patience,
-                    **({"batch_size": self.batch_size} if self.batch_size is not None else {})}
+                    **({"batch_size": self.batch_size} if self.batch_size is not None else {}),
+                    **({"epoch_steps": self.epoch_steps} if self.epoch_steps is not None else {})}
         if self.time_budget is not None:
             parse_duration(self.time_budget)
         for name, value in positive.items():
             if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
                 raise ConfigError(f"{flag_name(name)} must be a positive number, got {value!r}")
         for name in ("epochs", "batch_size", "eval_batch_size", "early_stop", "step_size",
-                     "freeze_epochs", "plateau_patience", "seed"):
+                     "freeze_epochs", "plateau_patience", "seed", "epoch_steps"):
             if getattr(self, name) is not None and int(getattr(self, name)) != getattr(self, name):
                 raise ConfigError(f"{flag_name(name)} must be a whole number")
         nonneg = {"weight_decay": self.weight_decay, "momentum": self.momentum,

@@ -25,7 +25,9 @@ Why each choice:
   augmentation flips images horizontally, so train and test see the same distribution;
   evaluation, prediction, serving and export all get it, because it lives in the model.
 
-``widths`` (32, 64, 128) is the best accuracy per CPU-second measured in BENCHMARKS.md (B3).
+``widths`` defaults to (16, 32, 64): eight epochs of CIFAR-10 take minutes on two CPU cores.
+``--time-budget`` picks a wider net when the budget leaves time for enough epochs of it
+(`descend.training.budget.WIDTH_LADDER`).
 """
 
 from __future__ import annotations
@@ -72,7 +74,7 @@ class FastRes(nn.Module):
         num_classes: int,
         in_channels: int = 3,
         image_size: Sequence[int] = (32, 32),
-        widths: Sequence[int] = (32, 64, 128),
+        widths: Sequence[int] = (16, 32, 64),
         scale: float = 1 / 9,
         tta: bool = False,
     ) -> None:

@@ -15,6 +15,7 @@ the best weights kept, if the measured epochs turn out slower than planned.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from collections.abc import Iterable
@@ -22,8 +23,17 @@ from collections.abc import Iterable
 import torch
 from torch import nn
 
+from descend.models import ModelSpec, create_model
+from descend.training.precision import step_seconds
+
 MARGIN = 0.03  # a step's time varies by a few percent over a run
 OVERHEAD = 0.5  # seconds per epoch for checkpoints, metrics and curves
+# fastres sizes, narrowest first. With a budget and no --model-arg widths, a run takes the widest
+# that still fits MIN_EPOCHS epochs: a one-cycle run of fewer epochs leaves a wider net short of
+# what it can reach, so on short budgets more epochs of a narrower net win (airbench's recipes
+# train about ten; BENCHMARKS.md B3 has the figures).
+WIDTH_LADDER = ((8, 16, 32), (16, 32, 64), (32, 64, 128), (64, 128, 256))
+MIN_EPOCHS = 5
 
 
 def format_duration(seconds: float) -> str:
@@ -53,9 +63,43 @@ def eval_seconds_per_image(model: nn.Module, batches: Iterable[tuple[torch.Tenso
     return seconds / max(n, 1)
 
 
+def fit_widths(spec: ModelSpec, budget: float, started: float, batch: int,
+               steps_per_epoch: int, val_images: int, device: torch.device,
+               channels_last: bool) -> tuple[tuple[int, ...], list[str]]:
+    """(the widest `WIDTH_LADDER` widths with `MIN_EPOCHS` epochs in the budget, the figures).
+
+    Each candidate trains a few steps on random batches of the data's shape; its validation is
+    estimated as a third of a step per image (a forward pass), twice for the mirror TTA.
+    """
+    x = torch.randn(batch, spec.in_channels, *spec.image_size, device=device)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    batches = [(x, torch.randint(0, spec.num_classes, (batch,), device=device))] * 6
+    chosen, notes = WIDTH_LADDER[0], []
+    for widths in WIDTH_LADDER:
+        model = create_model(dataclasses.replace(spec, kwargs={**spec.kwargs, "widths": widths}))
+        model = model.to(device)
+        if channels_last:
+            model = model.to(memory_format=torch.channels_last)
+        step = step_seconds(model, batches, lambda p: torch.optim.SGD(p, lr=0.01), device, False)
+        epochs, _, _ = plan_epochs(budget, time.monotonic() - started, step, steps_per_epoch,
+                                val_images, 2 * step / 3 / batch)
+        notes.append(f"{list(widths)}: {epochs}")
+        if epochs < MIN_EPOCHS and widths != WIDTH_LADDER[0]:
+            break
+        chosen = widths
+    return chosen, notes
+
+
 def plan_epochs(budget: float, spent: float, step: float, steps_per_epoch: int,
-                val_images: int, val_per_image: float) -> tuple[int, float]:
-    """(epochs, predicted seconds of one epoch) that fit ``budget - spent`` seconds."""
-    epoch = step * steps_per_epoch + val_per_image * val_images + OVERHEAD
+                val_images: int, val_per_image: float) -> tuple[int, float, int | None]:
+    """(epochs, predicted seconds of one epoch, steps per epoch or None for all of them) that
+    fit ``budget - spent`` seconds. A budget shorter than one epoch trains one epoch of as many
+    steps as fit before its validation pass."""
+    validation = val_per_image * val_images + OVERHEAD
+    epoch = step * steps_per_epoch + validation
     usable = (budget - spent) * (1 - MARGIN)
-    return max(1, math.floor(usable / epoch)), epoch
+    if usable >= epoch:
+        return math.floor(usable / epoch), epoch, None
+    steps = max(1, min(steps_per_epoch, math.floor((usable - validation) / step)))
+    return 1, step * steps + validation, steps

@@ -157,17 +157,22 @@ def divisible_batch(batch_size: int) -> int:
     return max(size, batch_size - batch_size % size)
 
 
+def split_batch(batch_size: int, world_size: int) -> int:
+    """Each rank's part of the global batch ``batch_size``, which must split evenly."""
+    if batch_size % world_size:
+        raise ConfigError(f"--batch-size {batch_size} does not split evenly over {world_size} "
+                          f"processes: it is the global batch, give a multiple of {world_size}")
+    return batch_size // world_size
+
+
 def rank_options(options: LoaderOptions) -> LoaderOptions:
     """This rank's loader options: its ``rank`` and ``world_size``, and its part of the global
-    batch (``options.batch_size``), which must split evenly over the ranks."""
+    batch (``options.batch_size``, `split_batch`)."""
     if not active():
         return options
     w = world()
-    if options.batch_size % w.size:
-        raise ConfigError(f"--batch-size {options.batch_size} does not split evenly over {w.size} "
-                          f"processes: it is the global batch, give a multiple of {w.size}")
-    return dataclasses.replace(options, batch_size=options.batch_size // w.size, rank=w.rank,
-                               world_size=w.size)
+    return dataclasses.replace(options, batch_size=split_batch(options.batch_size, w.size),
+                               rank=w.rank, world_size=w.size)
 
 
 def describe_batch(batch_size: int) -> str:
@@ -218,32 +223,47 @@ def broadcast_state(model: nn.Module) -> None:
             t.copy_(dense)
 
 
-def _share_outcome(error: BaseException | None) -> None:
-    """Rank 0 tells the others whether what it did first failed; they fail the same way."""
-    if error is not None and not isinstance(error, DescendError):
-        error = DescendError(f"rank 0 failed: {type(error).__name__}: {error}")
-    outcome = broadcast_object(error)
-    if outcome is not None and not world().is_main:
-        raise outcome
-
-
 @contextlib.contextmanager
-def main_first() -> Iterator[None]:
-    """Rank 0 runs the block before the others do (a download, a cache to build: they find it
-    done); if it fails there, they fail with its error instead of waiting for it."""
+def _leaders_first(leading: bool) -> Iterator[None]:
+    """The leading ranks run the block, then the others do; if it fails on a leader, every
+    rank fails with its error (a `DescendError` as it was, anything else described) instead of
+    waiting forever for a rank that is gone."""
     if not active():
         yield
         return
-    if world().is_main:
+    error: BaseException | None = None
+    if leading:
         try:
             yield
         except BaseException as e:
-            _share_outcome(e)
-            raise
-        _share_outcome(None)
-    else:
-        _share_outcome(None)
+            error = e
+    shared = None if error is None else (
+        (type(error), str(error)) if isinstance(error, DescendError)
+        else (DescendError, f"rank {world().rank} failed: {type(error).__name__}: {error}"))
+    outcomes: list[Any] = [None] * world().size
+    dist.all_gather_object(outcomes, shared)
+    if error is not None:
+        raise error
+    failed = next((o for o in outcomes if o is not None), None)
+    if failed is not None:
+        kind, message = failed
+        try:
+            raise kind(message)
+        except TypeError:  # an error class made with more than a message
+            raise DescendError(message) from None
+    if not leading:
         yield
+
+
+def main_first() -> contextlib.AbstractContextManager[None]:
+    """Rank 0 runs the block before the other ranks (`_leaders_first`)."""
+    return _leaders_first(world().is_main)
+
+
+def local_first() -> contextlib.AbstractContextManager[None]:
+    """The first rank of each machine runs the block (a download, a cache to build) before the
+    other ranks there, which then find it done (`_leaders_first`)."""
+    return _leaders_first(world().local_rank == 0)
 
 
 def open_run_folder(path: Path, *, new: bool, overwrite: bool) -> RunFolder:
@@ -288,6 +308,6 @@ def rank_callbacks(callbacks: list[Callback]) -> list[Callback]:
 
 
 __all__ = ["RankSync", "World", "active", "broadcast_object", "broadcast_state",
-           "describe_batch", "launched", "local_device", "main_first", "open_run_folder",
-           "divisible_batch", "process_group", "rank_callbacks", "rank_options",
-           "sum_over_ranks", "world", "wrap"]
+           "describe_batch", "divisible_batch", "launched", "local_device", "local_first",
+           "main_first", "open_run_folder", "process_group", "rank_callbacks", "rank_options",
+           "split_batch", "sum_over_ranks", "world", "wrap"]

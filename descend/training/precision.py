@@ -25,7 +25,7 @@ from torch import nn
 
 NATIVE_BF16_FLAGS = ("amx_bf16", "avx512_bf16")  # in the order they pay off
 MIN_SPEEDUP = 1.1  # bfloat16 must beat float32 by this much to be worth its rounding
-PROBE_STEPS = 3  # timed steps per precision, after one untimed warm-up step
+PROBE_STEPS = 5  # timed steps per precision, after one untimed warm-up step
 
 
 def cpu_flags(cpuinfo: str | Path = "/proc/cpuinfo") -> set[str]:

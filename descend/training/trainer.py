@@ -12,6 +12,7 @@ a run resumed from ``last.pt`` ends with the same weights as one that was never 
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import json
 import random
 import time
@@ -40,7 +41,13 @@ from descend.errors import ConfigError, DataError
 from descend.models import ModelSpec, create_model
 from descend.optim import create_optimizer
 from descend.training import distributed
-from descend.training.budget import eval_seconds_per_image, format_duration, plan_epochs
+from descend.training.budget import (
+    MIN_EPOCHS,
+    eval_seconds_per_image,
+    fit_widths,
+    format_duration,
+    plan_epochs,
+)
 from descend.training.callbacks import Callback, CallbackList, RunLog, default_callbacks
 from descend.training.device import pick_device, seed_everything, set_deterministic
 from descend.training.initialize import (
@@ -54,13 +61,11 @@ from descend.training.initialize import (
 from descend.training.loop import RunningMetrics, loss_and_accuracy, train_one_epoch
 from descend.training.monitor import BestMetric
 from descend.training.precision import choose_amp, step_seconds
-from descend.training.recipe import DEFAULT_MODEL, with_recipe
+from descend.training.recipe import DEFAULT_MODEL, peak_lr, with_recipe
 from descend.training.resume import check_same_data, data_fingerprint, plan_run
 from descend.training.run import Run
 from descend.training.run_folder import RunFolder, default_run_dir
 from descend.training.schedules import create_schedule
-
-DEFAULT_LR = 0.2  # the peak learning rate at batch 256 (TrainConfig.lr)
 
 
 @dataclass
@@ -129,7 +134,9 @@ def fit(run: Run) -> None:
         run.train_batches.set_epoch(epoch)
         run.epoch, run.lr = epoch, run.optimizer.param_groups[0]["lr"]
         callbacks.on_epoch_start(run)
-        result = train_one_epoch(run.step_model, run.train_batches, run.optimizer,
+        batches = (itertools.islice(run.train_batches, cfg.epoch_steps) if cfg.epoch_steps
+                   else run.train_batches)
+        result = train_one_epoch(run.step_model, batches, run.optimizer,
                                  label_smoothing=cfg.label_smoothing, device=run.device,
                                  amp=run.amp, on_step=after_step)
         run.evaluated_state = None
@@ -171,14 +178,14 @@ def setup(cfg: TrainConfig, state: dict[str, Any] | None, folder: RunFolder,
     set_deterministic(cfg.deterministic)
     seed_everything(cfg.seed)
 
-    with distributed.main_first():  # under torchrun, rank 0 downloads and caches first
+    with distributed.local_first():  # under torchrun, one rank per machine downloads first
         data = load_data(cfg, log, folder)
     fingerprint = data_fingerprint(data)
     if state is None:
         batch = cfg.batch_size or distributed.divisible_batch(batch_size_for(len(data.train),
                                                                              log))
         cfg = cfg.updated(data=cfg.data or data.name, batch_size=batch,
-                          lr=cfg.lr if cfg.lr is not None else DEFAULT_LR * batch / 256)
+                          lr=cfg.lr if cfg.lr is not None else peak_lr(cfg.model, batch))
         mean, std = normalization(cfg, data)
     else:
         if note := check_same_data(state.get("data_fingerprint"), fingerprint, allow_added_data):
@@ -186,6 +193,9 @@ def setup(cfg: TrainConfig, state: dict[str, Any] | None, folder: RunFolder,
         mean, std = state["normalization"]["mean"], state["normalization"]["std"]
     spec = ModelSpec(cfg.model or DEFAULT_MODEL, len(data.classes), data.channels, data.image_size,
                      dict(cfg.model_args))
+    started = time.monotonic()  # --time-budget counts from here
+    if state is None and start is None:
+        spec, cfg = fit_to_budget(spec, cfg, started, len(data.train), len(data.val), device, log)
     model, new_weights = build_model(spec, data.classes, device, start, log)
     if state is None and start is None and init_from_data(
             model, data.train, lambda x: Normalize(mean, std, device)(x.to(device)), cfg.seed):
@@ -206,13 +216,14 @@ def setup(cfg: TrainConfig, state: dict[str, Any] | None, folder: RunFolder,
     # Under torchrun, DistributedDataParallel (a frozen backbone's weights get no gradient).
     trained = distributed.wrap(model, device, find_unused=cfg.freeze_epochs > 0)
     val_batches = make_loader(data.val, eval_options(options, cfg))
-    cfg, amp, deadline = plan_speed(cfg, state is None, model, train_batches, val_batches,
-                                    len(data.val), device, log)
+    cfg, amp, deadline = plan_speed(cfg, state is None, started, model, train_batches,
+                                    val_batches, len(data.val), device, log)
     run = Run(cfg=cfg, log=log, device=device, data=data, model=model,
               step_model=torch.compile(trained) if cfg.compile else trained, folder=folder,
               loader_options=options, train_batches=train_batches,
               val_batches=val_batches, amp=amp, deadline=deadline,
-              optimizer=optimizer, schedule=create_schedule(optimizer, cfg, len(train_batches)),
+              optimizer=optimizer, schedule=create_schedule(
+                  optimizer, cfg, min(len(train_batches), cfg.epoch_steps or len(train_batches))),
               best=BestMetric(cfg.monitor, cfg.min_delta),
               meta=checkpoint_meta(cfg, data, spec, mean, std), new_weights=new_weights,
               fingerprint=fingerprint)
@@ -228,13 +239,29 @@ def setup(cfg: TrainConfig, state: dict[str, Any] | None, folder: RunFolder,
     return run
 
 
-def plan_speed(cfg: TrainConfig, new: bool, model: nn.Module, train_batches: Any,
-               val_batches: Any, val_images: int, device: torch.device,
+def fit_to_budget(spec: ModelSpec, cfg: TrainConfig, started: float, train_images: int,
+                  val_images: int, device: torch.device,
+                  log: RunLog) -> tuple[ModelSpec, TrainConfig]:
+    """With ``--time-budget``, fastres without ``--model-arg widths`` takes the widest size
+    that fits enough epochs (`budget.fit_widths`)."""
+    if cfg.time_budget is None or spec.name != "fastres" or "widths" in spec.kwargs:
+        return spec, cfg
+    widths, notes = fit_widths(spec, parse_duration(cfg.time_budget), started, cfg.batch_size,
+                               max(1, train_images // cfg.batch_size), val_images, device,
+                               cfg.channels_last)
+    widths = distributed.broadcast_object(widths)
+    log(f"time budget {cfg.time_budget}: fastres widths {list(widths)}, the widest with "
+        f"{MIN_EPOCHS} epochs or more in the budget (epochs that fit: {', '.join(notes)})")
+    spec = dataclasses.replace(spec, kwargs={**spec.kwargs, "widths": list(widths)})
+    return spec, cfg.updated(model_args=dict(spec.kwargs))
+
+
+def plan_speed(cfg: TrainConfig, new: bool, started: float, model: nn.Module,
+               train_batches: Any, val_batches: Any, val_images: int, device: torch.device,
                log: RunLog) -> tuple[TrainConfig, bool, float | None]:
     """(config, bfloat16 autocast on?, budget deadline): the precision that is fastest here
     (`precision.choose_amp`) and, with ``--time-budget`` on a new run, the epochs that fit it
     (`budget.plan_epochs`). Under torchrun every rank follows rank 0's measurements."""
-    started = time.monotonic()
 
     def step(amp: bool) -> float:
         return step_seconds(model, train_batches, lambda params: create_optimizer(
@@ -245,14 +272,15 @@ def plan_speed(cfg: TrainConfig, new: bool, model: nn.Module, train_batches: Any
         return cfg, amp, None
     budget = parse_duration(cfg.time_budget)
     per_step, per_image = step(amp), eval_seconds_per_image(model, val_batches, device)
-    epochs, epoch = plan_epochs(budget, time.monotonic() - started, per_step,
-                                len(train_batches), val_images, per_image)
-    epochs = distributed.broadcast_object(epochs)
+    epochs, epoch, steps = distributed.broadcast_object(plan_epochs(
+        budget, time.monotonic() - started, per_step, len(train_batches), val_images, per_image))
+    planned = (f"{epochs} epoch(s) planned" if steps is None else
+               f"less than one epoch fits: {steps} of its {len(train_batches)} steps planned")
     log(f"time budget {format_duration(budget)}: a step takes {per_step * 1000:.0f} ms "
         f"({len(train_batches)} per epoch) and validation {per_image * val_images:.1f} s, so "
-        f"an epoch takes about {epoch:.1f} s: {epochs} epoch(s) planned, about "
+        f"an epoch takes about {epoch:.1f} s: {planned}, about "
         f"{format_duration(epochs * epoch)}, the schedule sized to match")
-    return cfg.updated(epochs=epochs), amp, started + budget
+    return cfg.updated(epochs=epochs, epoch_steps=steps), amp, started + budget
 
 
 def build_model(spec: ModelSpec, classes: list[str], device: torch.device,

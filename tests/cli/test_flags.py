@@ -23,7 +23,7 @@ def test_every_setting_is_a_train_flag_with_its_one_default(
     assert f"epochs to train (--time-budget plans them instead) (default {defaults.epochs})" in text
     assert "training batch size; an explicit one the data cannot fill is an error (default: " \
            "256 (large enough" in text  # a None default says what it means
-    assert "0.2 x batch size / 256" in text and "--no-drop-last" in text
+    assert "P x batch size / 256" in text and "--no-drop-last" in text
     assert "(default 10,15)" in text  # milestones, a list
 
 

@@ -1,9 +1,10 @@
 """A tiny trained run and 100 image files to check its exports on.
 
-The run is trained on "photos" of three colours in several sizes and shapes, decoded with a
-``resize:24,center-crop:16`` geometry, so an export whose metadata got the decoding wrong would
-be fed other pixels than training saw. The 100 test images are 50 CIFAR-10 test images of the
-package's sample and 50 photos (PNG, JPEG, grey, transparent), all as files.
+The run (the seed's mlp, which learns these in one epoch) is trained on "photos" of three
+colours in several sizes and shapes, decoded with a ``resize:24,center-crop:16`` geometry, so an
+export whose metadata got the decoding wrong would be fed other pixels than training saw. The
+100 test images are 50 CIFAR-10 test images of the package's sample and 50 photos (PNG, JPEG,
+grey, transparent), all as files.
 """
 
 from __future__ import annotations
@@ -58,16 +59,17 @@ def cifar_sample_test(n: int) -> list[Image.Image]:
 
 @pytest.fixture(scope="session")
 def photo_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The run folder of a 3-epoch tiny cnn trained on the photos (CPU, its own cache)."""
+    """The run folder of a 2-epoch mlp trained on the photos (CPU, its own cache); every
+    registered model is exported in test_models.py."""
     root = tmp_path_factory.mktemp("export-photos")
     data = root / "data"
     for k, (name, color) in enumerate(COLORS.items()):
         write_photos(data / "train" / name, color, 12, seed=k)
         write_photos(data / "val" / name, color, 3, seed=10 + k)
-    result = descend.train(data=f"imagefolder:{data}", model="cnn",
-                           model_args={"widths": [8, 16, 16]}, epochs=3, batch_size=8,
-                           image_size=16, augment=AUGMENT, progress=False, device="cpu",
-                           out=str(root / "run"), cache_dir=str(root / "cache"))
+    result = descend.train(data=f"imagefolder:{data}", model="mlp", epochs=2, batch_size=8,
+                           lr=0.05, schedule="constant", image_size=16, augment=AUGMENT,
+                           progress=False, device="cpu", out=str(root / "run"),
+                           cache_dir=str(root / "cache"))
     return result.run_dir
 
 

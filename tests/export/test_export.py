@@ -16,6 +16,9 @@ import descend
 from descend.export import Exported, export_checkpoint
 from descend.export.checks import ExportError, check_agreement
 
+# torch 2.14 marks torch.jit deprecated; loading a TorchScript file is what these tests are for.
+pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit:FutureWarning")
+
 FORMATS = ["onnx", "torchscript"]
 
 

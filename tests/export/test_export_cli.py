@@ -59,8 +59,9 @@ def test_out_may_be_a_file_or_a_folder(old_run: Path, tmp_path: Path,
                  "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["path"] == str(tmp_path / "a" / "m.onnx")
     assert (tmp_path / "a" / "m.onnx.json").is_file()
-    assert main(["export", str(old_run), "--out", f"{tmp_path / 'folder'}/", "--json"]) == 0
-    assert (tmp_path / "folder" / "model.onnx").is_file()
+    assert main(["export", str(old_run), "--format", "torchscript", "--out",
+                 f"{tmp_path / 'folder'}/", "--json"]) == 0
+    assert (tmp_path / "folder" / "model.torchscript.pt").is_file()
 
 
 @pytest.mark.parametrize("make", ["missing", "not-a-checkpoint", "empty-folder"])

@@ -15,6 +15,9 @@ from descend.models import ModelSpec
 from descend.models.registry import model_names
 from descend.training.checkpoint import load_model
 
+# torch 2.14 marks torch.jit deprecated; loading a TorchScript file is what these tests are for.
+pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit:FutureWarning")
+
 
 def _specs() -> list[ModelSpec]:
     registered = [name for name in model_names() if not name.startswith("tv:")]

@@ -78,10 +78,13 @@ def test_step_probe_leaves_the_model_untouched() -> None:
 
 def test_the_plan_fits_the_budget() -> None:
     # 100 steps of 0.1 s + 1000 validation images at 1 ms: 11.5 s an epoch with the overhead.
-    epochs, epoch = plan_epochs(120, 3.0, 0.1, 100, 1000, 0.001)
-    assert epoch == pytest.approx(11.5)
+    epochs, epoch, steps = plan_epochs(120, 3.0, 0.1, 100, 1000, 0.001)
+    assert epoch == pytest.approx(11.5) and steps is None
     assert epochs == 9 and 3.0 + epochs * epoch <= 120
-    assert plan_epochs(5, 4, 0.1, 100, 1000, 0.001)[0] == 1  # always at least one
+    # 8 s: less than one epoch fits, so one epoch of fewer steps: (8 * 0.97 - 1.5) / 0.1
+    epochs, epoch, steps = plan_epochs(8, 0, 0.1, 100, 1000, 0.001)
+    assert (epochs, steps) == (1, 62) and epoch <= 8
+    assert plan_epochs(1, 0.9, 0.1, 100, 1000, 0.001)[2] == 1  # at least one step
 
 
 def test_time_budget_callback_stops_when_the_next_epoch_would_overrun() -> None:
@@ -124,3 +127,15 @@ def test_a_budgeted_run_plans_its_epochs_and_ends_in_time(image_folder: Path,
     log = (result.run_dir / "train.log").read_text()
     assert "time budget 6s" in log and "epoch(s) planned" in log
     assert took < 6 + 10  # the budget, plus loading and the test pass on a slow machine
+
+
+def test_a_budget_shorter_than_an_epoch_trains_part_of_one(image_folder: Path,
+                                                          tmp_path: Path) -> None:
+    cfg = TrainConfig(data=f"imagefolder:{image_folder}", image_size=16, batch_size=8,
+                      out=str(tmp_path / "run"), progress=False, download=False,
+                      time_budget="0.5s", epochs=5)
+    result = train(cfg)
+    saved = json.loads((result.run_dir / "config.json").read_text())
+    assert saved["epochs"] == 1 and 1 <= saved["epoch_steps"] < 6  # 48 images: 6 steps
+    assert "less than one epoch fits" in (result.run_dir / "train.log").read_text()
+    assert len(result.history) == 1
