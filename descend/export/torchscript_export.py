@@ -30,7 +30,7 @@ def export_torchscript(wrapper: nn.Module, example: torch.Tensor,
         # height and width, which are fixed for a model's life.
         warnings.simplefilter("ignore")
         try:
-            traced = torch.jit.trace(wrapper, (example,))
+            traced = torch.jit.trace(wrapper, (example,), check_trace=False)
         except Exception as e:
             raise ExportError(f"torch {torch.__version__} cannot trace this model "
                               f"({first_line(e)}); try --format onnx") from None

@@ -6,6 +6,7 @@ the model again, so loading never unpickles code.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -50,6 +51,21 @@ def create_model(spec: ModelSpec) -> nn.Module:
         raise ConfigError(f"bad arguments for model {spec.name!r} "
                           f"({', '.join(f'{k}={v!r}' for k, v in spec.kwargs.items()) or 'none'}"
                           f"): {str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
+
+
+def with_defaults(spec: ModelSpec) -> ModelSpec:
+    """``spec`` with every argument its model takes written out, defaults included: a
+    checkpoint then rebuilds the same model even after a default changes."""
+    if spec.name.startswith("tv:"):
+        return spec
+    from descend.models import cnn, fastres, mlp, torchvision_models  # noqa: F401
+
+    shared = {"num_classes", "in_channels", "image_size"}
+    params = inspect.signature(MODELS.get(spec.name)).parameters.values()
+    defaults = {p.name: (list(p.default) if isinstance(p.default, tuple) else p.default)
+                for p in params if p.name not in shared and p.default is not p.empty}
+    return ModelSpec(spec.name, spec.num_classes, spec.in_channels, spec.image_size,
+                     {**defaults, **spec.kwargs})
 
 
 def model_names() -> list[str]:

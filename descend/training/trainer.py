@@ -38,7 +38,7 @@ from descend.data.paths import data_root
 from descend.data.splits import DataSplits
 from descend.data.stats import train_stats
 from descend.errors import ConfigError, DataError
-from descend.models import ModelSpec, create_model
+from descend.models import ModelSpec, create_model, with_defaults
 from descend.optim import create_optimizer
 from descend.training import distributed
 from descend.training.budget import (
@@ -196,6 +196,8 @@ def setup(cfg: TrainConfig, state: dict[str, Any] | None, folder: RunFolder,
     started = time.monotonic()  # --time-budget counts from here
     if state is None and start is None:
         spec, cfg = fit_to_budget(spec, cfg, started, len(data.train), len(data.val), device, log)
+        spec = with_defaults(spec)  # the checkpoint names every argument, defaults included
+        cfg = cfg.updated(model_args=dict(spec.kwargs))
     model, new_weights = build_model(spec, data.classes, device, start, log)
     if state is None and start is None and init_from_data(
             model, data.train, lambda x: Normalize(mean, std, device)(x.to(device)), cfg.seed):

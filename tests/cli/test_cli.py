@@ -113,7 +113,7 @@ def test_bad_checkpoints(trained: Path, tmp_path: Path, content: str,
         torch.save(torch.zeros(3), bad)
     else:
         ckpt = torch.load(trained / "best.pt", weights_only=True)
-        ckpt["model"]["name"] = "cnn"  # weights of an mlp under a cnn's name
+        ckpt["model"].update(name="cnn", kwargs={})  # weights of an mlp under a cnn's name
         torch.save(ckpt, bad)
     assert main(["predict", str(bad), str(trained / "curves.png")]) == 2
     err = capsys.readouterr().err

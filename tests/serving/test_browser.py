@@ -1,5 +1,5 @@
-"""The page in a real headless Chromium: choose an image, see its class; choose a text file,
-see the server's message.
+"""The page in a real headless Chromium: choose or drop an image, see its class; choose a text
+file, see the server's message.
 
 Needs Debian's ``chromium`` and ``chromedriver`` (``apt-get install chromium
 chromium-driver``); skipped without them. ``DESCEND_SCREENSHOT=PATH`` saves a screenshot of the
@@ -8,6 +8,7 @@ page showing a prediction.
 
 from __future__ import annotations
 
+import base64
 import os
 import shutil
 from collections.abc import Callable, Iterator
@@ -28,6 +29,13 @@ pytestmark = pytest.mark.skipif(
     CHROMIUM is None or CHROMEDRIVER is None,
     reason="needs chromium and chromedriver on PATH (Debian: apt-get install chromium "
     "chromium-driver)")
+DROP = """
+const bytes = Uint8Array.from(atob(arguments[0]), (c) => c.charCodeAt(0));
+const data = new DataTransfer();
+data.items.add(new File([bytes], arguments[1], {type: "image/jpeg"}));
+document.getElementById("drop").dispatchEvent(
+    new DragEvent("drop", {dataTransfer: data, bubbles: true, cancelable: true}));
+"""
 WAIT = 30  # seconds for the page to answer: a loaded 2-core machine, not the expected time
 
 
@@ -48,7 +56,7 @@ def browser() -> Iterator[object]:
         driver.quit()
 
 
-def test_the_page_shows_the_class_of_the_chosen_image_and_the_error_of_a_text_file(
+def test_the_page_shows_the_class_of_a_chosen_or_dropped_image_and_a_text_files_error(
         browser, photo_run: Path, tmp_path: Path,
         serve: Callable[[object], AbstractContextManager[str]]) -> None:
     from selenium.webdriver.common.by import By
@@ -78,6 +86,13 @@ def test_the_page_shows_the_class_of_the_chosen_image_and_the_error_of_a_text_fi
         assert browser.find_element(By.ID, "error").text == ""
         if os.environ.get("DESCEND_SCREENSHOT"):
             browser.save_screenshot(os.environ["DESCEND_SCREENSHOT"])
+
+        # Dropped on the drop zone: a drop event carrying the file, as a browser sends it.
+        browser.execute_script(DROP, base64.b64encode(images["green"].read_bytes()).decode(),
+                               "green.jpg")
+        wait.until(EC.text_to_be_present_in_element((By.ID, "status"), "green.jpg: top"))
+        first = browser.find_element(By.CSS_SELECTOR, "#result li .class")
+        assert first.text == "green"
 
         chooser.send_keys(str(text))
         wait.until(EC.text_to_be_present_in_element((By.ID, "error"), "notes.txt: not an image"))

@@ -1,14 +1,15 @@
 """A `descend.train` run for tests to start under torchrun, recording what each rank did.
 
     python -m torch.distributed.run --standalone --nproc-per-node 2 tests/support/ddp_train.py \\
-        DATA_FOLDER RUN_FOLDER RECORD_FOLDER [--kill-at-epoch K] [--epochs N] [--model NAME]
-        [--ema-decay D]
+        DATA_FOLDER RUN_FOLDER RECORD_FOLDER [--kill-at-epoch K] [--stop-on-rank0-at K]
+        [--epochs N] [--model NAME] [--ema-decay D]
 
 Every rank writes ``RECORD_FOLDER/rank{r}.json``: per epoch, the indices (into the training
 split) of the images it trained on, its own loss sum, correct count and image count, and the
 epoch's row as it saw it. The indices are found by matching each training batch's rows against
 the whole normalized split (the run uses no augmentation). ``--kill-at-epoch K``: rank 0 kills
-itself with SIGKILL as epoch K (1-based) starts, after ``last.pt`` of epoch K - 1 is written.
+itself with SIGKILL as epoch K (1-based) starts, after ``last.pt`` of epoch K - 1 is written;
+``--stop-on-rank0-at K``: rank 0 alone sets ``run.stop`` after epoch K.
 """
 
 from __future__ import annotations
@@ -83,7 +84,9 @@ class Record(Callback):
         self.folder.mkdir(parents=True, exist_ok=True)
         (self.folder / f"rank{world().rank}.json").write_text(json.dumps({
             "world_size": world().size, "seen": self.seen, "sums": self.sums,
-            "rows": self.rows, "files": sorted(p.name for p in run.run_dir.iterdir())}))
+            "rows": self.rows, "files": sorted(p.name for p in run.run_dir.iterdir()),
+            "owns_folder": run.folder.owned,
+            "callbacks": [type(cb).__name__ for cb in run.callbacks.callbacks]}))
 
 
 class KillAt(Callback):
@@ -97,6 +100,17 @@ class KillAt(Callback):
             os.kill(os.getpid(), signal.SIGKILL)
 
 
+class StopOnRankZero(Callback):
+    """Rank 0 alone decides to stop after epoch ``epoch`` (as a time budget might)."""
+
+    def __init__(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def on_epoch_end(self, run: Run) -> None:
+        if world().is_main and run.epoch + 1 == self.epoch:
+            run.stop = "rank 0 stops"
+
+
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("data")
@@ -104,12 +118,15 @@ def main() -> None:
     p.add_argument("record")
     p.add_argument("--epochs", type=int, default=3)
     p.add_argument("--kill-at-epoch", type=int, default=0)
+    p.add_argument("--stop-on-rank0-at", type=int, default=0)
     p.add_argument("--model", default="mlp")
     p.add_argument("--ema-decay", type=float, default=0.0)
     args = p.parse_args()
     callbacks: list[Callback] = [Record(Path(args.record))]
     if args.kill_at_epoch:
         callbacks.append(KillAt(args.kill_at_epoch))
+    if args.stop_on_rank0_at:
+        callbacks.append(StopOnRankZero(args.stop_on_rank0_at))
     train(TrainConfig(data=f"imagefolder:{args.data}", model=args.model, epochs=args.epochs,
                       batch_size=8, image_size=16, out=args.out, progress=False,
                       download=False, lr=0.05, augment="none", device="cpu",

@@ -319,6 +319,11 @@ def test_metrics_are_over_all_ranks_as_in_one_process(ddp_run: dict[str, Any],
 
 def test_rank_zero_alone_prints_and_writes_the_run_folder(ddp_run: dict[str, Any]) -> None:
     run = ddp_run["run"]
+    r0, r1 = ddp_run["records"]
+    assert r0["owns_folder"] and not r1["owns_folder"]
+    assert r0["callbacks"] == ["EMA", "MetricsLog", "Checkpoint", "Progress", "EarlyStopping",
+                               "Record", "RankSync"]
+    assert r1["callbacks"] == ["EMA", "EarlyStopping", "Record", "RankSync"]
     assert sorted(p.name for p in run.iterdir()) == EXPECTED_FILES
     assert ddp_run["records"][1]["files"] == EXPECTED_FILES  # seen by rank 1 at its end
     log = (run / "train.log").read_text()
@@ -393,6 +398,16 @@ def test_streamed_files_are_sharded_the_same_way(ddp_run: dict[str, Any], colors
         # Same files, same order: the very batches of the in-memory run.
         assert r0["seen"][epoch] == ddp_run["records"][0]["seen"][epoch]
     _same_weights(tmp_path / "run" / "last.pt", ddp_run["run"] / "last.pt")
+
+
+@pytest.mark.slow  # torchrun launches of their own (15-30 s each)
+def test_when_rank_zero_stops_every_rank_stops(colors: Path, tmp_path: Path) -> None:
+    """A stop decided on rank 0 alone (a time budget, early stopping): the run ends there on
+    every rank, instead of rank 1 waiting forever in the next epoch's first step."""
+    _torchrun([str(SCRIPT), str(colors), str(tmp_path / "run"), str(tmp_path / "rec"),
+               "--stop-on-rank0-at", "1"], _env(tmp_path / "cache"))
+    assert [len(r["rows"]) for r in _records(tmp_path / "rec")] == [1, 1]
+    assert len(list(csv.DictReader((tmp_path / "run" / "metrics.csv").open()))) == 1
 
 
 @pytest.mark.slow  # torchrun launches of their own (15-30 s each)

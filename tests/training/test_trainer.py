@@ -40,7 +40,8 @@ def test_checkpoints_describe_themselves(image_folder: Path, tmp_path: Path) -> 
     ckpt = read_checkpoint(tmp_path / "run" / "best.pt")
     assert ckpt["classes"] == ["blue", "green", "red"]
     assert ckpt["model"] == {"name": "mlp", "num_classes": 3, "in_channels": 3,
-                             "image_size": [16, 16], "kwargs": {}}
+                             "image_size": [16, 16],  # every argument, defaults too
+                             "kwargs": {"hidden": [1024, 512, 256, 64], "dropout": 0.0}}
     assert len(ckpt["normalization"]["mean"]) == 3
     assert ckpt["config"]["lr"] == 0.05 and "torch" in ckpt["versions"]
     assert {"optimizer", "scheduler", "rng", "history"} <= set(read_checkpoint(
