@@ -46,13 +46,15 @@ def run(args: argparse.Namespace) -> int:
     classes = d["classes"]
     names = ", ".join(classes[:10]) + (f", ... ({len(classes)} in all)" if len(classes) > 10
                                        else "")
+    geometry = (f"scaled to a shorter side of {d['resize']}" if d["resize"]
+                else f"scaled to cover {w}x{h}") + f" and its centre {w}x{h} cut out"
     print(f"wrote {exported.path} ({args.format}, {exported.size / 1e6:.1f} MB) and "
           f"{exported.sidecar}")
-    print(f"checked: agrees with the checkpoint on random images (largest logit difference "
-          f"{exported.max_difference:.2g})")
-    print(f"input  {d['input_name']}: uint8 (N, {c}, {h}, {w}) {d['channel_order']}, each image "
-          f"{d['decode']}")
-    print(f"output {d['output_name']}: (N, {len(classes)}) logits for {names}; softmax gives "
+    print(f"checked against the checkpoint on random images: largest logit difference "
+          f"{exported.max_difference:.2g}")
+    print(f"input  {d['input_name']}: uint8 (N, {c}, {h}, {w}) {d['channel_order']}; each image "
+          f"{geometry} (\"decode\" in {exported.sidecar.name} says exactly how)")
+    print(f"output {d['output_name']}: (N, {len(classes)}) for {names}; softmax gives "
           "probabilities")
     print(f"run it: {RUN_HINT[args.format].format(path=exported.path)}")
     return 0

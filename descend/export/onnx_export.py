@@ -1,9 +1,10 @@
 """ONNX: torch's ``torch.export``-based exporter, checked by onnx's checker and onnxruntime.
 
 The ``torch.export`` exporter (``dynamo=True``) is torch's default since 2.9; the older
-TorchScript-based one warns that it is deprecated. It exported every model tried: descend's
-mlp and cnn and fourteen torchvision families (resnet, convnext, densenet, efficientnet, vgg,
-...), all agreeing with torch to 1.3e-6 or better.
+TorchScript-based one warns that it is deprecated. With torch 2.14 it exported every model
+tried: descend's mlp, cnn and fastres (with and without its mirrored test-time augmentation)
+and fifteen torchvision models from alexnet to swin_t and vit_b_16, all agreeing with torch to
+4e-6 of the logits' scale or better.
 """
 
 from __future__ import annotations

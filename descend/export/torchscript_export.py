@@ -1,11 +1,11 @@
 """TorchScript: the wrapper traced with ``torch.jit.trace``, reloaded and checked.
 
 Traced, not scripted: tracing records what the model computes for the one input size it takes,
-whatever Python the model is written in (scripting refuses much of torchvision's and descend's
-code). The batch size stays free, which the check confirms on batches the trace never saw.
-torch 2.14 marks ``torch.jit`` deprecated in favour of ``torch.export``; the file still loads
-with ``torch.jit.load`` in any torch since 1.x, which is why it is offered beside ONNX.
-"""
+whatever Python the model is written in (``torch.jit.script`` takes descend's own models but
+not a ``tv:`` model in its `InputAdapter`). The batch size stays free, which the check confirms
+on batches the trace never saw; torch's own trace check is off because it refuses models that
+the check passes (``tv:vit_b_16``). torch 2.14 marks ``torch.jit`` deprecated in favour of
+``torch.export``; ONNX is the format to prefer, TorchScript is for torch-only deployments."""
 
 from __future__ import annotations
 

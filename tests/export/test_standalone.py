@@ -38,9 +38,9 @@ def test_an_export_predicts_without_descend(fmt: str, photo_run: Path, test_imag
     expected = classifier.logits(torch.stack([classifier.to_pixels(f) for f in test_images]))
     assert out["classes"] == classifier.classes
     assert out["top1"] == [classifier.classes[i] for i in expected.argmax(1).tolist()]
-    # Pillow alone (no reduced JPEG decode, no reducing gap) gives pixels a grey level or so off
-    # descend's, so the logits are close, not equal.
-    np.testing.assert_allclose(np.array(out["logits"]), expected.numpy(), atol=0.05)
+    # Pillow alone decodes the big JPEGs whole, where descend decodes them at a reduced scale:
+    # up to 2 grey levels apart (1.8e-3 in the logits when measured), so close, not equal.
+    np.testing.assert_allclose(np.array(out["logits"]), expected.numpy(), atol=0.01)
 
 
 def test_without_descend_means_without_descend(tmp_path: Path) -> None:

@@ -15,6 +15,7 @@ itself with SIGKILL as epoch K (1-based) starts, after ``last.pt`` of epoch K - 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import signal
@@ -62,6 +63,7 @@ class Record(Callback):
         self.seen: dict[int, list[int]] = {}
         self.sums: dict[int, list[float]] = {}
         self.rows: list[dict[str, float]] = []
+        self.weights: dict[int, str] = {}
 
     def on_train_start(self, run: Run) -> None:
         split = run.data.train
@@ -76,6 +78,10 @@ class Record(Callback):
         assert run.running is not None
         self.sums[run.epoch] = [float(run.running.loss_sum), float(run.running.correct),
                                 float(run.running.seen)]
+        # Before RankSync copies rank 0's weights over: equal only if the gradients were shared.
+        self.weights[run.epoch] = hashlib.sha256(b"".join(
+            p.detach().cpu().contiguous().numpy().tobytes()
+            for p in run.model.parameters())).hexdigest()
 
     def on_epoch_end(self, run: Run) -> None:
         self.rows.append(dict(run.row))
@@ -85,7 +91,8 @@ class Record(Callback):
         (self.folder / f"rank{world().rank}.json").write_text(json.dumps({
             "world_size": world().size, "seen": self.seen, "sums": self.sums,
             "rows": self.rows, "files": sorted(p.name for p in run.run_dir.iterdir()),
-            "owns_folder": run.folder.owned,
+            "owns_folder": run.folder.owned, "weights": self.weights,
+            "trained_as": type(run.step_model).__name__,
             "callbacks": [type(cb).__name__ for cb in run.callbacks.callbacks]}))
 
 

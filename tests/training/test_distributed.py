@@ -292,6 +292,9 @@ def test_each_rank_trains_on_its_own_half_of_every_epoch(ddp_run: dict[str, Any]
         assert not set(a) & set(b) and set(a) | set(b) == set(range(48))
         orders.append(a)
     assert orders[0] != orders[1] != orders[2]
+    # DistributedDataParallel shared the gradients: the ranks' weights never drifted apart.
+    assert r0["trained_as"] == r1["trained_as"] == "DistributedDataParallel"
+    assert r0["weights"] == r1["weights"] and len(set(r0["weights"].values())) == EPOCHS
 
 
 def test_metrics_are_over_all_ranks_as_in_one_process(ddp_run: dict[str, Any],
