@@ -148,3 +148,12 @@ def test_a_good_checkpoint_still_loads_evaluates_and_resumes(good_run: Path,
     assert descend.evaluate(run, out_dir=tmp_path / "eval", progress=False)["images"] > 0
     result = descend.train(resume=run, epochs=2, progress=False)
     assert [r["epoch"] for r in result.history] == [1, 2]
+
+
+def test_a_model_that_cannot_be_built_on_meta_is_checked_for_real() -> None:
+    from descend.models import ModelSpec, create_model
+    from descend.training.checkpoint import _shapes
+
+    spec = ModelSpec("tv:regnet_y_400mf", 10, 3, (32, 32))  # reads its own init values
+    expected = {k: v.shape for k, v in create_model(spec).state_dict().items()}
+    assert _shapes(spec) == expected
