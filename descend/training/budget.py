@@ -26,7 +26,11 @@ from torch import nn
 from descend.models import ModelSpec, create_model
 from descend.training.precision import step_seconds
 
-MARGIN = 0.03  # a step's time varies by a few percent over a run
+# A run's steps came out up to 30% slower than a 5-step probe on this shared 2-core machine
+# (B3); a longer probe and this margin keep the plan inside the budget, and `TimeBudget` stops a
+# run that still overruns.
+PLAN_STEPS = 12
+MARGIN = 0.08
 OVERHEAD = 0.5  # seconds per epoch for checkpoints, metrics and curves
 # fastres sizes, narrowest first. With a budget and no --model-arg widths, a run takes the widest
 # that still fits MIN_EPOCHS epochs: a one-cycle run of fewer epochs leaves a wider net short of

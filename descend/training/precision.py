@@ -56,8 +56,9 @@ def autocast(device: torch.device, on: bool) -> contextlib.AbstractContextManage
 def step_seconds(model: nn.Module, batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
                  make_optimizer: Callable[[Iterator[nn.Parameter]], torch.optim.Optimizer],
                  device: torch.device, amp: bool, steps: int = PROBE_STEPS) -> float:
-    """Median seconds of one training step (batch, forward, backward, update) of a copy of
-    ``model``, after one warm-up step; the model itself is untouched."""
+    """Mean seconds of one training step (batch, forward, backward, update) of a copy of
+    ``model`` over ``steps`` steps after one warm-up step; the model itself is untouched. The
+    mean, not the median: the occasional slow step is part of what an epoch costs."""
     probe = copy.deepcopy(model).train()
     optimizer = make_optimizer(probe.parameters())
     times: list[float] = []
@@ -75,8 +76,8 @@ def step_seconds(model: nn.Module, batches: Iterable[tuple[torch.Tensor, torch.T
         start = now
         if len(times) > steps:
             break
-    timed = sorted(times[1:]) or times
-    return timed[len(timed) // 2]
+    timed = times[1:] or times
+    return sum(timed) / len(timed)
 
 
 def choose_amp(requested: bool, device: torch.device, measure: Callable[[bool], float],

@@ -43,6 +43,7 @@ from descend.optim import create_optimizer
 from descend.training import distributed
 from descend.training.budget import (
     MIN_EPOCHS,
+    PLAN_STEPS,
     eval_seconds_per_image,
     fit_widths,
     format_duration,
@@ -60,7 +61,7 @@ from descend.training.initialize import (
 )
 from descend.training.loop import RunningMetrics, loss_and_accuracy, train_one_epoch
 from descend.training.monitor import BestMetric
-from descend.training.precision import choose_amp, step_seconds
+from descend.training.precision import PROBE_STEPS, choose_amp, step_seconds
 from descend.training.recipe import DEFAULT_MODEL, peak_lr, with_recipe
 from descend.training.resume import check_same_data, data_fingerprint, plan_run
 from descend.training.run import Run
@@ -265,15 +266,16 @@ def plan_speed(cfg: TrainConfig, new: bool, started: float, model: nn.Module,
     (`precision.choose_amp`) and, with ``--time-budget`` on a new run, the epochs that fit it
     (`budget.plan_epochs`). Under torchrun every rank follows rank 0's measurements."""
 
-    def step(amp: bool) -> float:
+    def step(amp: bool, steps: int = PROBE_STEPS) -> float:
         return step_seconds(model, train_batches, lambda params: create_optimizer(
-            cfg.optimizer, params, cfg.lr, cfg.momentum, cfg.weight_decay), device, amp)
+            cfg.optimizer, params, cfg.lr, cfg.momentum, cfg.weight_decay), device, amp, steps)
 
     amp = distributed.broadcast_object(choose_amp(cfg.amp, device, step, log))
     if cfg.time_budget is None or not new:
         return cfg, amp, None
     budget = parse_duration(cfg.time_budget)
-    per_step, per_image = step(amp), eval_seconds_per_image(model, val_batches, device)
+    per_step = step(amp, PLAN_STEPS)
+    per_image = eval_seconds_per_image(model, val_batches, device)
     epochs, epoch, steps = distributed.broadcast_object(plan_epochs(
         budget, time.monotonic() - started, per_step, len(train_batches), val_images, per_image))
     planned = (f"{epochs} epoch(s) planned" if steps is None else

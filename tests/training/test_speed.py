@@ -81,9 +81,9 @@ def test_the_plan_fits_the_budget() -> None:
     epochs, epoch, steps = plan_epochs(120, 3.0, 0.1, 100, 1000, 0.001)
     assert epoch == pytest.approx(11.5) and steps is None
     assert epochs == 9 and 3.0 + epochs * epoch <= 120
-    # 8 s: less than one epoch fits, so one epoch of fewer steps: (8 * 0.97 - 1.5) / 0.1
+    # 8 s: less than one epoch fits, so one epoch of fewer steps: (8 * 0.92 - 1.5) / 0.1
     epochs, epoch, steps = plan_epochs(8, 0, 0.1, 100, 1000, 0.001)
-    assert (epochs, steps) == (1, 62) and epoch <= 8
+    assert (epochs, steps) == (1, 58) and epoch <= 8
     assert plan_epochs(1, 0.9, 0.1, 100, 1000, 0.001)[2] == 1  # at least one step
 
 
