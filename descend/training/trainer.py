@@ -192,21 +192,10 @@ def setup(cfg: TrainConfig, state: dict[str, Any] | None, folder: RunFolder,
         if note := check_same_data(state.get("data_fingerprint"), fingerprint, allow_added_data):
             log(note)
         mean, std = state["normalization"]["mean"], state["normalization"]["std"]
-    spec = ModelSpec(cfg.model or DEFAULT_MODEL, len(data.classes), data.channels, data.image_size,
-                     dict(cfg.model_args))
     started = time.monotonic()  # --time-budget counts from here
-    if state is None and start is None:
-        spec, cfg = fit_to_budget(spec, cfg, started, len(data.train), len(data.val), device, log)
-        spec = with_defaults(spec)  # the checkpoint names every argument, defaults included
-        cfg = cfg.updated(model_args=dict(spec.kwargs))
-    model, new_weights = build_model(spec, data.classes, device, start, log)
-    if state is None and start is None and init_from_data(
-            model, data.train, lambda x: Normalize(mean, std, device)(x.to(device)), cfg.seed):
-        log(f"{spec.name}: layers set from {min(len(data.train), WHITENING_SAMPLE)} training "
-            "images (patch whitening)")
-    channels_last = cfg.channels_last and any(isinstance(m, nn.Conv2d) for m in model.modules())
-    if channels_last:
-        model = model.to(memory_format=torch.channels_last)
+    spec, cfg = model_spec(cfg, data, state is None, start is None, started, device, log)
+    model, new_weights, channels_last = build_model(
+        spec, data, Normalize(mean, std, device), start, state is None, cfg, device, log)
     optimizer = create_optimizer(cfg.optimizer, model.parameters(), cfg.lr, cfg.momentum,
                                  cfg.weight_decay)
     options = distributed.rank_options(LoaderOptions(  # under torchrun: this rank's share
@@ -242,20 +231,27 @@ def setup(cfg: TrainConfig, state: dict[str, Any] | None, folder: RunFolder,
     return run
 
 
-def fit_to_budget(spec: ModelSpec, cfg: TrainConfig, started: float, train_images: int,
-                  val_images: int, device: torch.device,
-                  log: RunLog) -> tuple[ModelSpec, TrainConfig]:
-    """With ``--time-budget``, fastres without ``--model-arg widths`` takes the widest size
+def model_spec(cfg: TrainConfig, data: DataSplits, new_run: bool, from_scratch: bool,
+               started: float, device: torch.device,
+               log: RunLog) -> tuple[ModelSpec, TrainConfig]:
+    """The model to build, and the config that names it. A new run writes out every argument,
+    defaults included, so that its checkpoint rebuilds the model after a default changes; with
+    ``--time-budget``, fastres from scratch without ``--model-arg widths`` takes the widest size
     that fits enough epochs (`budget.fit_widths`)."""
-    if cfg.time_budget is None or spec.name != "fastres" or "widths" in spec.kwargs:
+    spec = ModelSpec(cfg.model or DEFAULT_MODEL, len(data.classes), data.channels,
+                     data.image_size, dict(cfg.model_args))
+    if not new_run:
         return spec, cfg
-    widths, notes = fit_widths(spec, parse_duration(cfg.time_budget), started, cfg.batch_size,
-                               max(1, train_images // cfg.batch_size), val_images, device,
-                               cfg.channels_last)
-    widths = distributed.broadcast_object(widths)
-    log(f"time budget {cfg.time_budget}: fastres widths {list(widths)}, the widest with "
-        f"{MIN_EPOCHS} epochs or more in the budget (epochs that fit: {', '.join(notes)})")
-    spec = dataclasses.replace(spec, kwargs={**spec.kwargs, "widths": list(widths)})
+    if (from_scratch and cfg.time_budget is not None and spec.name == "fastres"
+            and "widths" not in spec.kwargs):
+        widths, notes = fit_widths(spec, parse_duration(cfg.time_budget), started,
+                                   cfg.batch_size, max(1, len(data.train) // cfg.batch_size),
+                                   len(data.val), device, cfg.channels_last)
+        widths = distributed.broadcast_object(widths)
+        log(f"time budget {cfg.time_budget}: fastres widths {list(widths)}, the widest with "
+            f"{MIN_EPOCHS} epochs or more in the budget (epochs that fit: {', '.join(notes)})")
+        spec = dataclasses.replace(spec, kwargs={**spec.kwargs, "widths": list(widths)})
+    spec = with_defaults(spec)
     return spec, cfg.updated(model_args=dict(spec.kwargs))
 
 
@@ -287,16 +283,25 @@ def plan_speed(cfg: TrainConfig, new: bool, started: float, model: nn.Module,
     return cfg.updated(epochs=epochs, epoch_steps=steps), amp, started + budget
 
 
-def build_model(spec: ModelSpec, classes: list[str], device: torch.device,
-                start: StartingWeights | None, log: RunLog) -> tuple[nn.Module, list[str]]:
-    """The model ``spec`` describes, with ``start``'s weights where they fit; (model, names of
-    the parameters that are new)."""
+def build_model(spec: ModelSpec, data: DataSplits, normalize: Normalize,
+                start: StartingWeights | None, new_run: bool, cfg: TrainConfig,
+                device: torch.device, log: RunLog) -> tuple[nn.Module, list[str], bool]:
+    """(the model ``spec`` describes, the names of its parameters that are new, channels-last?):
+    with ``start``'s weights where they fit, else (a new run) set from the data where the model
+    asks for it (fastres's whitening); channels-last where it has convolutions."""
     model = create_model(spec).to(device)
-    if start is None:
-        return model, []
-    kept, new = load_matching(model, start, classes)
-    log(describe_start(start, kept, new, model))
-    return model, [n for n, _ in model.named_parameters() if n in new]
+    new: list[str] = []
+    if start is not None:
+        kept, new = load_matching(model, start, data.classes)
+        log(describe_start(start, kept, new, model))
+    elif new_run and init_from_data(model, data.train, lambda x: normalize(x.to(device)),
+                                    cfg.seed):
+        log(f"{spec.name}: layers set from {min(len(data.train), WHITENING_SAMPLE)} training "
+            "images (patch whitening)")
+    channels_last = cfg.channels_last and any(isinstance(m, nn.Conv2d) for m in model.modules())
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    return model, [n for n, _ in model.named_parameters() if n in new], channels_last
 
 
 def checkpoint_meta(cfg: TrainConfig, data: DataSplits, spec: ModelSpec, mean: list[float],
