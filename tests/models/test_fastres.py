@@ -63,3 +63,12 @@ def test_bad_arguments_and_tiny_images_are_config_errors() -> None:
         create_model(ModelSpec("fastres", 10, 3, (8, 8)))
     model = create_model(ModelSpec("fastres", 7, 1, (28, 28), {"widths": [8, 8, 16]}))
     assert model(torch.randn(2, 1, 28, 28)).shape == (2, 7)
+
+
+def test_a_spec_names_every_argument_so_a_changed_default_cannot_break_it() -> None:
+    from descend.models import with_defaults
+
+    spec = with_defaults(ModelSpec("fastres", 10, 3, (32, 32), {"widths": [8, 8, 16]}))
+    assert spec.kwargs == {"widths": [8, 8, 16], "scale": 1 / 9, "tta": False}
+    assert with_defaults(ModelSpec("cnn", 10, 3, (32, 32))).kwargs == {"widths": [16, 32, 64]}
+    assert with_defaults(ModelSpec("tv:resnet18", 10, 3, (32, 32))).kwargs == {}
