@@ -66,7 +66,7 @@ def evaluate_checkpoint(
     """Evaluate on ``split`` (default: test if the dataset has one, else validation)."""
     dev = pick_device(device)
     loaded = load_model(checkpoint, dev)
-    name = data or loaded.checkpoint.get("data") or loaded.checkpoint["config"].get("data")
+    name = data or run_data_name(loaded.checkpoint)
     splits = _load_run_data(loaded, name, data_root, cache_dir, progress)
     split = split or ("test" if splits.test is not None else "val")
     tensors = {"train": splits.train, "val": splits.val, "test": splits.test}.get(split)
@@ -92,6 +92,19 @@ def evaluate_checkpoint(
         "top_losses": mistakes,
         "files": files,
     }
+
+
+def run_data_name(checkpoint: dict[str, Any]) -> str:
+    """The dataset a checkpoint was trained on: its resolved name, or, where that image folder
+    is gone (a run moved with its data, or made by 0.1.0 in another folder), the name in its
+    config, which may be a path relative to where the run started."""
+    names = [n for n in (checkpoint.get("data"), checkpoint["config"].get("data")) if n]
+    if not names:
+        raise DataError("the checkpoint does not say what it was trained on; give --data")
+    for n in names:
+        if not n.startswith("imagefolder:") or Path(n.split(":", 1)[1]).expanduser().is_dir():
+            return n
+    return names[0]
 
 
 def _load_run_data(loaded: LoadedModel, name: str, data_root: str | None,

@@ -15,21 +15,24 @@ the best weights kept, if the measured epochs turn out slower than planned.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
+import itertools
 import math
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator
 
 import torch
 from torch import nn
 
 from descend.models import ModelSpec, create_model
-from descend.training.precision import step_seconds
+from descend.training.loop import train_one_epoch
 
 # A run's steps came out up to 30% slower than a 5-step probe on this shared 2-core machine
 # (B3); a longer probe and this margin keep the plan inside the budget, and `TimeBudget` stops a
 # run that still overruns.
 PLAN_STEPS = 12
+PROBE_STEPS = 5  # timed steps of a quicker probe (a precision, a width), after one warm-up step
 MARGIN = 0.08
 OVERHEAD = 0.5  # seconds per epoch for checkpoints, metrics and curves
 # fastres sizes, narrowest first. With a budget and no --model-arg widths, a run takes the widest
@@ -65,6 +68,28 @@ def eval_seconds_per_image(model: nn.Module, batches: Iterable[tuple[torch.Tenso
         model.train(was_training)
     seconds, n = times[-1] if times else (0.0, 1)
     return seconds / max(n, 1)
+
+
+def step_seconds(model: nn.Module, batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
+                 make_optimizer: Callable[[Iterator[nn.Parameter]], torch.optim.Optimizer],
+                 device: torch.device, amp: bool, steps: int = PROBE_STEPS) -> float:
+    """Mean seconds of one training step of a copy of ``model`` (the training loop's own step,
+    `loop.train_one_epoch`) over ``steps`` steps after one warm-up step; the model itself is
+    untouched. The mean, not the median: the occasional slow step is part of what an epoch
+    costs."""
+    probe = copy.deepcopy(model)
+    stamps = [time.perf_counter()]
+
+    def stamp(_: object) -> None:
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        stamps.append(time.perf_counter())
+
+    train_one_epoch(probe, itertools.islice(batches, steps + 1), make_optimizer(probe.parameters()),
+                    device=device, amp=amp, on_step=stamp)
+    times = [b - a for a, b in itertools.pairwise(stamps)]
+    timed = times[1:] or times
+    return sum(timed) / len(timed)
 
 
 def fit_widths(spec: ModelSpec, budget: float, started: float, batch: int,

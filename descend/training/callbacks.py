@@ -229,8 +229,7 @@ class Progress(Callback):
         self.bar: tqdm | None = None
 
     def on_epoch_start(self, run: Run) -> None:
-        self.bar = tqdm(total=min(len(run.train_batches), run.cfg.epoch_steps or 1 << 62),
-                        desc=f"epoch {run.epoch + 1}/"
+        self.bar = tqdm(total=run.steps_per_epoch, desc=f"epoch {run.epoch + 1}/"
                         f"{run.cfg.epochs}", disable=not self.show_bar, leave=False,
                         unit="batch")
 

@@ -14,18 +14,13 @@ convolutions run in bfloat16.
 from __future__ import annotations
 
 import contextlib
-import copy
-import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
-from torch import nn
 
 NATIVE_BF16_FLAGS = ("amx_bf16", "avx512_bf16")  # in the order they pay off
 MIN_SPEEDUP = 1.1  # bfloat16 must beat float32 by this much to be worth its rounding
-PROBE_STEPS = 5  # timed steps per precision, after one untimed warm-up step
 
 
 def cpu_flags(cpuinfo: str | Path = "/proc/cpuinfo") -> set[str]:
@@ -51,33 +46,6 @@ def autocast(device: torch.device, on: bool) -> contextlib.AbstractContextManage
     if on and device.type in ("cuda", "cpu"):
         return torch.autocast(device.type, dtype=torch.bfloat16)
     return contextlib.nullcontext()
-
-
-def step_seconds(model: nn.Module, batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
-                 make_optimizer: Callable[[Iterator[nn.Parameter]], torch.optim.Optimizer],
-                 device: torch.device, amp: bool, steps: int = PROBE_STEPS) -> float:
-    """Mean seconds of one training step (batch, forward, backward, update) of a copy of
-    ``model`` over ``steps`` steps after one warm-up step; the model itself is untouched. The
-    mean, not the median: the occasional slow step is part of what an epoch costs."""
-    probe = copy.deepcopy(model).train()
-    optimizer = make_optimizer(probe.parameters())
-    times: list[float] = []
-    start = time.perf_counter()
-    for x, y in batches:
-        with autocast(device, amp):
-            loss = F.cross_entropy(probe(x), y)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        now = time.perf_counter()
-        times.append(now - start)
-        start = now
-        if len(times) > steps:
-            break
-    timed = times[1:] or times
-    return sum(timed) / len(timed)
 
 
 def choose_amp(requested: bool, device: torch.device, measure: Callable[[bool], float],

@@ -57,6 +57,11 @@ class Run:
     deadline: float | None = None  # time.monotonic() at which --time-budget ends
 
     @property
+    def steps_per_epoch(self) -> int:
+        """The batches an epoch trains on: all of them, or ``--epoch-steps``."""
+        return epoch_length(len(self.train_batches), self.cfg.epoch_steps)
+
+    @property
     def run_dir(self) -> Path:
         return self.folder.path
 
@@ -78,3 +83,8 @@ class Run:
         self.start_epoch = int(state["epoch"])
         torch.set_rng_state(state["rng"]["torch"])
         self.callbacks.load_state_dicts(state)
+
+
+def epoch_length(batches: int, epoch_steps: int | None) -> int:
+    """Steps in an epoch of ``batches`` batches, cut to ``epoch_steps`` when that is set."""
+    return min(batches, epoch_steps) if epoch_steps else batches

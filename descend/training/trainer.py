@@ -44,10 +44,12 @@ from descend.training import distributed
 from descend.training.budget import (
     MIN_EPOCHS,
     PLAN_STEPS,
+    PROBE_STEPS,
     eval_seconds_per_image,
     fit_widths,
     format_duration,
     plan_epochs,
+    step_seconds,
 )
 from descend.training.callbacks import Callback, CallbackList, RunLog, default_callbacks
 from descend.training.device import pick_device, seed_everything, set_deterministic
@@ -61,10 +63,10 @@ from descend.training.initialize import (
 )
 from descend.training.loop import RunningMetrics, loss_and_accuracy, train_one_epoch
 from descend.training.monitor import BestMetric
-from descend.training.precision import PROBE_STEPS, choose_amp, step_seconds
+from descend.training.precision import choose_amp
 from descend.training.recipe import DEFAULT_MODEL, peak_lr, with_recipe
 from descend.training.resume import check_same_data, data_fingerprint, plan_run
-from descend.training.run import Run
+from descend.training.run import Run, epoch_length
 from descend.training.run_folder import RunFolder, default_run_dir
 from descend.training.schedules import create_schedule
 
@@ -215,7 +217,7 @@ def setup(cfg: TrainConfig, state: dict[str, Any] | None, folder: RunFolder,
               loader_options=options, train_batches=train_batches,
               val_batches=val_batches, amp=amp, deadline=deadline,
               optimizer=optimizer, schedule=create_schedule(
-                  optimizer, cfg, min(len(train_batches), cfg.epoch_steps or len(train_batches))),
+                  optimizer, cfg, epoch_length(len(train_batches), cfg.epoch_steps)),
               best=BestMetric(cfg.monitor, cfg.min_delta),
               meta=checkpoint_meta(cfg, data, spec, mean, std), new_weights=new_weights,
               fingerprint=fingerprint)

@@ -12,9 +12,9 @@ from torch import nn
 
 from descend.config import TrainConfig, parse_duration
 from descend.errors import ConfigError
-from descend.training.budget import plan_epochs
+from descend.training.budget import plan_epochs, step_seconds
 from descend.training.callbacks import TimeBudget
-from descend.training.precision import autocast, choose_amp, cpu_flags, native_bf16, step_seconds
+from descend.training.precision import autocast, choose_amp, cpu_flags, native_bf16
 from descend.training.recipe import mirrors, with_recipe
 from descend.training.trainer import train
 
