@@ -18,7 +18,7 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--cache-dir")
     p.add_argument("--out", help="folder for the PNGs (default: next to the checkpoint)")
     p.add_argument("--device", default="auto")
-    p.add_argument("--batch-size", type=int, default=1024)
+    p.add_argument("--batch-size", type=int, default=256)
     p.add_argument("--json", action="store_true", help="print one JSON object")
 
 

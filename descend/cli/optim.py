@@ -76,6 +76,9 @@ def run(args: argparse.Namespace) -> int:
         return 0
 
     from descend.config import TrainConfig
+    from descend.training.device import keep_freed_memory
+
+    keep_freed_memory()  # as `descend train` does (BENCHMARKS.md, B9)
     from descend.experiments.compare import compare_optimizers, format_compare_table, plot_compare
     from descend.optim import OPTIMIZERS
     from descend.training.trainer import train

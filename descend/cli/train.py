@@ -49,7 +49,10 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _train(args: argparse.Namespace) -> TrainResult:
+    from descend.training.device import keep_freed_memory
     from descend.training.trainer import train
+
+    keep_freed_memory()  # a process-wide allocator setting: the command line's to make (B9)
 
     given = config_values(args)
     if args.resume:

@@ -60,7 +60,7 @@ def evaluate_checkpoint(
     data_root: str | None = None,
     cache_dir: str | None = None,
     device: str = "auto",
-    batch_size: int = 1024,
+    batch_size: int = 256,
     progress: bool = True,
 ) -> dict[str, Any]:
     """Evaluate on ``split`` (default: test if the dataset has one, else validation)."""

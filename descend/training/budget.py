@@ -39,7 +39,8 @@ OVERHEAD = 0.5  # seconds per epoch for checkpoints, metrics and curves
 # that still fits MIN_EPOCHS epochs: a one-cycle run of fewer epochs leaves a wider net short of
 # what it can reach, so on short budgets more epochs of a narrower net win (airbench's recipes
 # train about ten; BENCHMARKS.md B3 has the figures).
-WIDTH_LADDER = ((8, 16, 32), (16, 32, 64), (32, 64, 128), (64, 128, 256))
+# The last is airbench94's own shape (64, 256, 256), for budgets that fit ten epochs of it.
+WIDTH_LADDER = ((8, 16, 32), (16, 32, 64), (32, 64, 128), (64, 128, 256), (64, 256, 256))
 MIN_EPOCHS = 5
 
 
@@ -94,11 +95,14 @@ def step_seconds(model: nn.Module, batches: Iterable[tuple[torch.Tensor, torch.T
 
 def fit_widths(spec: ModelSpec, budget: float, started: float, batch: int,
                steps_per_epoch: int, val_images: int, device: torch.device,
-               channels_last: bool) -> tuple[tuple[int, ...], list[str]]:
+               channels_last: bool, precisions: tuple[bool, ...] = (False,),
+               ) -> tuple[tuple[int, ...], list[str]]:
     """(the widest `WIDTH_LADDER` widths with `MIN_EPOCHS` epochs in the budget, the figures).
 
-    Each candidate trains a few steps on random batches of the data's shape; its validation is
-    estimated as a third of a step per image (a forward pass), twice for the mirror TTA.
+    Each candidate trains a few steps on random batches of the data's shape, in each of
+    ``precisions`` (`precision.amp_candidates`: the run later picks the faster one, so the
+    plan takes the faster too); its validation is estimated as a third of a step per image (a
+    forward pass), twice for the mirror TTA.
     """
     x = torch.randn(batch, spec.in_channels, *spec.image_size, device=device)
     if channels_last:
@@ -110,7 +114,8 @@ def fit_widths(spec: ModelSpec, budget: float, started: float, batch: int,
         model = model.to(device)
         if channels_last:
             model = model.to(memory_format=torch.channels_last)
-        step = step_seconds(model, batches, lambda p: torch.optim.SGD(p, lr=0.01), device, False)
+        step = min(step_seconds(model, batches, lambda p: torch.optim.SGD(p, lr=0.01), device,
+                                amp) for amp in precisions)
         epochs, _, _ = plan_epochs(budget, time.monotonic() - started, step, steps_per_epoch,
                                 val_images, 2 * step / 3 / batch)
         notes.append(f"{list(widths)}: {epochs}")

@@ -48,6 +48,16 @@ def autocast(device: torch.device, on: bool) -> contextlib.AbstractContextManage
     return contextlib.nullcontext()
 
 
+def amp_candidates(requested: bool, device: torch.device,
+                   flags: set[str] | None = None) -> tuple[bool, ...]:
+    """The precisions worth timing (False: float32, True: bfloat16 autocast) on ``device``."""
+    if not requested or device.type not in ("cuda", "cpu"):
+        return (False,)
+    if device.type == "cuda":
+        return (True,)
+    return (False, True) if native_bf16(flags) else (False,)
+
+
 def choose_amp(requested: bool, device: torch.device, measure: Callable[[bool], float],
                log: Callable[[str], None], flags: set[str] | None = None) -> bool:
     """Whether to train under bfloat16 autocast; ``measure(amp)`` gives seconds per step."""

@@ -63,7 +63,7 @@ from descend.training.initialize import (
 )
 from descend.training.loop import RunningMetrics, loss_and_accuracy, train_one_epoch
 from descend.training.monitor import BestMetric
-from descend.training.precision import choose_amp
+from descend.training.precision import amp_candidates, choose_amp
 from descend.training.recipe import DEFAULT_MODEL, peak_lr, with_recipe
 from descend.training.resume import check_same_data, data_fingerprint, plan_run
 from descend.training.run import Run, epoch_length
@@ -248,7 +248,8 @@ def model_spec(cfg: TrainConfig, data: DataSplits, new_run: bool, from_scratch: 
             and "widths" not in spec.kwargs):
         widths, notes = fit_widths(spec, parse_duration(cfg.time_budget), started,
                                    cfg.batch_size, max(1, len(data.train) // cfg.batch_size),
-                                   len(data.val), device, cfg.channels_last)
+                                   len(data.val), device, cfg.channels_last,
+                                   amp_candidates(cfg.amp, device))
         widths = distributed.broadcast_object(widths)
         log(f"time budget {cfg.time_budget}: fastres widths {list(widths)}, the widest with "
             f"{MIN_EPOCHS} epochs or more in the budget (epochs that fit: {', '.join(notes)})")

@@ -12,9 +12,18 @@ from torch import nn
 
 from descend.config import TrainConfig, parse_duration
 from descend.errors import ConfigError
-from descend.training.budget import plan_epochs, step_seconds
+from descend.models import ModelSpec
+from descend.training import budget
+from descend.training.budget import WIDTH_LADDER, fit_widths, plan_epochs, step_seconds
 from descend.training.callbacks import TimeBudget
-from descend.training.precision import autocast, choose_amp, cpu_flags, native_bf16
+from descend.training.device import keep_freed_memory
+from descend.training.precision import (
+    amp_candidates,
+    autocast,
+    choose_amp,
+    cpu_flags,
+    native_bf16,
+)
 from descend.training.recipe import mirrors, with_recipe
 from descend.training.trainer import train
 
@@ -56,6 +65,43 @@ def test_bf16_is_chosen_only_where_the_cpu_has_it_and_it_measurably_pays() -> No
     assert "too little to pay" in lines[-1]
     assert not choose_amp(False, CPU, measure, lines.append, flags={"amx_bf16"})
     assert choose_amp(True, torch.device("cuda"), measure, lines.append)
+
+
+def test_the_precisions_timed_are_those_the_device_can_choose() -> None:
+    assert amp_candidates(True, CPU, flags={"avx2"}) == (False,)
+    assert amp_candidates(True, CPU, flags={"avx512_bf16"}) == (False, True)
+    assert amp_candidates(False, CPU, flags={"amx_bf16"}) == (False,)
+    assert amp_candidates(True, torch.device("cuda")) == (True,)
+    assert amp_candidates(True, torch.device("mps")) == (False,)
+
+
+def test_widths_are_fitted_in_the_faster_precision(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Each ladder step costs 3x the one before in float32, 1.5x under bfloat16: a plan from
+    # float32 alone would pick a narrower net than the run, which trains in bfloat16, affords.
+    def fake_step(model: nn.Module, batches: object, make_optimizer: object,
+                  device: torch.device, amp: bool) -> float:
+        rank = [w[0] for w in WIDTH_LADDER].index(model.groups[0].conv1.out_channels)
+        return 0.01 * (1.5 if amp else 3.0) ** rank
+
+    monkeypatch.setattr(budget, "step_seconds", fake_step)
+    spec = ModelSpec("fastres", 10, 3, (32, 32), {})
+    args = (spec, 100.0, time.monotonic(), 8, 500, 0, CPU, False)
+    fp32, _ = fit_widths(*args, precisions=(False,))
+    both, notes = fit_widths(*args, precisions=(False, True))
+    assert WIDTH_LADDER.index(both) > WIDTH_LADDER.index(fp32), (fp32, both, notes)
+
+
+def test_the_allocator_setting_yields_to_the_users(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MALLOC_MMAP_THRESHOLD_", "65536")
+    assert not keep_freed_memory()
+    monkeypatch.delenv("MALLOC_MMAP_THRESHOLD_")
+    monkeypatch.setenv("DESCEND_MALLOC", "default")
+    assert not keep_freed_memory()
+    monkeypatch.delenv("DESCEND_MALLOC")
+    import platform
+
+    if platform.libc_ver()[0] == "glibc":
+        assert keep_freed_memory()
 
 
 def test_cpu_autocast_runs_the_products_in_bf16_and_keeps_the_weights_fp32() -> None:
