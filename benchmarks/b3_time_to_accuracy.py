@@ -2,6 +2,7 @@
 
     python benchmarks/b3_time_to_accuracy.py --data ../shared/datasets [--seeds 3]
         [--targets mnist-99.0,mnist-99.5,cifar10-90] [--include-long]
+    python benchmarks/b3_time_to_accuracy.py --fixed 16-32-64:16,32-64-128:12 [--seeds 1]
 
 Each target is (dataset, budget, accuracy): the run is `descend train --data D --time-budget B
 --seed S` with every other setting at its default (the fastres recipe), and the target counts
@@ -58,6 +59,27 @@ def decode_time(data: str, root: Path) -> float:
     return time.perf_counter() - start
 
 
+def fixed_recipes(spec: str, seeds: int, root: Path, out: Path) -> None:
+    """Each fixed recipe (fastres WIDTHS for EPOCHS epochs, every other setting at its
+    default) for ``seeds`` seeds: mean final test accuracy, training and wall seconds."""
+    print(f"\n{'fixed recipe':<22}{'mean acc':>10}{'min':>8}{'max':>8}{'train s':>9}"
+          f"{'wall s':>8}  ({seeds} seed(s))")
+    for item in spec.split(","):
+        widths, epochs = item.split(":")
+        accs, trains, walls = [], [], []
+        for seed in range(seeds):
+            result, wall = descend(["--data", "cifar10", "--data-root", str(root), "--epochs",
+                                    epochs, "--model-arg", f"widths=[{widths.replace('-', ',')}]",
+                                    "--seed", str(seed), "--out", str(out / f"fixed-{item}-{seed}"),
+                                    "--overwrite"])
+            accs.append(final_test_acc(result))  # type: ignore[arg-type]
+            trains.append(sum(r["seconds"] for r in result["history"]))  # type: ignore[index]
+            walls.append(wall)
+        print(f"{widths + ' x ' + epochs + ' epochs':<22}{statistics.mean(accs):>10.4f}"
+              f"{min(accs):>8.4f}{max(accs):>8.4f}{statistics.mean(trains):>9.0f}"
+              f"{statistics.mean(walls):>8.0f}", flush=True)
+
+
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--data", default="../shared/datasets")
@@ -67,9 +89,15 @@ def main() -> None:
     p.add_argument("--out", default="/tmp/descend-b3")
     p.add_argument("--extra", default="", help="extra train flags for every run, e.g. "
                    "'--model-arg widths=[16,32,64]'")
+    p.add_argument("--fixed", default="", help="instead of the targets: fixed CIFAR-10 "
+                   "recipes WIDTHS:EPOCHS, e.g. '16-32-64:16,32-64-128:12' (no budget), to "
+                   "compare with what --time-budget chose")
     a = p.parse_args()
     print(describe(), flush=True)
     root, out = Path(a.data).resolve(), Path(a.out)
+    if a.fixed:
+        fixed_recipes(a.fixed, a.seeds, root, out)
+        return
     names = a.targets.split(",") + (["cifar10-94"] if a.include_long else [])
     rows = []
     for data in dict.fromkeys(TARGETS[n][0] for n in names):

@@ -12,7 +12,8 @@ seed's own code, side by side in one run.
    in float32 (--no-amp), and with the default --amp where this CPU has native bfloat16 (it
    then trains under bfloat16 autocast if a few timed steps show that it pays).
 3. descend, the seed's exact recipe: the same plus --schedule constant --augment none
-   --label-smoothing 0 --weight-decay 0 (no augmentation, constant lr): our pipeline only.
+   --label-smoothing 0 --weight-decay 0 (no augmentation, constant lr): our pipeline only;
+   in float32, and with --amp where this CPU has native bfloat16.
 4. descend train with no flags (its defaults).
 
 "to seed acc" is the training time (the epochs' training steps, evaluation left out on both
@@ -154,6 +155,8 @@ def main() -> None:
     else:
         print("no native bfloat16 on this CPU: the --amp run would be the float32 run; skipped")
     rows["descend, seed's exact recipe"] = descend_run(exact + ["--no-amp"], out / "seed-exact")
+    if native_bf16():
+        rows["descend, seed's exact --amp"] = descend_run(exact, out / "seed-exact-amp")
     rows["descend train (defaults)"] = descend_run(["--data-root", str(root)], out / "defaults")
     base = rows["seed's code"]["wall_s"]
     goal = rows["seed's code"]["last_acc"]

@@ -72,6 +72,9 @@ class Run:
                 "scheduler": self.schedule.scheduler.state_dict(),
                 "early_stopping": self.best.state_dict(), "history": self.history,
                 "rng": {"torch": torch.get_rng_state()},
+                # The precision chosen by timing (`precision.choose_amp`): a resumed run keeps it,
+                # so that it ends with the weights of a run never interrupted.
+                "precision": {"bf16_autocast": self.amp},
                 **self.callbacks.state_dicts()}
 
     def load_resume_state(self, state: dict[str, Any]) -> None:

@@ -210,8 +210,9 @@ def setup(cfg: TrainConfig, state: dict[str, Any] | None, folder: RunFolder,
     # Under torchrun, DistributedDataParallel (a frozen backbone's weights get no gradient).
     trained = distributed.wrap(model, device, find_unused=cfg.freeze_epochs > 0)
     val_batches = make_loader(data.val, eval_options(options, cfg))
+    resumed_amp = (state or {}).get("precision", {}).get("bf16_autocast")
     cfg, amp, deadline = plan_speed(cfg, state is None, started, model, train_batches,
-                                    val_batches, len(data.val), device, log)
+                                    val_batches, len(data.val), device, log, resumed_amp)
     run = Run(cfg=cfg, log=log, device=device, data=data, model=model,
               step_model=torch.compile(trained) if cfg.compile else trained, folder=folder,
               loader_options=options, train_batches=train_batches,
@@ -260,16 +261,22 @@ def model_spec(cfg: TrainConfig, data: DataSplits, new_run: bool, from_scratch: 
 
 def plan_speed(cfg: TrainConfig, new: bool, started: float, model: nn.Module,
                train_batches: Any, val_batches: Any, val_images: int, device: torch.device,
-               log: RunLog) -> tuple[TrainConfig, bool, float | None]:
+               log: RunLog, resumed_amp: bool | None = None
+               ) -> tuple[TrainConfig, bool, float | None]:
     """(config, bfloat16 autocast on?, budget deadline): the precision that is fastest here
-    (`precision.choose_amp`) and, with ``--time-budget`` on a new run, the epochs that fit it
-    (`budget.plan_epochs`). Under torchrun every rank follows rank 0's measurements."""
+    (`precision.choose_amp`; a resumed run keeps ``resumed_amp``, the one it began with) and,
+    with ``--time-budget`` on a new run, the epochs that fit it (`budget.plan_epochs`). Under
+    torchrun every rank follows rank 0's measurements."""
 
     def step(amp: bool, steps: int = PROBE_STEPS) -> float:
         return step_seconds(model, train_batches, lambda params: create_optimizer(
             cfg.optimizer, params, cfg.lr, cfg.momentum, cfg.weight_decay), device, amp, steps)
 
-    amp = distributed.broadcast_object(choose_amp(cfg.amp, device, step, log))
+    if resumed_amp is not None:
+        amp = bool(resumed_amp)
+        log(f"precision {'bfloat16 autocast' if amp else 'float32'}, as the run began")
+    else:
+        amp = distributed.broadcast_object(choose_amp(cfg.amp, device, step, log))
     if cfg.time_budget is None or not new:
         return cfg, amp, None
     budget = parse_duration(cfg.time_budget)

@@ -185,3 +185,20 @@ def test_a_budget_shorter_than_an_epoch_trains_part_of_one(image_folder: Path,
     assert saved["epochs"] == 1 and 1 <= saved["epoch_steps"] < 6  # 48 images: 6 steps
     assert "less than one epoch fits" in (result.run_dir / "train.log").read_text()
     assert len(result.history) == 1
+
+
+def test_a_resumed_run_keeps_the_precision_it_began_with(image_folder: Path, tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    import descend.training.trainer as trainer
+
+    cfg = TrainConfig(data=f"imagefolder:{image_folder}", model="cnn", image_size=16,
+                      batch_size=8, epochs=1, out=str(tmp_path / "run"), progress=False,
+                      download=False, schedule="constant")
+    monkeypatch.setattr(trainer, "choose_amp", lambda *a, **k: True)  # timing said bfloat16
+    train(cfg)
+    # On resuming, a new timing would say float32: the run keeps bfloat16 all the same.
+    monkeypatch.setattr(trainer, "choose_amp", lambda *a, **k: False)
+    result = train(resume=tmp_path / "run", epochs=2)
+    assert [r["epoch"] for r in result.history] == [1, 2]
+    log = (tmp_path / "run" / "train.log").read_text()
+    assert "precision bfloat16 autocast, as the run began" in log
