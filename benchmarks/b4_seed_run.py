@@ -132,6 +132,37 @@ def descend_run(args: list[str], out: Path) -> dict[str, object]:
             "accs": [r["val_acc"] for r in hist], "command": "descend train " + " ".join(args)}
 
 
+FLOOR = """
+import json, statistics, sys, time, torch, torch.nn.functional as F
+from descend.models.mlp import MLP
+from descend.training.device import keep_freed_memory
+keep_freed_memory()
+torch.manual_seed(0)
+amp, steps = sys.argv[1] == "1", 390
+model = MLP(10, 3, (32, 32))
+opt = torch.optim.SGD(model.parameters(), lr=0.01)
+x, y = torch.randn(128, 3, 32, 32), torch.randint(0, 10, (128,))
+times = []
+for _ in range(steps // 3 + 10):
+    start = time.perf_counter()
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=amp):
+        loss = F.cross_entropy(model(x), y)
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+    times.append(time.perf_counter() - start)
+print(json.dumps(statistics.median(times[10:]) * steps))
+"""
+
+
+def compute_floor(amp: bool) -> float:
+    """Seconds of one epoch's 390 training steps of descend's mlp on one fixed batch: the
+    model's arithmetic alone, with no input pipeline (a fresh process, as `descend train`)."""
+    out = subprocess.run([sys.executable, "-c", FLOOR, "1" if amp else "0"], check=True,
+                         capture_output=True, text=True, cwd=Path(__file__).parent.parent).stdout
+    return float(out.strip().splitlines()[-1])
+
+
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--data", default="../shared/datasets")
@@ -174,6 +205,12 @@ def main() -> None:
               f"{r['last_acc']:>10.4f}{r['best_acc']:>10.4f}{base / r['wall_s']:>13.2f}x"
               f"{seed_epoch / r['median_epoch_s']:>14.2f}x{r['to_seed_acc_s']:>15.1f}"
               f"{seed_to / r['to_seed_acc_s']:>7.2f}x")
+    floors = {"float32": compute_floor(False)}
+    if native_bf16():
+        floors["bfloat16 autocast"] = compute_floor(True)
+    print("\nthe model's arithmetic alone (mlp, batch 128, one fixed batch, 390 steps): " +
+          ", ".join(f"{k} {v:.2f} s an epoch, so at most {seed_epoch / v:.2f}x the seed's epoch"
+                    for k, v in floors.items()))
     print(json.dumps(rows))
 
 
