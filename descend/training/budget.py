@@ -1,9 +1,10 @@
 """``--time-budget 5m``: plan the epochs, and so the schedule's length, to end within a budget.
 
 The budget counts from the first training step to the end of the last epoch's validation;
-loading the data before and the test pass after are extra. Before the run starts, a few
-training steps are timed on a copy of the model (`precision.step_seconds`) and one validation
-batch is timed, so the plan is::
+loading the data before and the test pass after are extra. Before the run starts, each fastres
+width is timed on random batches in each precision the device can use (`fit_widths`: the widest
+that fits `MIN_EPOCHS` epochs), then a few steps of the real model and loader
+(`step_seconds`, the training loop's own step) and one validation batch, so the plan is::
 
     epoch  = steps per epoch x seconds per step + validation images x seconds per image
     epochs = floor((budget - the time the probe took) x (1 - MARGIN) / (epoch + OVERHEAD))
