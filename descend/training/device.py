@@ -43,7 +43,7 @@ def set_deterministic(on: bool) -> None:
 # glibc's malloc returns freed blocks of 128 KiB and more to the system at once and, once its
 # dynamic threshold has grown, trims the heap top: every training step then re-faults its
 # activation buffers page by page. Keeping blocks up to 256 MiB in the heap, and trimming only
-# above 1 GiB free, made float32 CPU steps up to 1.7x faster (BENCHMARKS.md, B9).
+# above 1 GiB free, made float32 CPU steps up to 1.5x faster (BENCHMARKS.md, B9).
 M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # mallopt's parameter numbers (malloc.h)
 MMAP_THRESHOLD = 256 << 20
 TRIM_THRESHOLD = 1 << 30
