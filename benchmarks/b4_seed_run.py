@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -133,33 +134,29 @@ def descend_run(args: list[str], out: Path) -> dict[str, object]:
 
 
 FLOOR = """
-import json, statistics, sys, time, torch, torch.nn.functional as F
+import json, sys, torch
 from descend.models.mlp import MLP
 from descend.training.device import keep_freed_memory
+from steps import median_step_seconds
 keep_freed_memory()
 torch.manual_seed(0)
 amp, steps = sys.argv[1] == "1", 390
 model = MLP(10, 3, (32, 32))
 opt = torch.optim.SGD(model.parameters(), lr=0.01)
 x, y = torch.randn(128, 3, 32, 32), torch.randint(0, 10, (128,))
-times = []
-for _ in range(steps // 3 + 10):
-    start = time.perf_counter()
-    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=amp):
-        loss = F.cross_entropy(model(x), y)
-    opt.zero_grad(set_to_none=True)
-    loss.backward()
-    opt.step()
-    times.append(time.perf_counter() - start)
-print(json.dumps(statistics.median(times[10:]) * steps))
+seconds = median_step_seconds(model, opt, lambda: (x, y), amp, steps // 3, warmup=10)
+print(json.dumps(seconds * steps))
 """
 
 
 def compute_floor(amp: bool) -> float:
     """Seconds of one epoch's 390 training steps of descend's mlp on one fixed batch: the
     model's arithmetic alone, with no input pipeline (a fresh process, as `descend train`)."""
+    here = Path(__file__).parent
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+        [str(here.parent), str(here), os.environ.get("PYTHONPATH", "")])}
     out = subprocess.run([sys.executable, "-c", FLOOR, "1" if amp else "0"], check=True,
-                         capture_output=True, text=True, cwd=Path(__file__).parent.parent).stdout
+                         capture_output=True, text=True, cwd=here.parent, env=env).stdout
     return float(out.strip().splitlines()[-1])
 
 

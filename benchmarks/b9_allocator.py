@@ -16,7 +16,6 @@ import os
 import statistics
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -29,7 +28,7 @@ WIDTHS = ((16, 32, 64), (64, 128, 256))
 def child(widths: list[int], amp: bool, steps: int) -> None:
     """Print the median images/s of ``steps`` training steps."""
     import torch
-    import torch.nn.functional as F
+    from steps import median_step_seconds
 
     from descend.models.fastres import FastRes
     from descend.training.device import keep_freed_memory
@@ -39,18 +38,13 @@ def child(widths: list[int], amp: bool, steps: int) -> None:
     model = FastRes(10, widths=widths, tta=True).to(memory_format=torch.channels_last)
     opt = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.1,
                           momentum=0.9, nesterov=True)
-    times = []
-    for _ in range(steps + 3):
-        x = torch.randn(256, 3, 32, 32).contiguous(memory_format=torch.channels_last)
-        y = torch.randint(0, 10, (256,))
-        start = time.perf_counter()
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=amp):
-            loss = F.cross_entropy(model(x), y)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        times.append(time.perf_counter() - start)
-    print(json.dumps({"tuned": tuned, "images_per_s": 256 / statistics.median(times[3:])}))
+
+    def batch() -> tuple[torch.Tensor, torch.Tensor]:
+        return (torch.randn(256, 3, 32, 32).contiguous(memory_format=torch.channels_last),
+                torch.randint(0, 10, (256,)))
+
+    seconds = median_step_seconds(model, opt, batch, amp, steps, warmup=3)
+    print(json.dumps({"tuned": tuned, "images_per_s": 256 / seconds}))
 
 
 def measure(widths: tuple[int, ...], amp: bool, steps: int, tuned: bool) -> float:
