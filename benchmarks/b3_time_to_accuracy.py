@@ -22,6 +22,7 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -59,6 +60,16 @@ def decode_time(data: str, root: Path) -> float:
     return time.perf_counter() - start
 
 
+def seed_runs(seeds: int, args_of: Callable[[int], list[str]]
+              ) -> Iterator[tuple[int, dict[str, object], float, float, float]]:
+    """One `descend train` per seed, as it ends: (seed, its JSON result, final test accuracy,
+    seconds of training steps, wall seconds)."""
+    for seed in range(seeds):
+        result, wall = descend(args_of(seed))
+        train_s = sum(r["seconds"] for r in result["history"])  # type: ignore[union-attr]
+        yield seed, result, final_test_acc(result), train_s, wall
+
+
 def fixed_recipes(spec: str, seeds: int, root: Path, out: Path) -> None:
     """Each fixed recipe (fastres WIDTHS for EPOCHS epochs, every other setting at its
     default) for ``seeds`` seeds: mean final test accuracy, training and wall seconds."""
@@ -66,15 +77,11 @@ def fixed_recipes(spec: str, seeds: int, root: Path, out: Path) -> None:
           f"{'wall s':>8}  ({seeds} seed(s))")
     for item in spec.split(","):
         widths, epochs = item.split(":")
-        accs, trains, walls = [], [], []
-        for seed in range(seeds):
-            result, wall = descend(["--data", "cifar10", "--data-root", str(root), "--epochs",
-                                    epochs, "--model-arg", f"widths=[{widths.replace('-', ',')}]",
-                                    "--seed", str(seed), "--out", str(out / f"fixed-{item}-{seed}"),
-                                    "--overwrite"])
-            accs.append(final_test_acc(result))  # type: ignore[arg-type]
-            trains.append(sum(r["seconds"] for r in result["history"]))  # type: ignore[index]
-            walls.append(wall)
+        runs = list(seed_runs(seeds, lambda seed, widths=widths, epochs=epochs, item=item: [
+            "--data", "cifar10", "--data-root", str(root), "--epochs", epochs, "--model-arg",
+            f"widths=[{widths.replace('-', ',')}]", "--seed", str(seed), "--out",
+            str(out / f"fixed-{item}-{seed}"), "--overwrite"]))
+        accs, trains, walls = ([r[i] for r in runs] for i in (2, 3, 4))
         print(f"{widths + ' x ' + epochs + ' epochs':<22}{statistics.mean(accs):>10.4f}"
               f"{min(accs):>8.4f}{max(accs):>8.4f}{statistics.mean(trains):>9.0f}"
               f"{statistics.mean(walls):>8.0f}", flush=True)
@@ -106,19 +113,20 @@ def main() -> None:
     for name in names:
         data, budget, target = TARGETS[name]
         accs, trains, walls = [], [], []
-        for seed in range(a.seeds):
-            result, wall = descend(["--data", data, "--data-root", str(root), "--time-budget",
-                                    budget, "--seed", str(seed), "--out",
-                                    str(out / f"{name}-{seed}"), "--overwrite",
-                                    *a.extra.split()])
-            hist = result["history"]
-            train_s = sum(r["seconds"] for r in hist)  # type: ignore[index]
-            accs.append(final_test_acc(result))  # type: ignore[arg-type]
+
+        def args_of(seed: int, name: str = name, data: str = data, budget: str = budget
+                    ) -> list[str]:
+            return ["--data", data, "--data-root", str(root), "--time-budget", budget, "--seed",
+                    str(seed), "--out", str(out / f"{name}-{seed}"), "--overwrite",
+                    *a.extra.split()]
+
+        for seed, result, acc, train_s, wall in seed_runs(a.seeds, args_of):
+            accs.append(acc)
             trains.append(train_s)
             walls.append(wall)
-            print(f"  {name} seed {seed}: test acc {accs[-1]:.4f} after {len(hist)} epochs "  # type: ignore[arg-type]
-                  f"({train_s:.0f} s training steps, {wall:.0f} s wall); "
-                  f"{' '.join(result['plan'])[-160:]}", flush=True)
+            print(f"  {name} seed {seed}: test acc {acc:.4f} after "
+                  f"{len(result['history'])} epochs ({train_s:.0f} s training steps, "  # type: ignore[arg-type]
+                  f"{wall:.0f} s wall); {' '.join(result['plan'])[-160:]}", flush=True)  # type: ignore[arg-type]
         mean = statistics.mean(accs)
         spread = statistics.stdev(accs) if len(accs) > 1 else 0.0
         rows.append((name, budget, target, mean, spread, min(accs), max(accs),
