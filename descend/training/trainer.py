@@ -63,7 +63,7 @@ from descend.training.initialize import (
 )
 from descend.training.loop import RunningMetrics, loss_and_accuracy, train_one_epoch
 from descend.training.monitor import BestMetric
-from descend.training.precision import amp_candidates, choose_amp
+from descend.training.precision import amp_candidates, choose_amp, native_bf16
 from descend.training.recipe import DEFAULT_MODEL, peak_lr, with_recipe
 from descend.training.resume import check_same_data, data_fingerprint, plan_run
 from descend.training.run import Run, epoch_length
@@ -275,6 +275,11 @@ def plan_speed(cfg: TrainConfig, new: bool, started: float, model: nn.Module,
     if resumed_amp is not None:
         amp = bool(resumed_amp)
         log(f"precision {'bfloat16 autocast' if amp else 'float32'}, as the run began")
+    elif cfg.deterministic and device.type == "cpu":
+        # Two timings can choose differently: bit-exact reruns need a precision fixed in advance.
+        amp = False
+        if cfg.amp and native_bf16():
+            log("precision float32: --deterministic fixes the precision instead of timing it")
     else:
         amp = distributed.broadcast_object(choose_amp(cfg.amp, device, step, log))
     if cfg.time_budget is None or not new:

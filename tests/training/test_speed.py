@@ -202,3 +202,19 @@ def test_a_resumed_run_keeps_the_precision_it_began_with(image_folder: Path, tmp
     assert [r["epoch"] for r in result.history] == [1, 2]
     log = (tmp_path / "run" / "train.log").read_text()
     assert "precision bfloat16 autocast, as the run began" in log
+
+
+def test_a_deterministic_cpu_run_does_not_time_its_precision(
+        image_folder: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import descend.training.trainer as trainer
+
+    def timed(*_: object, **__: object) -> bool:
+        raise AssertionError("--deterministic must not choose its precision by timing")
+
+    monkeypatch.setattr(trainer, "choose_amp", timed)
+    monkeypatch.setattr(trainer, "native_bf16", lambda: "avx512_bf16")
+    train(TrainConfig(data=f"imagefolder:{image_folder}", model="cnn", image_size=16,
+                      batch_size=8, epochs=1, out=str(tmp_path / "run"), progress=False,
+                      download=False, deterministic=True, device="cpu"))
+    log = (tmp_path / "run" / "train.log").read_text()
+    assert "--deterministic fixes the precision" in log
