@@ -115,7 +115,10 @@ class TrainConfig:
                                            default_text="0.2 for fastres (its recipe), else 0.1")
     ema_decay: float = _model(0.0, "keep an EMA of the weights with this decay (e.g. 0.999); "
                               "validation and best.pt use the averaged weights; 0 is off")
-    epochs: int = _model(8, "epochs to train (--time-budget plans them instead)")
+    epochs: int | None = _model(
+        None, "epochs to train (--time-budget plans them instead)",
+        default_text="8, or for a small dataset enough to train 500 steps (at most 2 minutes "
+        "of them by a timed probe; descend/training/plan.py)")
     epoch_steps: int | None = _model(
         None, "train only this many batches of each epoch (--time-budget sets it when the "
         "budget is shorter than one epoch)", default_text="every batch")
@@ -164,7 +167,8 @@ class TrainConfig:
         return self
 
     def _check_numbers(self) -> None:
-        positive = {"epochs": self.epochs, "eval_batch_size": self.eval_batch_size,
+        positive = {"eval_batch_size": self.eval_batch_size,
+                    **({"epochs": self.epochs} if self.epochs is not None else {}),
                     **({"lr": self.lr} if self.lr is not None else {}),
                     "step_size": self.step_size, "gamma": self.gamma,
                     "plateau_patience": self.plateau_patience,

@@ -42,6 +42,7 @@ def run(args: argparse.Namespace) -> int:
             "run_dir": str(result.run_dir), "data": result.data_name,
             "best_epoch": result.best_epoch, "best_metric": result.best_metric,
             "test_accuracy": result.test_acc, "history": result.history,
+            "time_budget": result.budget,
         }, indent=2))
     else:
         _train(args)

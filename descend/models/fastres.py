@@ -27,7 +27,7 @@ Why each choice:
 
 ``widths`` defaults to (16, 32, 64): eight epochs of CIFAR-10 take minutes on two CPU cores.
 ``--time-budget`` picks a wider net when the budget leaves time for enough epochs of it
-(`descend.training.budget.WIDTH_LADDER`).
+(`descend.training.probes.WIDTH_LADDER`).
 """
 
 from __future__ import annotations

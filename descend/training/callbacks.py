@@ -32,13 +32,20 @@ from tqdm import tqdm
 from descend.errors import ConfigError
 from descend.io import atomic_write_text
 from descend.optim import ModelEMA
+from descend.training.budget import (
+    MARGIN,
+    OVERHEAD,
+    describe_length,
+    format_duration,
+    steps_that_fit,
+)
 from descend.training.checkpoint import read_checkpoint, save_checkpoint
 
 if TYPE_CHECKING:
     from descend.training.run import Run
 
 METRIC_COLUMNS = ["epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "seconds",
-                  "images_per_sec"]
+                  "images_per_sec", "val_seconds"]
 
 
 class Callback:
@@ -125,8 +132,8 @@ class MetricsLog(Callback):
         writer = csv.DictWriter(buf, fieldnames=METRIC_COLUMNS)
         writer.writeheader()
         for r in run.history:
-            writer.writerow({k: (f"{r[k]:.6g}" if isinstance(r[k], float) else r[k])
-                             for k in METRIC_COLUMNS})
+            writer.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v)
+                             for k in METRIC_COLUMNS for v in [r.get(k, "")]})
         atomic_write_text(self.run_dir / "metrics.csv", buf.getvalue())
         from descend.reports.plots import plot_curves
 
@@ -197,24 +204,123 @@ class EarlyStopping(Callback):
 
 
 class TimeBudget(Callback):
-    """``--time-budget``: stop after an epoch when the next one would end past the deadline
-    (the plan was made from a few timed steps; this catches a machine that got slower)."""
+    """``--time-budget``: the closed loop that keeps a run to its budget.
 
-    def __init__(self) -> None:
-        self.started = 0.0
+    It measures the run's own steps (the first of each epoch apart: it also starts the loader)
+    and what an epoch costs besides them (validation, checkpoints, the first step's extra), and
+    asks `budget.steps_that_fit` how many steps the time left allows: a few times within the
+    first epoch (the plan's probe may be off), at the end of every epoch, and mid-epoch where
+    the steps have slowed. A different answer revises ``run.horizon``: the schedule re-paces
+    what remains and the loop ends where the horizon does, the last epoch cut short where a
+    whole one does not fit. Each revision is one log line and is kept in ``last.pt`` with the
+    seconds left, so ``--resume`` goes on with the same plan and the budget that is left. Past
+    the deadline (a machine that stalled), the epoch under way ends at once: the last resort.
+    """
+
+    key = "time_budget"
+    # A new answer that differs from the plan by less than this share of its steps is noise.
+    TOLERANCE = 0.005
+
+    def __init__(self, step: float, fixed: float) -> None:
+        self.step, self.fixed = step, fixed  # estimates: the plan's probe until measured
+        self.after = OVERHEAD  # seconds from an epoch's end to the next one's start
+        self.left: float | None = None  # seconds left when last.pt was written (a resume)
+        self.revisions: list[str] = []
+        self.epoch_start = self.first_step_end = self.validation_start = 0.0
+        self.epoch_end: float | None = None
+        self.extra = 0.0  # the epoch's first step beyond a steady one (the loader starting)
+        self.steps = 0
+        self.checks: set[int] = set()
+        self.spent: float | None = None  # seconds of the budget used, once training ends
+
+    def on_train_start(self, run: Run) -> None:
+        if self.left is not None:  # resumed (`plan.plan_resumed` set the deadline from it)
+            run.log(f"time budget: {format_duration(self.left)} left of the run's budget")
+
+    def on_train_end(self, run: Run) -> None:
+        if run.deadline is not None and run.budget_seconds is not None:
+            self.spent = run.budget_seconds - (run.deadline - time.monotonic())
 
     def on_epoch_start(self, run: Run) -> None:
-        self.started = time.monotonic()
+        self.epoch_start, self.steps = time.monotonic(), 0
+        if self.epoch_end is not None:  # the last epoch's checkpoints, curves and log
+            self.after = self.epoch_start - self.epoch_end
+        length = min(run.steps_per_epoch, run.horizon.steps_left)
+        # Within the first epoch the probe's figures are corrected early; later, mid-epoch.
+        points = (8, length // 4, length // 2, 3 * length // 4) if not run.history \
+            else (length // 2,)
+        self.checks = {n for n in points if 2 <= n < length}
+
+    def on_step_end(self, run: Run) -> None:
+        now = time.monotonic()
+        self.steps += 1
+        if self.steps == 1:
+            self.first_step_end = now
+            return
+        if self.steps in self.checks:  # the same steps on every rank under torchrun
+            self.step = (now - self.first_step_end) / (self.steps - 1)
+            left_in_epoch = min(run.steps_per_epoch - self.steps, run.horizon.steps_left)
+            self.revise(run, now, left_in_epoch, f"{self.steps} steps into epoch "
+                        f"{run.epoch + 1}")
+        # (Under torchrun the ranks would disagree on the moment; they keep the revisions.)
+        if (run.deadline is not None and now > run.deadline and run.horizon.steps_left
+                and one_process()):
+            run.horizon.revise(run.horizon.step)
+            run.log("time budget: the deadline has passed; this epoch ends now")
+
+    def on_validation_start(self, run: Run) -> None:
+        self.validation_start = time.monotonic()
+        if self.steps >= 2:
+            steady = (self.validation_start - self.first_step_end) / (self.steps - 1)
+            self.extra = max(0.0, self.first_step_end - self.epoch_start - steady)
+            self.step = steady
 
     def on_epoch_end(self, run: Run) -> None:
-        if run.deadline is None or run.epoch + 1 >= run.cfg.epochs:
-            return
         now = time.monotonic()
-        if now + (now - self.started) > run.deadline:
-            run.stop = (f"time budget: {run.deadline - now:.0f} s left, less than the "
-                        f"{now - self.started:.0f} s an epoch takes; stopping after epoch "
-                        f"{run.epoch + 1} of {run.cfg.epochs}")
-            run.log(run.stop)
+        self.fixed = now - self.validation_start + self.extra + self.after
+        if run.horizon.steps_left and not run.stop:
+            self.revise(run, now, 0, f"after epoch {run.epoch + 1}")
+        self.left = None if run.deadline is None else run.deadline - now
+        self.epoch_end = now
+
+    def revise(self, run: Run, now: float, left_in_epoch: int, when: str) -> None:
+        assert run.deadline is not None
+        budget = run.budget_seconds
+        seconds = run.deadline - now - MARGIN * budget
+        more = steps_that_fit(seconds, self.step, self.fixed, run.steps_per_epoch,
+                              left_in_epoch)
+        total = agreed(run.horizon.step + more)
+        if abs(total - run.horizon.total) <= self.TOLERANCE * run.horizon.total:
+            return
+        was = run.horizon.total
+        run.horizon.revise(total)
+        line = (f"time budget: {format_duration(run.deadline - now)} left {when}; a step "
+                f"takes {self.step * 1000:.0f} ms and an epoch's validation and overhead "
+                f"{self.fixed:.1f} s, so {total} steps in all (was {was}), "
+                f"{describe_length(total, run.steps_per_epoch)}")
+        self.revisions.append(line)
+        run.log(line)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"step": self.step, "fixed": self.fixed, "left": self.left,
+                "revisions": self.revisions}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.step, self.fixed = float(state["step"]), float(state["fixed"])
+        self.left, self.revisions = state["left"], list(state["revisions"])
+
+
+def agreed(value: Any) -> Any:
+    """Rank 0's ``value`` on every rank under torchrun (`distributed.broadcast_object`)."""
+    from descend.training import distributed  # it builds on this module: imported when used
+
+    return distributed.broadcast_object(value)
+
+
+def one_process() -> bool:
+    from descend.training import distributed
+
+    return not distributed.active()
 
 
 class Progress(Callback):
@@ -229,9 +335,9 @@ class Progress(Callback):
         self.bar: tqdm | None = None
 
     def on_epoch_start(self, run: Run) -> None:
-        self.bar = tqdm(total=run.steps_per_epoch, desc=f"epoch {run.epoch + 1}/"
-                        f"{run.cfg.epochs}", disable=not self.show_bar, leave=False,
-                        unit="batch")
+        self.bar = tqdm(total=min(run.steps_per_epoch, run.horizon.steps_left),
+                        desc=f"epoch {run.epoch + 1}/{run.planned_epochs}",
+                        disable=not self.show_bar, leave=False, unit="batch")
 
     def on_step_end(self, run: Run) -> None:
         assert self.bar is not None and run.running is not None
@@ -245,7 +351,7 @@ class Progress(Callback):
 
     def on_epoch_end(self, run: Run) -> None:
         r = run.row
-        run.log(f"epoch {r['epoch']:>3}/{run.cfg.epochs}  train loss {r['train_loss']:.4f} acc "
+        run.log(f"epoch {r['epoch']:>3}/{run.planned_epochs}  train loss {r['train_loss']:.4f} acc "
                 f"{r['train_acc']:.4f}  val loss {r['val_loss']:.4f} acc {r['val_acc']:.4f}  "
                 f"lr {r['lr']:.4g}  {r['seconds']:.1f}s  {r['images_per_sec']:.0f} img/s"
                 + ("  *" if run.improved else ""))
@@ -334,12 +440,12 @@ def default_callbacks(run: Run) -> list[Callback]:
         callbacks.append(TensorBoard(run.run_dir))
     if cfg.freeze_epochs:
         callbacks.append(FreezeBackbone(cfg.freeze_epochs, run.new_weights))
+    if run.budget is not None:  # before Checkpoint: last.pt keeps its revisions
+        callbacks.append(TimeBudget(run.budget.step, run.budget.fixed))
     callbacks.append(Checkpoint(run.run_dir))
     if run.folder.replaced:
         callbacks.append(ReplaceOldRun())
     callbacks += [Progress(cfg.progress), EarlyStopping(cfg.early_stop)]
-    if run.deadline is not None:
-        callbacks.append(TimeBudget())
     return callbacks
 
 

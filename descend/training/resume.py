@@ -26,7 +26,7 @@ RESUMABLE_OVERRIDES = {"epochs", "progress", "device", "data_root", "cache_dir",
                        "tensorboard", "eval_batch_size"}
 
 
-def plan_run(cfg: TrainConfig | None, resume: str | Path | None, overrides: dict[str, Any]
+def read_request(cfg: TrainConfig | None, resume: str | Path | None, overrides: dict[str, Any]
              ) -> tuple[TrainConfig, dict[str, Any] | None, bool]:
     """(config, ``last.pt`` state or None, restart): restart is a resumed run that never
     finished an epoch, begun again in its folder with its config."""

@@ -6,6 +6,8 @@
 
 from __future__ import annotations
 
+import math
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -19,10 +21,11 @@ from descend.data.splits import DataSplits
 from descend.training.loop import RunningMetrics
 from descend.training.monitor import BestMetric
 from descend.training.run_folder import RunFolder
-from descend.training.schedules import Schedule
+from descend.training.schedules import Horizon, Schedule
 
 if TYPE_CHECKING:
     from descend.training.callbacks import RunLog
+    from descend.training.plan import BudgetPlan
 
 
 @dataclass
@@ -54,12 +57,38 @@ class Run:
     new_weights: list[str] = field(default_factory=list)  # not from --init/--pretrained/--weights
     fingerprint: dict[str, Any] = field(default_factory=dict)  # the data's, for resume checks
     amp: bool = False  # bfloat16 autocast on (`precision.choose_amp`)
-    deadline: float | None = None  # time.monotonic() at which --time-budget ends
+    horizon: Horizon = field(default_factory=lambda: Horizon(0))  # steps done and planned
+    budget: BudgetPlan | None = None  # --time-budget
 
     @property
     def steps_per_epoch(self) -> int:
-        """The batches an epoch trains on: all of them, or ``--epoch-steps``."""
+        """The batches a whole epoch trains on: all of them, or ``--epoch-steps``."""
         return epoch_length(len(self.train_batches), self.cfg.epoch_steps)
+
+    @property
+    def planned_epochs(self) -> int:
+        """The epochs the horizon holds now: every epoch is whole but the last, which may be
+        cut short."""
+        return max(1, math.ceil(self.horizon.total / self.steps_per_epoch))
+
+    @property
+    def deadline(self) -> float | None:
+        """time.monotonic() when --time-budget ends."""
+        return self.budget.deadline if self.budget else None
+
+    @property
+    def budget_seconds(self) -> float | None:
+        return self.budget.seconds if self.budget else None
+
+    def epoch_batches(self) -> Iterator[Any]:
+        """This epoch's batches: a whole epoch, or fewer where the horizon ends first (it may
+        be revised while the epoch goes)."""
+        if not self.horizon.steps_left:
+            return
+        for i, batch in enumerate(self.train_batches):
+            yield batch
+            if i + 1 >= self.steps_per_epoch or not self.horizon.steps_left:
+                return
 
     @property
     def run_dir(self) -> Path:
@@ -75,15 +104,26 @@ class Run:
                 # The precision chosen by timing (`precision.choose_amp`): a resumed run keeps it,
                 # so that it ends with the weights of a run never interrupted.
                 "precision": {"bf16_autocast": self.amp},
+                "horizon": self.horizon.state_dict(),
                 **self.callbacks.state_dicts()}
 
     def load_resume_state(self, state: dict[str, Any]) -> None:
+        """Continue from ``last.pt``: the horizon first, since the schedule is a function of it.
+        A run without a budget keeps the length its plan gives (``--epochs`` may extend a
+        constant run); a budgeted one, its last revision."""
+        self.start_epoch = int(state["epoch"])
+        total = self.horizon.total
+        if "horizon" in state:
+            self.horizon.load_state_dict(state["horizon"])
+        else:  # before horizons: every epoch had its whole length
+            self.horizon.step = self.start_epoch * self.steps_per_epoch
+        if self.budget is None:
+            self.horizon.total = total
         self.model.load_state_dict(state["state_dict"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.schedule.scheduler.load_state_dict(state["scheduler"])
         self.best.load_state_dict(state["early_stopping"])
         self.history = list(state["history"])
-        self.start_epoch = int(state["epoch"])
         torch.set_rng_state(state["rng"]["torch"])
         self.callbacks.load_state_dicts(state)
 

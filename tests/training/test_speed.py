@@ -13,9 +13,8 @@ from torch import nn
 from descend.config import TrainConfig, parse_duration
 from descend.errors import ConfigError
 from descend.models import ModelSpec
-from descend.training import budget
-from descend.training.budget import WIDTH_LADDER, fit_widths, plan_epochs, step_seconds
-from descend.training.callbacks import TimeBudget
+from descend.training import probes
+from descend.training.budget import steps_that_fit
 from descend.training.device import keep_freed_memory
 from descend.training.precision import (
     amp_candidates,
@@ -24,6 +23,7 @@ from descend.training.precision import (
     cpu_flags,
     native_bf16,
 )
+from descend.training.probes import WIDTH_LADDER, fit_widths, step_seconds
 from descend.training.recipe import mirrors, with_recipe
 from descend.training.trainer import train
 
@@ -83,7 +83,7 @@ def test_widths_are_fitted_in_the_faster_precision(monkeypatch: pytest.MonkeyPat
         rank = [w[0] for w in WIDTH_LADDER].index(model.groups[0].conv1.out_channels)
         return 0.01 * (1.5 if amp else 3.0) ** rank
 
-    monkeypatch.setattr(budget, "step_seconds", fake_step)
+    monkeypatch.setattr(probes, "step_seconds", fake_step)
     spec = ModelSpec("fastres", 10, 3, (32, 32), {})
     args = (spec, 100.0, time.monotonic(), 8, 500, 0, CPU, False)
     fp32, _ = fit_widths(*args, precisions=(False,))
@@ -122,29 +122,20 @@ def test_step_probe_leaves_the_model_untouched() -> None:
     assert all(torch.equal(v, model.state_dict()[k]) for k, v in before.items())
 
 
-def test_the_plan_fits_the_budget() -> None:
-    # 100 steps of 0.1 s + 1000 validation images at 1 ms: 11.5 s an epoch with the overhead.
-    epochs, epoch, steps = plan_epochs(120, 3.0, 0.1, 100, 1000, 0.001)
-    assert epoch == pytest.approx(11.5) and steps is None
-    assert epochs == 9 and 3.0 + epochs * epoch <= 120
-    # 8 s: less than one epoch fits, so one epoch of fewer steps: (8 * 0.92 - 1.5) / 0.1
-    epochs, epoch, steps = plan_epochs(8, 0, 0.1, 100, 1000, 0.001)
-    assert (epochs, steps) == (1, 58) and epoch <= 8
-    assert plan_epochs(1, 0.9, 0.1, 100, 1000, 0.001)[2] == 1  # at least one step
+def test_the_steps_that_fit_count_each_validation_and_cut_the_last_epoch() -> None:
+    # 100 steps an epoch of 0.1 s, 1.5 s of validation and overhead: 11.5 s a whole epoch.
+    n = steps_that_fit(120, 0.1, 1.5, 100)
+    assert n == 1035  # 10 whole epochs (115 s), then 35 steps and a last validation (5 s)
 
+    def cost(k: int) -> float:
+        return k * 0.1 + -(-k // 100) * 1.5
 
-def test_time_budget_callback_stops_when_the_next_epoch_would_overrun() -> None:
-    class FakeRun:
-        cfg = TrainConfig(epochs=10)
-        epoch, stop = 2, None
-        deadline = time.monotonic() + 0.05
-        log = staticmethod(lambda _: None)
-
-    run, callback = FakeRun(), TimeBudget()
-    callback.on_epoch_start(run)  # type: ignore[arg-type]
-    time.sleep(0.03)  # an epoch of 30 ms with 20 ms left
-    callback.on_epoch_end(run)  # type: ignore[arg-type]
-    assert run.stop and "time budget" in run.stop
+    assert cost(n) <= 120 < cost(n + 1)
+    assert steps_that_fit(8, 0.1, 1.5, 100) == 65  # part of one epoch
+    assert steps_that_fit(1.0, 0.1, 1.5, 100) == 0  # not even a validation fits
+    # Mid-epoch, 40 steps left in it: its validation is still owed, and only then a new one.
+    assert steps_that_fit(10, 0.1, 1.5, 100, left_in_epoch=40) == 40 + 30
+    assert steps_that_fit(1.5, 0.1, 1.5, 100, left_in_epoch=40) == 0
 
 
 def test_recipe_fills_only_what_was_left_open() -> None:
@@ -169,10 +160,11 @@ def test_a_budgeted_run_plans_its_epochs_and_ends_in_time(image_folder: Path,
     took = time.monotonic() - start
     saved = json.loads((result.run_dir / "config.json").read_text())
     assert saved["model"] == "fastres" and 1 <= saved["epochs"] < 1000
-    assert len(result.history) <= saved["epochs"]
     log = (result.run_dir / "train.log").read_text()
-    assert "time budget 6s" in log and "epoch(s) planned" in log
+    assert "time budget 6s" in log and "steps planned" in log
     assert took < 6 + 10  # the budget, plus loading and the test pass on a slow machine
+    assert result.budget is not None and result.budget["seconds"] == 6
+    assert 0.8 * 6 <= result.budget["spent"] <= 1.1 * 6  # spent, not left idle
 
 
 def test_a_budget_shorter_than_an_epoch_trains_part_of_one(image_folder: Path,
@@ -182,22 +174,22 @@ def test_a_budget_shorter_than_an_epoch_trains_part_of_one(image_folder: Path,
                       time_budget="0.5s", epochs=5)
     result = train(cfg)
     saved = json.loads((result.run_dir / "config.json").read_text())
-    assert saved["epochs"] == 1 and 1 <= saved["epoch_steps"] < 6  # 48 images: 6 steps
-    assert "less than one epoch fits" in (result.run_dir / "train.log").read_text()
+    assert saved["epochs"] == 1
+    assert "step(s) of one epoch" in (result.run_dir / "train.log").read_text()
     assert len(result.history) == 1
 
 
 def test_a_resumed_run_keeps_the_precision_it_began_with(image_folder: Path, tmp_path: Path,
                                                          monkeypatch: pytest.MonkeyPatch) -> None:
-    import descend.training.trainer as trainer
+    import descend.training.plan as plan
 
     cfg = TrainConfig(data=f"imagefolder:{image_folder}", model="cnn", image_size=16,
                       batch_size=8, epochs=1, out=str(tmp_path / "run"), progress=False,
                       download=False, schedule="constant")
-    monkeypatch.setattr(trainer, "choose_amp", lambda *a, **k: True)  # timing said bfloat16
+    monkeypatch.setattr(plan, "choose_amp", lambda *a, **k: True)  # timing said bfloat16
     train(cfg)
     # On resuming, a new timing would say float32: the run keeps bfloat16 all the same.
-    monkeypatch.setattr(trainer, "choose_amp", lambda *a, **k: False)
+    monkeypatch.setattr(plan, "choose_amp", lambda *a, **k: False)
     result = train(resume=tmp_path / "run", epochs=2)
     assert [r["epoch"] for r in result.history] == [1, 2]
     log = (tmp_path / "run" / "train.log").read_text()
@@ -206,13 +198,13 @@ def test_a_resumed_run_keeps_the_precision_it_began_with(image_folder: Path, tmp
 
 def test_a_deterministic_cpu_run_does_not_time_its_precision(
         image_folder: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import descend.training.trainer as trainer
+    import descend.training.plan as plan
 
     def timed(*_: object, **__: object) -> bool:
         raise AssertionError("--deterministic must not choose its precision by timing")
 
-    monkeypatch.setattr(trainer, "choose_amp", timed)
-    monkeypatch.setattr(trainer, "native_bf16", lambda: "avx512_bf16")
+    monkeypatch.setattr(plan, "choose_amp", timed)
+    monkeypatch.setattr(plan, "native_bf16", lambda: "avx512_bf16")
     train(TrainConfig(data=f"imagefolder:{image_folder}", model="cnn", image_size=16,
                       batch_size=8, epochs=1, out=str(tmp_path / "run"), progress=False,
                       download=False, deterministic=True, device="cpu"))

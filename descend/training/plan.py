@@ -1,0 +1,295 @@
+"""The run plan: every setting of a run decided in one place, each with its reason.
+
+A new run goes through `plan_new`, top to bottom: the recipe fills the settings the user left
+open, the data sizes the batch and the learning rate and gives the normalization, then the
+probes (the only timed parts, each named as one) choose the fastres widths, the precision and,
+with ``--time-budget``, the run's length; without a budget the length is sized to the data. A
+resumed run goes through `plan_resumed`, which takes all of it back from ``last.pt``. Either
+way the result is a frozen `RunPlan`; `descend.training.trainer.setup` only builds from it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from descend.config import TrainConfig, parse_duration
+from descend.data.augment import parse_augment
+from descend.data.batching import DEFAULT_BATCH_SIZE, LoaderOptions, fitting_batch_size
+from descend.data.loader import make_loader
+from descend.data.splits import DataSplits
+from descend.data.stats import train_stats
+from descend.errors import ConfigError
+from descend.models import ModelSpec, create_model, with_defaults
+from descend.optim import create_optimizer
+from descend.training import distributed
+from descend.training.budget import (
+    MARGIN,
+    OVERHEAD,
+    describe_length,
+    format_duration,
+    steps_that_fit,
+)
+from descend.training.precision import amp_candidates, autocast, choose_amp, native_bf16
+from descend.training.probes import (
+    MIN_EPOCHS,
+    PLAN_STEPS,
+    PROBE_STEPS,
+    eval_seconds_per_image,
+    fit_widths,
+    step_seconds,
+)
+from descend.training.recipe import DEFAULT_MODEL, peak_lr, with_recipe
+from descend.training.run import epoch_length
+
+Log = Callable[[str], None]
+
+DEFAULT_EPOCHS = 8
+# A run sized to its data trains at least this many steps (a small folder's epochs are short:
+# 245 photos at batch 16 are 15 steps), within `SIZED_SECONDS` of training. BENCHMARKS.md B10.
+MIN_STEPS = 500
+SIZED_SECONDS = 120.0
+
+
+@dataclass(frozen=True)
+class BudgetPlan:
+    """``--time-budget``: its seconds, when it ends, and the probe's figures."""
+
+    seconds: float
+    deadline: float  # time.monotonic() when the budget ends
+    step: float  # seconds per training step
+    fixed: float  # seconds of an epoch's validation and overhead
+
+
+@dataclass(frozen=True)
+class RunPlan:
+    """Everything a run was decided to be. ``cfg`` has every setting filled: config.json and
+    the checkpoints store it, and a resumed run reads it back."""
+
+    cfg: TrainConfig
+    spec: ModelSpec  # the model, every argument written out
+    mean: list[float]
+    std: list[float]
+    amp: bool  # bfloat16 autocast
+    steps_per_epoch: int
+    total_steps: int  # the run's length (the schedule's horizon); a budget revises it
+    budget: BudgetPlan | None = None
+    new: bool = True
+    reasons: tuple[str, ...] = ()  # one line per choice, for the log
+
+
+def plan_new(cfg: TrainConfig, data: DataSplits, device: torch.device, from_scratch: bool,
+             log: Log) -> RunPlan:
+    """The plan of a new run: ``cfg`` (the user's settings, with those of the starting weights)
+    and the data, made complete."""
+    why: list[str] = []
+    cfg = with_recipe(cfg.updated(data=cfg.data or data.name), data.name)
+    batch = cfg.batch_size or distributed.divisible_batch(default_batch(len(data.train), why))
+    lr = cfg.lr if cfg.lr is not None else peak_lr(cfg.model, batch)
+    if cfg.lr is None:
+        why.append(f"learning rate {lr:g}: {cfg.model}'s peak at batch 256, scaled to batch "
+                   f"{batch}")
+    cfg = cfg.updated(batch_size=batch, lr=lr)
+    mean, std = normalization(cfg, data)
+    budget = parse_duration(cfg.time_budget) if cfg.time_budget is not None else None
+    started = time.monotonic()  # --time-budget counts from the first probe
+
+    spec = ModelSpec(cfg.model or DEFAULT_MODEL, len(data.classes), data.channels,
+                     data.image_size, dict(cfg.model_args))
+    if (budget is not None and from_scratch and spec.name == "fastres"
+            and "widths" not in spec.kwargs):
+        spec = probe_widths(spec, cfg, budget, started, data, device, why)
+    spec = with_defaults(spec)  # written out, so a checkpoint outlives a changed default
+    cfg = cfg.updated(model_args=dict(spec.kwargs))
+
+    probe = Probe(cfg, spec, data, mean, std, device)
+    amp = probe_precision(cfg, device, probe, why)
+    spe = probe.steps_per_epoch
+    plan = RunPlan(cfg, spec, mean, std, amp, spe, 0)
+    if budget is not None:
+        plan = probe_budget(plan, probe, budget, started, len(data.val), why)
+    elif cfg.epochs is None:
+        plan = size_to_data(plan, probe, why)
+    else:
+        plan = dataclasses.replace(plan, total_steps=cfg.epochs * spe)
+    return dataclasses.replace(plan, reasons=tuple(why))
+
+
+def plan_resumed(cfg: TrainConfig, state: dict[str, Any], data: DataSplits,
+                 device: torch.device) -> RunPlan:
+    """The plan of a run resumed from ``last.pt`` (``state``): as it began, with the budget
+    that is left and the length its last revision gave."""
+    spec = ModelSpec.from_dict(state["model"])
+    norm = state["normalization"]
+    amp = bool(state.get("precision", {}).get("bf16_autocast", False))
+    why = [f"precision {'bfloat16 autocast' if amp else 'float32'}, as the run began"]
+    spe = Probe(cfg, spec, data, norm["mean"], norm["std"], device).steps_per_epoch
+    total = (cfg.epochs or DEFAULT_EPOCHS) * spe
+    budget = None
+    kept = state.get("time_budget")
+    if cfg.time_budget is not None and kept is not None:
+        left = float(kept["left"])
+        total = int(state.get("horizon", {}).get("total", total))
+        budget = BudgetPlan(parse_duration(cfg.time_budget), time.monotonic() + left,
+                            float(kept["step"]), float(kept["fixed"]))
+    return RunPlan(cfg, spec, list(norm["mean"]), list(norm["std"]), amp, spe, total, budget,
+                   new=False, reasons=tuple(why))
+
+
+def default_batch(n: int, why: list[str]) -> int:
+    """The default batch size, or a smaller one that gives a small training set a few steps."""
+    size = fitting_batch_size(n)
+    if size != DEFAULT_BATCH_SIZE:
+        why.append(f"batch size {size} for {n} training images (the default "
+                   f"{DEFAULT_BATCH_SIZE} would give {n // DEFAULT_BATCH_SIZE} full batches per "
+                   "epoch), learning rate scaled to match unless --lr is given; --batch-size "
+                   "sets it")
+    return size
+
+
+def normalization(cfg: TrainConfig, data: DataSplits) -> tuple[list[float], list[float]]:
+    """``--mean``/``--std`` when given, else the training split's per-channel statistics."""
+    mean, std = (cfg.mean, cfg.std) if cfg.mean and cfg.std else train_stats(data)
+    if len(mean) != data.channels or len(std) != data.channels:
+        raise ConfigError(f"mean/std need {data.channels} values (one per channel)")
+    return list(mean), list(std)
+
+
+def uses_channels_last(cfg: TrainConfig, model: nn.Module) -> bool:
+    """Channels-last memory where the model has convolutions (and ``--channels-last``)."""
+    return cfg.channels_last and any(isinstance(m, nn.Conv2d) for m in model.modules())
+
+
+def loader_options(cfg: TrainConfig, mean: list[float], std: list[float],
+                   device: torch.device, channels_last: bool,
+                   log: Log | None = None) -> LoaderOptions:
+    """How the training batches are made; under torchrun, this rank's share."""
+    return distributed.rank_options(LoaderOptions(
+        cfg.batch_size, mean, std, shuffle=True, drop_last=cfg.drop_last,
+        augment=parse_augment(cfg.augment), device=device, seed=cfg.seed,
+        channels_last=channels_last, strict=cfg.strict,
+        on_skip=(lambda s: log(f"skipped {s['path']}: {s['reason']} ({s['detail']})"))
+        if log else None))
+
+
+def eval_options(train: LoaderOptions, cfg: TrainConfig) -> LoaderOptions:
+    """Validation and test batches: the training options without shuffling or augmentation."""
+    return dataclasses.replace(train, batch_size=cfg.eval_batch_size, shuffle=False,
+                               drop_last=False, augment=None)
+
+
+class Probe:
+    """The run's own model (fresh weights) and loaders, for timing before the run: what the
+    probes measure is what the run will do. Made lazily: a plan without probes makes none."""
+
+    def __init__(self, cfg: TrainConfig, spec: ModelSpec, data: DataSplits, mean: list[float],
+                 std: list[float], device: torch.device) -> None:
+        self.cfg, self.spec, self.data, self.device = cfg, spec, data, device
+        self.mean, self.std = mean, std
+        self._model: nn.Module | None = None
+
+    @property
+    def model(self) -> nn.Module:
+        if self._model is None:
+            model = create_model(self.spec).to(self.device)
+            if uses_channels_last(self.cfg, model):
+                model = model.to(memory_format=torch.channels_last)
+            self._model = model
+        return self._model
+
+    def options(self, channels_last: bool | None = None) -> LoaderOptions:
+        if channels_last is None:
+            channels_last = uses_channels_last(self.cfg, self.model)
+        return loader_options(self.cfg, self.mean, self.std, self.device, channels_last)
+
+    @property
+    def steps_per_epoch(self) -> int:
+        """The steps of an epoch (the memory layout does not change how many)."""
+        return epoch_length(len(make_loader(self.data.train, self.options(False))),
+                            self.cfg.epoch_steps)
+
+    def step(self, amp: bool, steps: int = PROBE_STEPS) -> float:
+        """Seconds of one training step (`probes.step_seconds`), on the run's own batches."""
+        cfg = self.cfg
+        return step_seconds(self.model, make_loader(self.data.train, self.options()),
+                            lambda params: create_optimizer(cfg.optimizer, params, cfg.lr,
+                                                            cfg.momentum, cfg.weight_decay),
+                            self.device, amp, steps)
+
+    def validation(self, amp: bool) -> float:
+        """Seconds of one epoch's validation pass (`probes.eval_seconds_per_image`)."""
+        batches = make_loader(self.data.val, eval_options(self.options(), self.cfg))
+        with autocast(self.device, amp):
+            return eval_seconds_per_image(self.model, batches, self.device) * len(self.data.val)
+
+
+def probe_widths(spec: ModelSpec, cfg: TrainConfig, budget: float, started: float,
+                 data: DataSplits, device: torch.device, why: list[str]) -> ModelSpec:
+    """Probe: fastres's widths, the widest `probes.WIDTH_LADDER` size that fits `MIN_EPOCHS`
+    epochs of this data in the budget, in the faster precision (`probes.fit_widths`)."""
+    assert cfg.batch_size is not None
+    widths, notes = fit_widths(spec, budget, started, cfg.batch_size,
+                               max(1, len(data.train) // cfg.batch_size), len(data.val), device,
+                               cfg.channels_last, amp_candidates(cfg.amp, device))
+    widths = distributed.broadcast_object(widths)
+    why.append(f"fastres widths {list(widths)}: the widest with {MIN_EPOCHS} epochs or more in "
+               f"the budget (probe, epochs that fit: {', '.join(notes)})")
+    return dataclasses.replace(spec, kwargs={**spec.kwargs, "widths": list(widths)})
+
+
+def probe_precision(cfg: TrainConfig, device: torch.device, probe: Probe,
+                    why: list[str]) -> bool:
+    """Probe: bfloat16 autocast where the device has it and a few timed steps show it pays
+    (`precision.choose_amp`); under torchrun every rank follows rank 0."""
+    if cfg.deterministic and device.type == "cpu":
+        # Two timings can choose differently: bit-exact reruns need a precision fixed in advance.
+        if cfg.amp and native_bf16():
+            why.append("precision float32: --deterministic fixes the precision instead of "
+                       "timing it")
+        return False
+    return bool(distributed.broadcast_object(choose_amp(cfg.amp, device, probe.step,
+                                                        why.append)))
+
+
+def probe_budget(plan: RunPlan, probe: Probe, budget: float, started: float, val_images: int,
+                 why: list[str]) -> RunPlan:
+    """Probe: the steps that fit ``budget`` (`budget.steps_that_fit`), from the run's own step
+    and validation timed here; the run revises them as it measures itself
+    (`callbacks.TimeBudget`)."""
+    step = probe.step(plan.amp, PLAN_STEPS)
+    fixed = probe.validation(plan.amp) + OVERHEAD
+    deadline = started + budget
+    spe = plan.steps_per_epoch
+    total = steps_that_fit(deadline - time.monotonic() - MARGIN * budget, step, fixed, spe)
+    total = distributed.broadcast_object(max(1, total))
+    why.append(f"time budget {format_duration(budget)}: a step takes {step * 1000:.0f} ms "
+               f"({spe} per epoch) and validation {fixed - OVERHEAD:.1f} s (probe), so "
+               f"{total} steps planned: {describe_length(total, spe)}, revised as the run "
+               "measures itself")
+    cfg = plan.cfg.updated(epochs=math.ceil(total / spe))
+    return dataclasses.replace(plan, cfg=cfg, total_steps=total,
+                               budget=BudgetPlan(budget, deadline, step, fixed))
+
+
+def size_to_data(plan: RunPlan, probe: Probe, why: list[str]) -> RunPlan:
+    """No ``--epochs``: `DEFAULT_EPOCHS`, or for a small dataset enough epochs for `MIN_STEPS`
+    steps, as many as a probe says fit `SIZED_SECONDS` of training."""
+    spe = plan.steps_per_epoch
+    epochs = DEFAULT_EPOCHS
+    if spe * DEFAULT_EPOCHS < MIN_STEPS:
+        step = probe.step(plan.amp)
+        fits = max(DEFAULT_EPOCHS, math.floor(SIZED_SECONDS / (step * spe)))
+        epochs = distributed.broadcast_object(min(math.ceil(MIN_STEPS / spe), fits))
+        why.append(f"{epochs} epochs: {spe} steps an epoch is a small dataset, so the run is "
+                   f"sized to {epochs * spe} steps (at least {MIN_STEPS}, within "
+                   f"{format_duration(SIZED_SECONDS)} of training at {step * 1000:.0f} ms a "
+                   "step); --epochs sets it")
+    return dataclasses.replace(plan, cfg=plan.cfg.updated(epochs=epochs),
+                               total_steps=epochs * spe)

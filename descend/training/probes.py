@@ -1,0 +1,114 @@
+"""The probes: a few timed steps before a run, which the plan (`descend.training.plan`) sizes
+it by.
+
+`step_seconds` times the training loop's own step on a copy of the model (warm-up excluded),
+`eval_seconds_per_image` a validation batch, and `fit_widths` each fastres width of
+`WIDTH_LADDER` on random batches, in each precision the device can use, keeping the widest that
+fits `MIN_EPOCHS` epochs of the budget (`budget.steps_that_fit`).
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import itertools
+import time
+from collections.abc import Callable, Iterable, Iterator
+
+import torch
+from torch import nn
+
+from descend.models import ModelSpec, create_model
+from descend.training.budget import MARGIN, OVERHEAD, steps_that_fit
+from descend.training.loop import train_one_epoch
+
+PROBE_WARMUP = 2  # untimed steps before a probe: the first allocate and pick kernels
+PLAN_STEPS = 10  # timed steps of the probe that sizes a budgeted run
+PROBE_STEPS = 5  # timed steps of a quicker probe (a precision, a width)
+# fastres sizes, narrowest first. With a budget and no --model-arg widths, a run takes the widest
+# that still fits MIN_EPOCHS epochs: a one-cycle run of fewer epochs leaves a wider net short of
+# what it can reach, so on short budgets more epochs of a narrower net win (airbench's recipes
+# train about ten; BENCHMARKS.md B3 has the figures).
+# The last is airbench94's own shape (64, 256, 256), for budgets that fit ten epochs of it.
+WIDTH_LADDER = ((8, 16, 32), (16, 32, 64), (32, 64, 128), (64, 128, 256), (64, 256, 256))
+MIN_EPOCHS = 5
+
+
+@torch.no_grad()
+def eval_seconds_per_image(model: nn.Module, batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
+                           device: torch.device) -> float:
+    """Seconds per image of an eval-mode forward pass, timed on the second batch."""
+    was_training = model.training
+    model.eval()
+    times: list[tuple[float, int]] = []
+    try:
+        for x, _ in batches:
+            start = time.perf_counter()
+            model(x)
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            times.append((time.perf_counter() - start, len(x)))
+            if len(times) == 2:
+                break
+    finally:
+        model.train(was_training)
+    seconds, n = times[-1] if times else (0.0, 1)
+    return seconds / max(n, 1)
+
+
+def step_seconds(model: nn.Module, batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
+                 make_optimizer: Callable[[Iterator[nn.Parameter]], torch.optim.Optimizer],
+                 device: torch.device, amp: bool, steps: int = PROBE_STEPS) -> float:
+    """Mean seconds of one training step of a copy of ``model`` (the training loop's own step,
+    `loop.train_one_epoch`) over ``steps`` steps after `PROBE_WARMUP` untimed ones; the model
+    itself is untouched. The mean, not the median: the occasional slow step is part of what an
+    epoch costs."""
+    probe = copy.deepcopy(model)
+    stamps = [time.perf_counter()]
+
+    def stamp(_: object) -> None:
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        stamps.append(time.perf_counter())
+
+    train_one_epoch(probe, itertools.islice(batches, steps + PROBE_WARMUP),
+                    make_optimizer(probe.parameters()), device=device, amp=amp, on_step=stamp)
+    times = [b - a for a, b in itertools.pairwise(stamps)]
+    timed = times[PROBE_WARMUP:] or times[-1:]
+    return sum(timed) / len(timed)
+
+
+def fit_widths(spec: ModelSpec, budget: float, started: float, batch: int,
+               steps_per_epoch: int, val_images: int, device: torch.device,
+               channels_last: bool, precisions: tuple[bool, ...] = (False,),
+               ) -> tuple[tuple[int, ...], list[str]]:
+    """(the widest `WIDTH_LADDER` widths with `MIN_EPOCHS` epochs in the budget, the figures).
+
+    Each candidate trains a few steps on random batches of the data's shape, in each of
+    ``precisions`` (`precision.amp_candidates`: the run later picks the faster one, so the
+    plan takes the faster too); its validation is estimated as a third of a step per image (a
+    forward pass), twice for the mirror TTA.
+    """
+    x = torch.randn(batch, spec.in_channels, *spec.image_size, device=device)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    batches = [(x, torch.randint(0, spec.num_classes, (batch,), device=device))] * (
+        PROBE_STEPS + PROBE_WARMUP)
+    chosen, notes = WIDTH_LADDER[0], []
+    for widths in WIDTH_LADDER:
+        model = create_model(dataclasses.replace(spec, kwargs={**spec.kwargs, "widths": widths}))
+        model = model.to(device)
+        if channels_last:
+            model = model.to(memory_format=torch.channels_last)
+        step = min(step_seconds(model, batches, lambda p: torch.optim.SGD(p, lr=0.01), device,
+                                amp) for amp in precisions)
+        fixed = val_images * 2 * step / 3 / batch + OVERHEAD
+        epochs = steps_that_fit(budget * (1 - MARGIN) - (time.monotonic() - started), step,
+                                fixed, steps_per_epoch) // steps_per_epoch
+        notes.append(f"{list(widths)}: {epochs}")
+        if epochs < MIN_EPOCHS and widths != WIDTH_LADDER[0]:
+            break
+        chosen = widths
+    return chosen, notes
+
+
