@@ -24,6 +24,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).parent))
 from machine import describe  # noqa: E402
@@ -112,7 +113,7 @@ def main() -> None:
               f"{decode_time(data, root):.1f} s", flush=True)
     for name in names:
         data, budget, target = TARGETS[name]
-        accs, trains, walls = [], [], []
+        accs, trains, walls, used = [], [], [], []
 
         def args_of(seed: int, name: str = name, data: str = data, budget: str = budget
                     ) -> list[str]:
@@ -121,21 +122,39 @@ def main() -> None:
                     *a.extra.split()]
 
         for seed, result, acc, train_s, wall in seed_runs(a.seeds, args_of):
+            spent = budget_use(result)
             accs.append(acc)
             trains.append(train_s)
             walls.append(wall)
+            used.append(spent["share"])
             print(f"  {name} seed {seed}: test acc {acc:.4f} after "
                   f"{len(result['history'])} epochs ({train_s:.0f} s training steps, "  # type: ignore[arg-type]
-                  f"{wall:.0f} s wall); {' '.join(result['plan'])[-160:]}", flush=True)  # type: ignore[arg-type]
+                  f"{spent['spent']:.0f} s of the budget spent ({100 * spent['share']:.1f}%), "
+                  f"{wall:.0f} s wall); probe {1000 * spent['probe']:.0f} ms a step, the run "
+                  f"{1000 * spent['run']:.0f} ms (probe error {spent['error']:+.1f}%), "
+                  f"{spent['revisions']} revision(s)", flush=True)
         mean = statistics.mean(accs)
         spread = statistics.stdev(accs) if len(accs) > 1 else 0.0
         rows.append((name, budget, target, mean, spread, min(accs), max(accs),
-                     statistics.mean(trains), statistics.mean(walls), mean >= target))
+                     statistics.mean(trains), statistics.mean(walls), mean >= target,
+                     min(used), max(used)))
     print(f"\n{'target':<12}{'budget':>7}{'goal':>7}{'mean acc':>10}{'sd':>7}{'min':>8}"
-          f"{'max':>8}{'train s':>9}{'wall s':>8}  reached ({a.seeds} seeds)")
+          f"{'max':>8}{'train s':>9}{'wall s':>8}{'budget used':>14}  reached "
+          f"({a.seeds} seeds)")
     for r in rows:
         print(f"{r[0]:<12}{r[1]:>7}{r[2]:>7.3f}{r[3]:>10.4f}{r[4]:>7.4f}{r[5]:>8.4f}{r[6]:>8.4f}"
-              f"{r[7]:>9.0f}{r[8]:>8.0f}  {'yes' if r[9] else 'no'}")
+              f"{r[7]:>9.0f}{r[8]:>8.0f}{f'{100 * r[10]:.1f}-{100 * r[11]:.1f}%':>14}  "
+              f"{'yes' if r[9] else 'no'}")
+
+
+def budget_use(result: dict[str, Any]) -> dict[str, float]:
+    """The share of the budget a run spent (probes, training and validation: the run's own
+    count), and its probe's step against the median of its epochs' steps (the error in %)."""
+    kept = result["time_budget"]
+    return {"spent": kept["spent"], "share": kept["spent"] / kept["seconds"],
+            "probe": kept["probe_step"], "run": kept["run_step"],
+            "error": 100 * (kept["probe_step"] - kept["run_step"]) / kept["run_step"],
+            "revisions": len(kept["revisions"])}
 
 
 if __name__ == "__main__":

@@ -219,7 +219,7 @@ class TimeBudget(Callback):
 
     key = "time_budget"
     # A new answer that differs from the plan by less than this share of its steps is noise.
-    TOLERANCE = 0.005
+    TOLERANCE = 0.01
 
     def __init__(self, step: float, fixed: float) -> None:
         self.step, self.fixed = step, fixed  # estimates: the plan's probe until measured
@@ -247,8 +247,7 @@ class TimeBudget(Callback):
             self.after = self.epoch_start - self.epoch_end
         length = min(run.steps_per_epoch, run.horizon.steps_left)
         # Within the first epoch the probe's figures are corrected early; later, mid-epoch.
-        points = (8, length // 4, length // 2, 3 * length // 4) if not run.history \
-            else (length // 2,)
+        points = (8, length // 2) if not run.history else (length // 2,)
         self.checks = {n for n in points if 2 <= n < length}
 
     def on_step_end(self, run: Run) -> None:

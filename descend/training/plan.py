@@ -53,7 +53,7 @@ Log = Callable[[str], None]
 
 DEFAULT_EPOCHS = 8
 # A run sized to its data trains at least this many steps (a small folder's epochs are short:
-# 245 photos at batch 16 are 15 steps), within `SIZED_SECONDS` of training. BENCHMARKS.md B10.
+# 245 photos at batch 16 are 15 steps), within `SIZED_SECONDS` of training. BENCHMARKS.md B11.
 MIN_STEPS = 500
 SIZED_SECONDS = 120.0
 

@@ -36,8 +36,13 @@ def cpu_flags(cpuinfo: str | Path = "/proc/cpuinfo") -> set[str]:
 
 
 def native_bf16(flags: set[str] | None = None) -> str | None:
-    """The CPU's bfloat16 instruction set (``amx_bf16``/``avx512_bf16``), or None."""
-    flags = cpu_flags() if flags is None else flags
+    """The CPU's bfloat16 instruction set (``amx_bf16``/``avx512_bf16``), or None; also None
+    where torch was told to stay below AVX-512 (``ATEN_CPU_CAPABILITY=avx2``): its kernels
+    then cannot use the instructions the CPU has."""
+    if flags is None:
+        flags = cpu_flags()
+        if not torch.backends.cpu.get_cpu_capability().startswith("AVX512"):
+            return None
     return next((f for f in NATIVE_BF16_FLAGS if f in flags), None)
 
 

@@ -15,6 +15,8 @@ from descend.errors import ConfigError
 from descend.models import ModelSpec
 from descend.training import probes
 from descend.training.budget import steps_that_fit
+from descend.training.callbacks import Callback
+from descend.training.checkpoint import read_checkpoint
 from descend.training.device import keep_freed_memory
 from descend.training.precision import (
     amp_candidates,
@@ -25,6 +27,7 @@ from descend.training.precision import (
 )
 from descend.training.probes import WIDTH_LADDER, fit_widths, step_seconds
 from descend.training.recipe import mirrors, with_recipe
+from descend.training.run import Run
 from descend.training.trainer import train
 
 CPU = torch.device("cpu")
@@ -210,3 +213,68 @@ def test_a_deterministic_cpu_run_does_not_time_its_precision(
                       download=False, deterministic=True, device="cpu"))
     log = (tmp_path / "run" / "train.log").read_text()
     assert "--deterministic fixes the precision" in log
+
+
+class StopAfterEpoch(Callback):
+    """Ends the process's run after epoch ``n`` (its last.pt written), as a kill would."""
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+
+    def on_epoch_end(self, run: Run) -> None:
+        if run.epoch + 1 == self.n:
+            raise KeyboardInterrupt
+
+
+@pytest.mark.parametrize("off_by", [4.0, 0.25])
+def test_the_closed_loop_corrects_a_bad_probe(image_folder: Path, tmp_path: Path,
+                                              monkeypatch: pytest.MonkeyPatch,
+                                              off_by: float) -> None:
+    """A probe 4x too slow plans too few steps, 4x too fast too many: the run measures itself
+    within its first epoch and ends at the budget all the same."""
+    import descend.training.plan as plan
+
+    timed = plan.Probe.step
+    monkeypatch.setattr(plan.Probe, "step", lambda self, amp, steps=5: off_by * timed(
+        self, amp, steps))
+    result = train(TrainConfig(data=f"imagefolder:{image_folder}", image_size=16, batch_size=4,
+                               model="cnn", out=str(tmp_path / "run"), progress=False,
+                               download=False, time_budget="5s"))
+    assert result.budget is not None and result.budget["revisions"]
+    assert 0.85 * 5 <= result.budget["spent"] <= 1.05 * 5, result.budget
+    log = (result.run_dir / "train.log").read_text()
+    assert "steps into epoch 1" in log  # corrected before the first epoch ended
+
+
+def test_a_resumed_budgeted_run_goes_on_with_the_budget_left(image_folder: Path,
+                                                             tmp_path: Path) -> None:
+    cfg = TrainConfig(data=f"imagefolder:{image_folder}", image_size=16, batch_size=4,
+                      model="cnn", out=str(tmp_path / "run"), progress=False, download=False,
+                      time_budget="4s")
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg, callbacks=[StopAfterEpoch(2)])
+    kept = read_checkpoint(tmp_path / "run" / "last.pt")
+    assert kept["epoch"] == 2 and 0 < kept["time_budget"]["left"] < 4
+    assert kept["horizon"]["step"] == 2 * 12  # 48 images at batch 4
+    start = time.monotonic()
+    result = train(resume=tmp_path / "run", progress=False)
+    took = time.monotonic() - start
+    assert [r["epoch"] for r in result.history][:3] == [1, 2, 3]
+    assert "left of the run's budget" in (result.run_dir / "train.log").read_text()
+    assert took < kept["time_budget"]["left"] + 6  # the budget left, not a new one
+
+
+def test_a_small_dataset_trains_enough_steps_by_default(image_folder: Path,
+                                                         tmp_path: Path) -> None:
+    result = train(TrainConfig(data=f"imagefolder:{image_folder}", image_size=16,
+                               model="mlp", out=str(tmp_path / "run"), progress=False,
+                               download=False))
+    saved = json.loads((result.run_dir / "config.json").read_text())
+    # 48 images at batch 8: 6 steps an epoch, so 84 epochs give the 500 steps (mlp is quick).
+    assert saved["epochs"] == 84 and len(result.history) == 84
+    assert "a small dataset, so the run is sized to 504 steps" in (
+        result.run_dir / "train.log").read_text()
+    explicit = train(TrainConfig(data=f"imagefolder:{image_folder}", image_size=16, epochs=2,
+                                 model="mlp", out=str(tmp_path / "two"), progress=False,
+                                 download=False))
+    assert len(explicit.history) == 2
