@@ -1,12 +1,12 @@
-"""B10: training speed on a machine that is not idle, by OpenMP wait policy.
+"""B10: training speed on a machine that is not idle, by thread setting.
 
     python benchmarks/b10_contention.py [--rounds 2] [--data cifar10-sample]
 
-Each round runs `descend train --epochs 3` four ways, alternating: idle or with one process
-spinning on a core (what a user's other work does to a 2-core machine), and with OpenMP's
-default wait policy or ``OMP_WAIT_POLICY=PASSIVE`` (threads that sleep instead of spinning
-while they wait for each other). It prints the median images per second of the epochs after
-the first, per way, and the ratios.
+Each round runs `descend train --epochs 3` several ways, alternating: idle or with one process
+spinning on a core (what a user's other work does to a 2-core machine), and with one thread
+per core (``--threads`` of the core count), half of them, ``OMP_WAIT_POLICY=PASSIVE`` (threads
+that sleep instead of spinning while they wait for each other) or descend's default (the plan's
+thread probe). It prints the median images per second of the epochs after the first, per way.
 """
 
 from __future__ import annotations
@@ -25,16 +25,22 @@ from machine import describe  # noqa: E402
 SPIN = "while True: pass"
 
 
-def speed(data: str, policy: str | None, busy: bool, out: Path) -> float:
+WAYS = {"default (probe)": [], "all threads": ["--threads", str(os.cpu_count())],
+        "half the threads": ["--threads", str(max(1, (os.cpu_count() or 2) // 2))],
+        "OMP_WAIT_POLICY=PASSIVE": ["--threads", str(os.cpu_count())]}
+
+
+def speed(data: str, way: str, busy: bool, out: Path) -> float:
     """Median images/s of epochs 2 and 3 of one fresh `descend train`."""
     env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
-    if policy:
-        env["OMP_WAIT_POLICY"] = policy
+    if "PASSIVE" in way:
+        env["OMP_WAIT_POLICY"] = "PASSIVE"
     spinner = subprocess.Popen([sys.executable, "-c", SPIN]) if busy else None
     try:
         proc = subprocess.run([sys.executable, "-m", "descend", "train", "--data", data,
                                "--epochs", "3", "--no-progress", "--json", "--out", str(out),
-                               "--overwrite"], capture_output=True, text=True, env=env)
+                               "--overwrite", *WAYS[way]], capture_output=True, text=True,
+                              env=env)
     finally:
         if spinner:
             spinner.kill()
@@ -52,19 +58,17 @@ def main() -> None:
     p.add_argument("--out", default="/tmp/descend-b10")
     a = p.parse_args()
     print(describe(), flush=True)
-    ways = [(busy, policy) for busy in (False, True) for policy in (None, "PASSIVE")]
-    got: dict[tuple[bool, str | None], list[float]] = {w: [] for w in ways}
+    got: dict[tuple[bool, str], list[float]] = {(b, w): [] for b in (False, True) for w in WAYS}
     for r in range(a.rounds):
-        for busy, policy in ways:
-            ips = speed(a.data, policy, busy, Path(a.out) / "run")
-            got[(busy, policy)].append(ips)
-            print(f"round {r + 1}: {'busy' if busy else 'idle'} core, OMP_WAIT_POLICY="
-                  f"{policy or 'default'}: {ips:.0f} img/s", flush=True)
-    med = {w: statistics.median(v) for w, v in got.items()}
-    print(f"\n{'machine':<10}{'default':>10}{'PASSIVE':>10}{'PASSIVE/default':>17}")
-    for busy in (False, True):
-        d, q = med[(busy, None)], med[(busy, "PASSIVE")]
-        print(f"{'busy' if busy else 'idle':<10}{d:>10.0f}{q:>10.0f}{q / d:>17.2f}x")
+        for busy, way in got:
+            ips = speed(a.data, way, busy, Path(a.out) / "run")
+            got[(busy, way)].append(ips)
+            print(f"round {r + 1}: {'busy' if busy else 'idle'} core, {way}: {ips:.0f} img/s",
+                  flush=True)
+    print(f"\n{'way':<26}{'idle img/s':>12}{'busy img/s':>12}")
+    for way in WAYS:
+        idle, busy = (statistics.median(got[(b, way)]) for b in (False, True))
+        print(f"{way:<26}{idle:>12.0f}{busy:>12.0f}")
 
 
 if __name__ == "__main__":

@@ -136,6 +136,10 @@ class TrainConfig:
     early_stop: int = _stop(0, "stop after this many epochs without improvement; 0 is off",
                             metavar="PATIENCE")
     min_delta: float = _stop(0.0, "smallest change that counts as improvement")
+    val_every: int | None = _stop(
+        None, "validate every N epochs (the last epoch always); 0: the last epoch alone",
+        metavar="N", default_text="1; with --time-budget, 0: a validation pass is time the "
+        "budget cannot train (about 11% of a 5-minute CIFAR-10 budget, BENCHMARKS.md B3)")
     time_budget: str | None = _stop(
         None, "plan the epochs (and the schedule's length) to finish training within this "
         "time, e.g. 90s, 5m, 1h30m; timed from the first step, data loading and the test pass "
@@ -151,6 +155,10 @@ class TrainConfig:
     channels_last: bool = _machine(True, "channels-last memory: 1.3-1.6x faster convolutions "
                                    "on CPU and GPU alike")
     compile: bool = _machine(False, "torch.compile the model (slow start, faster steps on GPU)")
+    threads: int | None = _machine(
+        None, "CPU threads to train with", metavar="N",
+        default_text="torch's (one per core), or half of them where a few timed steps show "
+        "other programs busy on the cores (2.5x faster then, BENCHMARKS.md B10)")
     eval_batch_size: int = _machine(256, "batch size of validation and test passes (256: on a "
                                     "2-core CPU, fastres evaluated 2x faster than at 1024, "
                                     "whose activations overflow the caches)")
@@ -169,6 +177,7 @@ class TrainConfig:
     def _check_numbers(self) -> None:
         positive = {"eval_batch_size": self.eval_batch_size,
                     **({"epochs": self.epochs} if self.epochs is not None else {}),
+                    **({"threads": self.threads} if self.threads is not None else {}),
                     **({"lr": self.lr} if self.lr is not None else {}),
                     "step_size": self.step_size, "gamma": self.gamma,
                     "plateau_patience": self.plateau_patience,
@@ -179,8 +188,12 @@ class TrainConfig:
         for name, value in positive.items():
             if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
                 raise ConfigError(f"{flag_name(name)} must be a positive number, got {value!r}")
-        for name in ("epochs", "batch_size", "eval_batch_size", "early_stop", "step_size",
-                     "freeze_epochs", "plateau_patience", "seed", "epoch_steps"):
+        if self.val_every is not None and not (isinstance(self.val_every, int)
+                                               and self.val_every >= 0):
+            raise ConfigError(f"--val-every must be a whole number, 0 or more, got "
+                              f"{self.val_every!r}")
+        for name in ("epochs", "threads", "batch_size", "eval_batch_size", "early_stop",
+                     "step_size", "freeze_epochs", "plateau_patience", "seed", "epoch_steps"):
             if getattr(self, name) is not None and int(getattr(self, name)) != getattr(self, name):
                 raise ConfigError(f"{flag_name(name)} must be a whole number")
         nonneg = {"weight_decay": self.weight_decay, "momentum": self.momentum,
@@ -207,6 +220,9 @@ class TrainConfig:
             raise ConfigError(f"--image-size must be at least 8 pixels, got {self.image_size}")
 
     def _check_choices(self) -> None:
+        if self.early_stop and self.val_every is not None and self.val_every != 1:
+            raise ConfigError("--early-stop counts epochs without improvement, so it needs a "
+                              "validation every epoch: drop --val-every or give --val-every 1")
         if (self.mean is None) != (self.std is None):
             raise ConfigError("--mean and --std go together: give both, or neither to compute "
                               "them from the training split")

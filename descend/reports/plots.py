@@ -27,12 +27,13 @@ def save_figure(fig: Figure, path: str | Path) -> None:
 
 def plot_curves(rows: Sequence[dict[str, float]], path: str | Path) -> None:
     """Loss and accuracy per epoch, train against validation."""
-    epochs = [r["epoch"] for r in rows]
     fig = Figure(figsize=(10, 3.8))
     ax_loss, ax_acc = fig.subplots(1, 2)
     for key, label in (("train", "train"), ("val", "validation")):
-        ax_loss.plot(epochs, [r[f"{key}_loss"] for r in rows], marker="o", label=label)
-        ax_acc.plot(epochs, [100 * r[f"{key}_acc"] for r in rows], marker="o", label=label)
+        done = [r for r in rows if r.get(f"{key}_acc") is not None]  # --val-every skips some
+        xs = [r["epoch"] for r in done]
+        ax_loss.plot(xs, [r[f"{key}_loss"] for r in done], marker="o", label=label)
+        ax_acc.plot(xs, [100 * r[f"{key}_acc"] for r in done], marker="o", label=label)
     ax_loss.set(xlabel="epoch", ylabel="loss", title="loss")
     ax_acc.set(xlabel="epoch", ylabel="accuracy (%)", title="accuracy")
     for ax in (ax_loss, ax_acc):

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import dataclasses
 import io
 import sys
 import time
@@ -34,7 +35,7 @@ from descend.io import atomic_write_text
 from descend.optim import ModelEMA
 from descend.training.budget import (
     MARGIN,
-    OVERHEAD,
+    EpochCosts,
     describe_length,
     format_duration,
     steps_that_fit,
@@ -159,7 +160,8 @@ class TensorBoard(Callback):
 
     def on_epoch_end(self, run: Run) -> None:
         for k, v in run.row.items():
-            self.writer.add_scalar(k, v, run.row["epoch"])
+            if v is not None:  # an epoch without validation has no val_ figures
+                self.writer.add_scalar(k, v, run.row["epoch"])
 
     def on_train_end(self, run: Run) -> None:
         self.writer.close()
@@ -206,29 +208,28 @@ class EarlyStopping(Callback):
 class TimeBudget(Callback):
     """``--time-budget``: the closed loop that keeps a run to its budget.
 
-    It measures the run's own steps (the first of each epoch apart: it also starts the loader)
-    and what an epoch costs besides them (validation, checkpoints, the first step's extra), and
-    asks `budget.steps_that_fit` how many steps the time left allows: a few times within the
-    first epoch (the plan's probe may be off), at the end of every epoch, and mid-epoch where
-    the steps have slowed. A different answer revises ``run.horizon``: the schedule re-paces
-    what remains and the loop ends where the horizon does, the last epoch cut short where a
-    whole one does not fit. Each revision is one log line and is kept in ``last.pt`` with the
-    seconds left, so ``--resume`` goes on with the same plan and the budget that is left. Past
-    the deadline (a machine that stalled), the epoch under way ends at once: the last resort.
+    It measures the run's own steps (the first of each epoch apart: it also starts the loader),
+    each epoch's overhead besides them (checkpoints, curves, the first step's extra) and its
+    validation pass, and asks `budget.steps_that_fit` how many steps the time left allows: early
+    in the first epoch (the plan's probe may be off), mid-epoch (a machine that slowed) and at
+    the end of every epoch. An answer that differs by more than `TOLERANCE` revises
+    ``run.horizon``: the schedule re-paces what remains and the loop ends where the horizon
+    does, the last epoch cut short where a whole one does not fit. Each revision is one log line
+    and is kept in ``last.pt`` with the seconds left, so ``--resume`` goes on with the same plan
+    and the budget that is left. Past the deadline (a machine that stalled), the epoch under
+    way ends at once: the last resort.
     """
 
     key = "time_budget"
-    # A new answer that differs from the plan by less than this share of its steps is noise.
-    TOLERANCE = 0.01
+    TOLERANCE = 0.01  # of the planned steps: a smaller change is noise, not news
 
-    def __init__(self, step: float, fixed: float) -> None:
-        self.step, self.fixed = step, fixed  # estimates: the plan's probe until measured
-        self.after = OVERHEAD  # seconds from an epoch's end to the next one's start
+    def __init__(self, costs: EpochCosts) -> None:
+        self.costs = costs  # the plan's probe until the run has measured itself
+        self.after = costs.overhead  # seconds from an epoch's end to the next one's start
         self.left: float | None = None  # seconds left when last.pt was written (a resume)
         self.revisions: list[str] = []
-        self.epoch_start = self.first_step_end = self.validation_start = 0.0
+        self.epoch_start = self.first_step_end = self.last_step_end = 0.0
         self.epoch_end: float | None = None
-        self.extra = 0.0  # the epoch's first step beyond a steady one (the loader starting)
         self.steps = 0
         self.checks: set[int] = set()
         self.spent: float | None = None  # seconds of the budget used, once training ends
@@ -237,75 +238,76 @@ class TimeBudget(Callback):
         if self.left is not None:  # resumed (`plan.plan_resumed` set the deadline from it)
             run.log(f"time budget: {format_duration(self.left)} left of the run's budget")
 
-    def on_train_end(self, run: Run) -> None:
-        if run.deadline is not None and run.budget_seconds is not None:
-            self.spent = run.budget_seconds - (run.deadline - time.monotonic())
-
     def on_epoch_start(self, run: Run) -> None:
         self.epoch_start, self.steps = time.monotonic(), 0
         if self.epoch_end is not None:  # the last epoch's checkpoints, curves and log
             self.after = self.epoch_start - self.epoch_end
         length = min(run.steps_per_epoch, run.horizon.steps_left)
-        # Within the first epoch the probe's figures are corrected early; later, mid-epoch.
         points = (8, length // 2) if not run.history else (length // 2,)
         self.checks = {n for n in points if 2 <= n < length}
 
     def on_step_end(self, run: Run) -> None:
-        now = time.monotonic()
+        now = self.last_step_end = time.monotonic()
         self.steps += 1
         if self.steps == 1:
             self.first_step_end = now
             return
         if self.steps in self.checks:  # the same steps on every rank under torchrun
-            self.step = (now - self.first_step_end) / (self.steps - 1)
-            left_in_epoch = min(run.steps_per_epoch - self.steps, run.horizon.steps_left)
-            self.revise(run, now, left_in_epoch, f"{self.steps} steps into epoch "
-                        f"{run.epoch + 1}")
+            self.measured(step=(now - self.first_step_end) / (self.steps - 1))
+            self.revise(run, now, run.epoch, min(run.steps_per_epoch - self.steps,
+                                                 run.horizon.steps_left),
+                        f"{self.steps} steps into epoch {run.epoch + 1}")
         # (Under torchrun the ranks would disagree on the moment; they keep the revisions.)
         if (run.deadline is not None and now > run.deadline and run.horizon.steps_left
                 and one_process()):
             run.horizon.revise(run.horizon.step)
             run.log("time budget: the deadline has passed; this epoch ends now")
 
-    def on_validation_start(self, run: Run) -> None:
-        self.validation_start = time.monotonic()
-        if self.steps >= 2:
-            steady = (self.validation_start - self.first_step_end) / (self.steps - 1)
-            self.extra = max(0.0, self.first_step_end - self.epoch_start - steady)
-            self.step = steady
-
     def on_epoch_end(self, run: Run) -> None:
         now = time.monotonic()
-        self.fixed = now - self.validation_start + self.extra + self.after
+        if self.steps >= 2:
+            step = (self.last_step_end - self.first_step_end) / (self.steps - 1)
+            validation = run.row.get("val_seconds") or 0.0
+            extra = max(0.0, self.first_step_end - self.epoch_start - step)
+            self.measured(step=step, overhead=extra + now - self.last_step_end - validation
+                          + self.after, validation=validation or None)
         if run.horizon.steps_left and not run.stop:
-            self.revise(run, now, 0, f"after epoch {run.epoch + 1}")
+            self.revise(run, now, run.epoch + 1, 0, f"after epoch {run.epoch + 1}")
         self.left = None if run.deadline is None else run.deadline - now
         self.epoch_end = now
 
-    def revise(self, run: Run, now: float, left_in_epoch: int, when: str) -> None:
-        assert run.deadline is not None
-        budget = run.budget_seconds
-        seconds = run.deadline - now - MARGIN * budget
-        more = steps_that_fit(seconds, self.step, self.fixed, run.steps_per_epoch,
-                              left_in_epoch)
+    def on_train_end(self, run: Run) -> None:
+        if run.deadline is not None and run.budget_seconds is not None:
+            self.spent = run.budget_seconds - (run.deadline - time.monotonic())
+
+    def measured(self, **figures: float | None) -> None:
+        """Replace the estimates with the run's own figures (None: not measured this time)."""
+        self.costs = dataclasses.replace(self.costs, **{k: v for k, v in figures.items()
+                                                         if v is not None})
+
+    def revise(self, run: Run, now: float, epoch: int, left_in_epoch: int, when: str) -> None:
+        assert run.deadline is not None and run.budget_seconds is not None
+        seconds = run.deadline - now - MARGIN * run.budget_seconds
+        more = steps_that_fit(seconds, self.costs, run.steps_per_epoch, epoch, left_in_epoch)
         total = agreed(run.horizon.step + more)
         if abs(total - run.horizon.total) <= self.TOLERANCE * run.horizon.total:
             return
         was = run.horizon.total
         run.horizon.revise(total)
+        c = self.costs
         line = (f"time budget: {format_duration(run.deadline - now)} left {when}; a step "
-                f"takes {self.step * 1000:.0f} ms and an epoch's validation and overhead "
-                f"{self.fixed:.1f} s, so {total} steps in all (was {was}), "
+                f"takes {c.step * 1000:.0f} ms, an epoch's overhead {c.overhead:.1f} s and a "
+                f"validation {c.validation:.1f} s, so {total} steps in all (was {was}), "
                 f"{describe_length(total, run.steps_per_epoch)}")
         self.revisions.append(line)
         run.log(line)
 
     def state_dict(self) -> dict[str, Any]:
-        return {"step": self.step, "fixed": self.fixed, "left": self.left,
+        return {"costs": dataclasses.asdict(self.costs), "left": self.left,
                 "revisions": self.revisions}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.step, self.fixed = float(state["step"]), float(state["fixed"])
+        self.costs = EpochCosts(**state["costs"])
         self.left, self.revisions = state["left"], list(state["revisions"])
 
 
@@ -350,8 +352,10 @@ class Progress(Callback):
 
     def on_epoch_end(self, run: Run) -> None:
         r = run.row
+        val = (f"val loss {r['val_loss']:.4f} acc {r['val_acc']:.4f}"
+               if r["val_acc"] is not None else "val -")
         run.log(f"epoch {r['epoch']:>3}/{run.planned_epochs}  train loss {r['train_loss']:.4f} acc "
-                f"{r['train_acc']:.4f}  val loss {r['val_loss']:.4f} acc {r['val_acc']:.4f}  "
+                f"{r['train_acc']:.4f}  {val}  "
                 f"lr {r['lr']:.4g}  {r['seconds']:.1f}s  {r['images_per_sec']:.0f} img/s"
                 + ("  *" if run.improved else ""))
 
@@ -440,7 +444,7 @@ def default_callbacks(run: Run) -> list[Callback]:
     if cfg.freeze_epochs:
         callbacks.append(FreezeBackbone(cfg.freeze_epochs, run.new_weights))
     if run.budget is not None:  # before Checkpoint: last.pt keeps its revisions
-        callbacks.append(TimeBudget(run.budget.step, run.budget.fixed))
+        callbacks.append(TimeBudget(run.budget.costs))
     callbacks.append(Checkpoint(run.run_dir))
     if run.folder.replaced:
         callbacks.append(ReplaceOldRun())

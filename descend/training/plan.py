@@ -33,6 +33,7 @@ from descend.training import distributed
 from descend.training.budget import (
     MARGIN,
     OVERHEAD,
+    EpochCosts,
     describe_length,
     format_duration,
     steps_that_fit,
@@ -60,12 +61,11 @@ SIZED_SECONDS = 120.0
 
 @dataclass(frozen=True)
 class BudgetPlan:
-    """``--time-budget``: its seconds, when it ends, and the probe's figures."""
+    """``--time-budget``: its seconds, when it ends, and what the probes measured."""
 
     seconds: float
     deadline: float  # time.monotonic() when the budget ends
-    step: float  # seconds per training step
-    fixed: float  # seconds of an epoch's validation and overhead
+    costs: EpochCosts  # seconds of a step, an epoch's overhead, a validation pass
 
 
 @dataclass(frozen=True)
@@ -81,6 +81,7 @@ class RunPlan:
     steps_per_epoch: int
     total_steps: int  # the run's length (the schedule's horizon); a budget revises it
     budget: BudgetPlan | None = None
+    threads: int | None = None  # CPU threads, where not torch's own (`probe_threads`)
     new: bool = True
     reasons: tuple[str, ...] = ()  # one line per choice, for the log
 
@@ -96,9 +97,9 @@ def plan_new(cfg: TrainConfig, data: DataSplits, device: torch.device, from_scra
     if cfg.lr is None:
         why.append(f"learning rate {lr:g}: {cfg.model}'s peak at batch 256, scaled to batch "
                    f"{batch}")
-    cfg = cfg.updated(batch_size=batch, lr=lr)
-    mean, std = normalization(cfg, data)
     budget = parse_duration(cfg.time_budget) if cfg.time_budget is not None else None
+    cfg = cfg.updated(batch_size=batch, lr=lr, val_every=validation_every(cfg, budget, why))
+    mean, std = normalization(cfg, data)
     started = time.monotonic()  # --time-budget counts from the first probe
 
     spec = ModelSpec(cfg.model or DEFAULT_MODEL, len(data.classes), data.channels,
@@ -111,8 +112,9 @@ def plan_new(cfg: TrainConfig, data: DataSplits, device: torch.device, from_scra
 
     probe = Probe(cfg, spec, data, mean, std, device)
     amp = probe_precision(cfg, device, probe, why)
+    threads = probe_threads(cfg, device, probe, amp, why)
     spe = probe.steps_per_epoch
-    plan = RunPlan(cfg, spec, mean, std, amp, spe, 0)
+    plan = RunPlan(cfg, spec, mean, std, amp, spe, 0, threads=threads)
     if budget is not None:
         plan = probe_budget(plan, probe, budget, started, len(data.val), why)
     elif cfg.epochs is None:
@@ -130,7 +132,9 @@ def plan_resumed(cfg: TrainConfig, state: dict[str, Any], data: DataSplits,
     norm = state["normalization"]
     amp = bool(state.get("precision", {}).get("bf16_autocast", False))
     why = [f"precision {'bfloat16 autocast' if amp else 'float32'}, as the run began"]
-    spe = Probe(cfg, spec, data, norm["mean"], norm["std"], device).steps_per_epoch
+    probe = Probe(cfg, spec, data, norm["mean"], norm["std"], device)
+    spe = probe.steps_per_epoch
+    threads = probe_threads(cfg, device, probe, amp, why)  # the machine's load of today
     total = (cfg.epochs or DEFAULT_EPOCHS) * spe
     budget = None
     kept = state.get("time_budget")
@@ -138,9 +142,21 @@ def plan_resumed(cfg: TrainConfig, state: dict[str, Any], data: DataSplits,
         left = float(kept["left"])
         total = int(state.get("horizon", {}).get("total", total))
         budget = BudgetPlan(parse_duration(cfg.time_budget), time.monotonic() + left,
-                            float(kept["step"]), float(kept["fixed"]))
+                            EpochCosts(**kept["costs"]))
     return RunPlan(cfg, spec, list(norm["mean"]), list(norm["std"]), amp, spe, total, budget,
-                   new=False, reasons=tuple(why))
+                   threads=threads, new=False, reasons=tuple(why))
+
+
+def validation_every(cfg: TrainConfig, budget: float | None, why: list[str]) -> int:
+    """``--val-every``, else every epoch, or with a budget the last epoch alone (airbench's
+    runs, too, evaluate once at the end): early stopping needs every epoch."""
+    if cfg.val_every is not None:
+        return cfg.val_every
+    if budget is None or cfg.early_stop:
+        return 1
+    why.append("validation at the last epoch only: each pass is time the budget cannot "
+               "train; --val-every 1 validates every epoch")
+    return 0
 
 
 def default_batch(n: int, why: list[str]) -> int:
@@ -237,7 +253,8 @@ def probe_widths(spec: ModelSpec, cfg: TrainConfig, budget: float, started: floa
     assert cfg.batch_size is not None
     widths, notes = fit_widths(spec, budget, started, cfg.batch_size,
                                max(1, len(data.train) // cfg.batch_size), len(data.val), device,
-                               cfg.channels_last, amp_candidates(cfg.amp, device))
+                               cfg.channels_last, amp_candidates(cfg.amp, device),
+                               cfg.val_every or 0)
     widths = distributed.broadcast_object(widths)
     why.append(f"fastres widths {list(widths)}: the widest with {MIN_EPOCHS} epochs or more in "
                f"the budget (probe, epochs that fit: {', '.join(notes)})")
@@ -258,24 +275,52 @@ def probe_precision(cfg: TrainConfig, device: torch.device, probe: Probe,
                                                         why.append)))
 
 
+def probe_threads(cfg: TrainConfig, device: torch.device, probe: Probe, amp: bool,
+                  why: list[str]) -> int | None:
+    """Probe: on the CPU, torch's threads (one per core) or half of them, whichever trains
+    faster now. Another program busy on a core stalls every thread at each of the step's
+    synchronisations; fewer threads than cores then wins (a fastres step on 2 cores, one of them
+    busy: 1,850 images/s with 2 threads, 4,624 with 1; idle: 7,607 and 4,388; B10). ``--threads``
+    and ``--deterministic`` (a thread count fixed in advance) skip it; None elsewhere."""
+    if cfg.threads is not None:
+        return cfg.threads
+    if device.type != "cpu" or cfg.deterministic or torch.get_num_threads() < 2:
+        return None
+    every = torch.get_num_threads()
+    times = {}
+    try:
+        for n in (every, every // 2):
+            torch.set_num_threads(n)
+            times[n] = probe.step(amp)
+    finally:
+        torch.set_num_threads(every)
+    best = distributed.broadcast_object(min(times, key=times.__getitem__))
+    if best != every:
+        why.append(f"threads {best} of {every}: a step took {times[every] * 1000:.0f} ms with "
+                   f"{every} and {times[best] * 1000:.0f} ms with {best} (other programs are "
+                   "busy on the cores); --threads sets it")
+        return best
+    return None
+
+
 def probe_budget(plan: RunPlan, probe: Probe, budget: float, started: float, val_images: int,
                  why: list[str]) -> RunPlan:
     """Probe: the steps that fit ``budget`` (`budget.steps_that_fit`), from the run's own step
     and validation timed here; the run revises them as it measures itself
     (`callbacks.TimeBudget`)."""
-    step = probe.step(plan.amp, PLAN_STEPS)
-    fixed = probe.validation(plan.amp) + OVERHEAD
+    costs = EpochCosts(probe.step(plan.amp, PLAN_STEPS), OVERHEAD, probe.validation(plan.amp),
+                       plan.cfg.val_every or 0)
     deadline = started + budget
     spe = plan.steps_per_epoch
-    total = steps_that_fit(deadline - time.monotonic() - MARGIN * budget, step, fixed, spe)
+    total = steps_that_fit(deadline - time.monotonic() - MARGIN * budget, costs, spe)
     total = distributed.broadcast_object(max(1, total))
-    why.append(f"time budget {format_duration(budget)}: a step takes {step * 1000:.0f} ms "
-               f"({spe} per epoch) and validation {fixed - OVERHEAD:.1f} s (probe), so "
-               f"{total} steps planned: {describe_length(total, spe)}, revised as the run "
-               "measures itself")
+    why.append(f"time budget {format_duration(budget)}: a step takes "
+               f"{costs.step * 1000:.0f} ms ({spe} per epoch) and a validation pass "
+               f"{costs.validation:.1f} s (probe), so {total} steps planned: "
+               f"{describe_length(total, spe)}, revised as the run measures itself")
     cfg = plan.cfg.updated(epochs=math.ceil(total / spe))
     return dataclasses.replace(plan, cfg=cfg, total_steps=total,
-                               budget=BudgetPlan(budget, deadline, step, fixed))
+                               budget=BudgetPlan(budget, deadline, costs))
 
 
 def size_to_data(plan: RunPlan, probe: Probe, why: list[str]) -> RunPlan:

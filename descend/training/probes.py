@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from descend.models import ModelSpec, create_model
-from descend.training.budget import MARGIN, OVERHEAD, steps_that_fit
+from descend.training.budget import MARGIN, OVERHEAD, EpochCosts, steps_that_fit
 from descend.training.loop import train_one_epoch
 
 PROBE_WARMUP = 2  # untimed steps before a probe: the first allocate and pick kernels
@@ -81,7 +81,7 @@ def step_seconds(model: nn.Module, batches: Iterable[tuple[torch.Tensor, torch.T
 def fit_widths(spec: ModelSpec, budget: float, started: float, batch: int,
                steps_per_epoch: int, val_images: int, device: torch.device,
                channels_last: bool, precisions: tuple[bool, ...] = (False,),
-               ) -> tuple[tuple[int, ...], list[str]]:
+               val_every: int = 1) -> tuple[tuple[int, ...], list[str]]:
     """(the widest `WIDTH_LADDER` widths with `MIN_EPOCHS` epochs in the budget, the figures).
 
     Each candidate trains a few steps on random batches of the data's shape, in each of
@@ -102,9 +102,9 @@ def fit_widths(spec: ModelSpec, budget: float, started: float, batch: int,
             model = model.to(memory_format=torch.channels_last)
         step = min(step_seconds(model, batches, lambda p: torch.optim.SGD(p, lr=0.01), device,
                                 amp) for amp in precisions)
-        fixed = val_images * 2 * step / 3 / batch + OVERHEAD
-        epochs = steps_that_fit(budget * (1 - MARGIN) - (time.monotonic() - started), step,
-                                fixed, steps_per_epoch) // steps_per_epoch
+        costs = EpochCosts(step, OVERHEAD, val_images * 2 * step / 3 / batch, val_every)
+        epochs = steps_that_fit(budget * (1 - MARGIN) - (time.monotonic() - started), costs,
+                                steps_per_epoch) // steps_per_epoch
         notes.append(f"{list(widths)}: {epochs}")
         if epochs < MIN_EPOCHS and widths != WIDTH_LADDER[0]:
             break

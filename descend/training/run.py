@@ -71,6 +71,12 @@ class Run:
         cut short."""
         return max(1, math.ceil(self.horizon.total / self.steps_per_epoch))
 
+    def validates(self) -> bool:
+        """Whether the epoch that just trained is validated: every ``--val-every``-th, and the
+        last (its horizon ended, or a callback stops the run)."""
+        every = 1 if self.cfg.val_every is None else self.cfg.val_every
+        return (every > 0 and (self.epoch + 1) % every == 0) or not self.horizon.steps_left
+
     @property
     def deadline(self) -> float | None:
         """time.monotonic() when --time-budget ends."""

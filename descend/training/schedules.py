@@ -113,11 +113,13 @@ class Schedule:
         if self.per_step:
             self.scheduler.step()
 
-    def step_epoch(self, metric: float) -> None:
+    def step_epoch(self, metric: float | None) -> None:
+        """After each epoch; ``metric`` is None where the epoch was not validated."""
         if self.per_step:
             return
         if self.needs_metric:
-            self.scheduler.step(metric)
+            if metric is not None:
+                self.scheduler.step(metric)
         else:
             self.scheduler.step()
 

@@ -12,9 +12,11 @@ a run resumed from ``last.pt`` ends with the same weights as one that was never 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import random
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -91,7 +93,8 @@ def train(cfg: TrainConfig | None = None, resume: str | Path | None = None,
     if state is None:  # the weights to start from may fill the model, size and normalization
         start = starting_weights(cfg)
         cfg = start.complete(cfg) if start else cfg
-    with distributed.process_group(cfg.device):  # under torchrun; nothing in one process
+    # A process group under torchrun (nothing in one process); torch's threads as they were.
+    with distributed.process_group(cfg.device), restored_threads(torch.get_num_threads()):
         folder = distributed.open_run_folder(Path(cfg.out) if cfg.out else default_run_dir(cfg),
                                              new=state is None, overwrite=cfg.overwrite or restart)
         try:
@@ -112,6 +115,15 @@ def train(cfg: TrainConfig | None = None, resume: str | Path | None = None,
             f"{run.run_dir / 'best.pt'}")
     return TrainResult(run.run_dir, run.history, run.best.best_epoch, run.best.best, test_acc,
                        run.data.name, run.data.classes, budget_report(run))
+
+
+@contextlib.contextmanager
+def restored_threads(n: int) -> Iterator[None]:
+    """torch's thread count back to ``n`` when the block ends (a plan may change it)."""
+    try:
+        yield
+    finally:
+        torch.set_num_threads(n)
 
 
 def fit(run: Run) -> None:
@@ -137,18 +149,22 @@ def fit(run: Run) -> None:
                                  label_smoothing=cfg.label_smoothing, device=run.device,
                                  amp=run.amp, on_step=after_step)
         run.evaluated_state = None
-        callbacks.on_validation_start(run)
+        val_loss = val_acc = None  # an epoch without validation (--val-every) has none
         validation_start = time.perf_counter()
-        val_loss, val_acc = loss_and_accuracy(run.step_model, run.val_batches, run.device,
-                                              run.amp)
-        callbacks.on_validation_end(run)
+        if run.validates():
+            callbacks.on_validation_start(run)
+            val_loss, val_acc = loss_and_accuracy(run.step_model, run.val_batches, run.device,
+                                                  run.amp)
+            callbacks.on_validation_end(run)
         run.row = {"epoch": epoch + 1, "train_loss": result.loss, "train_acc": result.acc,
                    "val_loss": val_loss, "val_acc": val_acc, "lr": run.lr,
                    "seconds": result.seconds, "images_per_sec": result.images / result.seconds,
-                   "val_seconds": time.perf_counter() - validation_start}
+                   "val_seconds": time.perf_counter() - validation_start if val_acc is not None
+                   else None}
         run.history.append(run.row)
-        run.schedule.step_epoch(run.row[cfg.monitor])
-        run.improved = run.best.update(epoch + 1, run.row[cfg.monitor])
+        metric = run.row[cfg.monitor]
+        run.schedule.step_epoch(metric)
+        run.improved = metric is not None and run.best.update(epoch + 1, metric)
         callbacks.on_epoch_end(run)
         if run.stop:
             break
@@ -166,7 +182,8 @@ def budget_report(run: Run) -> dict[str, Any] | None:
                                                / run.cfg.batch_size))
                    for r in run.history[run.start_epoch:]) if run.history else []
     return {"seconds": run.budget.seconds, "spent": keeper.spent,
-            "probe_step": run.budget.step, "run_step": steps[len(steps) // 2] if steps else None,
+            "probe_step": run.budget.costs.step,
+            "run_step": steps[len(steps) // 2] if steps else None,
             "revisions": list(keeper.revisions)}
 
 
@@ -221,6 +238,8 @@ def build(plan: RunPlan, data: DataSplits, folder: RunFolder, start: StartingWei
     """The `Run` that ``plan`` describes: model, optimizer, loaders, schedule and callbacks.
     Nothing here decides a setting."""
     cfg = plan.cfg
+    if plan.threads is not None:  # `train` gives the process its own count back at the end
+        torch.set_num_threads(plan.threads)
     model, new_weights, channels_last = build_model(
         plan.spec, data, Normalize(plan.mean, plan.std, device), start, plan.new, cfg, device,
         log)

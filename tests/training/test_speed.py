@@ -14,7 +14,7 @@ from descend.config import TrainConfig, parse_duration
 from descend.errors import ConfigError
 from descend.models import ModelSpec
 from descend.training import probes
-from descend.training.budget import steps_that_fit
+from descend.training.budget import EpochCosts, steps_that_fit
 from descend.training.callbacks import Callback
 from descend.training.checkpoint import read_checkpoint
 from descend.training.device import keep_freed_memory
@@ -126,19 +126,27 @@ def test_step_probe_leaves_the_model_untouched() -> None:
 
 
 def test_the_steps_that_fit_count_each_validation_and_cut_the_last_epoch() -> None:
-    # 100 steps an epoch of 0.1 s, 1.5 s of validation and overhead: 11.5 s a whole epoch.
-    n = steps_that_fit(120, 0.1, 1.5, 100)
+    # 100 steps an epoch of 0.1 s, 0.5 s of overhead and 1 s of validation: 11.5 s an epoch.
+    every = EpochCosts(step=0.1, overhead=0.5, validation=1.0, val_every=1)
+    n = steps_that_fit(120, every, 100)
     assert n == 1035  # 10 whole epochs (115 s), then 35 steps and a last validation (5 s)
 
     def cost(k: int) -> float:
         return k * 0.1 + -(-k // 100) * 1.5
 
     assert cost(n) <= 120 < cost(n + 1)
-    assert steps_that_fit(8, 0.1, 1.5, 100) == 65  # part of one epoch
-    assert steps_that_fit(1.0, 0.1, 1.5, 100) == 0  # not even a validation fits
+    assert steps_that_fit(8, every, 100) == 65  # part of one epoch
+    assert steps_that_fit(1.0, every, 100) == 0  # not even a validation fits
     # Mid-epoch, 40 steps left in it: its validation is still owed, and only then a new one.
-    assert steps_that_fit(10, 0.1, 1.5, 100, left_in_epoch=40) == 40 + 30
-    assert steps_that_fit(1.5, 0.1, 1.5, 100, left_in_epoch=40) == 0
+    assert steps_that_fit(10, every, 100, left_in_epoch=40) == 40 + 30
+    assert steps_that_fit(1.5, every, 100, left_in_epoch=40) == 0
+    # Validating the last epoch alone: 10.5 s an epoch, and one validation at the end.
+    last = EpochCosts(step=0.1, overhead=0.5, validation=1.0, val_every=0)
+    assert steps_that_fit(120, last, 100) == 1100 + 40  # 11 epochs (115.5 s), 40 steps
+    # Every third epoch, counted from where the run is: epochs 3 and 6 and the last.
+    third = EpochCosts(step=0.1, overhead=0.5, validation=1.0, val_every=3)
+    assert third.validations(0, 6) == 3 and third.validations(3, 5) == 1
+    assert steps_that_fit(63.5, third, 100) == 600  # 6 epochs: 60 + 3 + 2 validations
 
 
 def test_recipe_fills_only_what_was_left_open() -> None:
@@ -278,3 +286,31 @@ def test_a_small_dataset_trains_enough_steps_by_default(image_folder: Path,
                                  model="mlp", out=str(tmp_path / "two"), progress=False,
                                  download=False))
     assert len(explicit.history) == 2
+
+
+def test_a_run_can_validate_every_nth_epoch_and_always_its_last(image_folder: Path,
+                                                               tmp_path: Path) -> None:
+    result = train(TrainConfig(data=f"imagefolder:{image_folder}", image_size=16, epochs=5,
+                               model="mlp", out=str(tmp_path / "run"), progress=False,
+                               download=False, val_every=2))
+    validated = [r["epoch"] for r in result.history if r["val_acc"] is not None]
+    assert validated == [2, 4, 5] and result.best_epoch in validated
+    assert (result.run_dir / "best.pt").is_file()
+    log = (result.run_dir / "train.log").read_text()
+    assert "val -" in log
+    rows = (result.run_dir / "metrics.csv").read_text().splitlines()
+    assert len(rows) == 6 and ",,," in rows[1]  # epoch 1: no validation figures
+    with pytest.raises(ConfigError, match="--early-stop"):
+        TrainConfig(early_stop=3, val_every=0).validate()
+
+
+def test_a_budgeted_run_validates_its_last_epoch_only_by_default(image_folder: Path,
+                                                                 tmp_path: Path) -> None:
+    result = train(TrainConfig(data=f"imagefolder:{image_folder}", image_size=16, batch_size=4,
+                               model="cnn", out=str(tmp_path / "run"), progress=False,
+                               download=False, time_budget="3s"))
+    assert len(result.history) > 1
+    assert [r["val_acc"] is None for r in result.history] == [True] * (
+        len(result.history) - 1) + [False]
+    log = (result.run_dir / "train.log").read_text()
+    assert "validation at the last epoch only" in log
