@@ -22,6 +22,7 @@ import contextlib
 import csv
 import dataclasses
 import io
+import statistics
 import sys
 import time
 from collections.abc import Iterable
@@ -233,6 +234,7 @@ class TimeBudget(Callback):
         self.steps = 0
         self.checks: set[int] = set()
         self.spent: float | None = None  # seconds of the budget used, once training ends
+        self.overheads: list[float] = []  # each epoch's, as measured
 
     def on_train_start(self, run: Run) -> None:
         if self.left is not None:  # resumed (`plan.plan_resumed` set the deadline from it)
@@ -269,10 +271,13 @@ class TimeBudget(Callback):
             step = (self.last_step_end - self.first_step_end) / (self.steps - 1)
             validation = run.row.get("val_seconds") or 0.0
             extra = max(0.0, self.first_step_end - self.epoch_start - step)
-            self.measured(step=step, overhead=extra + now - self.last_step_end - validation
-                          + self.after, validation=validation or None)
+            self.overheads.append(extra + now - self.last_step_end - validation + self.after)
+            # The median: one slow checkpoint write is not the next epoch's cost.
+            self.measured(step=step, overhead=statistics.median(self.overheads),
+                          validation=validation or None)
         if run.horizon.steps_left and not run.stop:
-            self.revise(run, now, run.epoch + 1, 0, f"after epoch {run.epoch + 1}")
+            self.revise(run, now, run.epoch + 1, 0, f"after epoch {run.epoch + 1}",
+                        at_least=0 if run.row.get("val_acc") is not None else 1)
         self.left = None if run.deadline is None else run.deadline - now
         self.epoch_end = now
 
@@ -285,10 +290,14 @@ class TimeBudget(Callback):
         self.costs = dataclasses.replace(self.costs, **{k: v for k, v in figures.items()
                                                          if v is not None})
 
-    def revise(self, run: Run, now: float, epoch: int, left_in_epoch: int, when: str) -> None:
+    def revise(self, run: Run, now: float, epoch: int, left_in_epoch: int, when: str,
+               at_least: int = 0) -> None:
+        """Ask again how many steps fit; ``at_least`` 1 after an epoch left unvalidated (the
+        run may not end without the validation of its last epoch)."""
         assert run.deadline is not None and run.budget_seconds is not None
         seconds = run.deadline - now - MARGIN * run.budget_seconds
-        more = steps_that_fit(seconds, self.costs, run.steps_per_epoch, epoch, left_in_epoch)
+        more = max(at_least, steps_that_fit(seconds, self.costs, run.steps_per_epoch, epoch,
+                                            left_in_epoch))
         total = agreed(run.horizon.step + more)
         if abs(total - run.horizon.total) <= self.TOLERANCE * run.horizon.total:
             return

@@ -20,7 +20,9 @@ def test_every_setting_is_a_train_flag_with_its_one_default(
     defaults = TrainConfig()
     for f in dataclasses.fields(TrainConfig):
         assert flag_name(f.name) in text, f.name
-    assert f"epochs to train (--time-budget plans them instead) (default {defaults.epochs})" in text
+    assert f"(default {defaults.weight_decay})" in text
+    assert "epochs to train (--time-budget plans them instead) (default: 8, or for a small " \
+           "dataset" in text
     assert "training batch size; an explicit one the data cannot fill is an error (default: " \
            "256 (large enough" in text  # a None default says what it means
     assert "P x batch size / 256" in text and "--no-drop-last" in text

@@ -142,11 +142,12 @@ def test_the_steps_that_fit_count_each_validation_and_cut_the_last_epoch() -> No
     assert steps_that_fit(1.5, every, 100, left_in_epoch=40) == 0
     # Validating the last epoch alone: 10.5 s an epoch, and one validation at the end.
     last = EpochCosts(step=0.1, overhead=0.5, validation=1.0, val_every=0)
-    assert steps_that_fit(120, last, 100) == 1100 + 40  # 11 epochs (115.5 s), 40 steps
+    assert steps_that_fit(120, last, 100) == 1130  # 113 s of steps, 12 epochs' overhead, 1 val
     # Every third epoch, counted from where the run is: epochs 3 and 6 and the last.
     third = EpochCosts(step=0.1, overhead=0.5, validation=1.0, val_every=3)
     assert third.validations(0, 6) == 3 and third.validations(3, 5) == 1
-    assert steps_that_fit(63.5, third, 100) == 600  # 6 epochs: 60 + 3 + 2 validations
+    # 585 steps: 58.5 s, 6 epochs of overhead (3 s), validations of epochs 3 and 6 (2 s).
+    assert steps_that_fit(63.5, third, 100) == 585
 
 
 def test_recipe_fills_only_what_was_left_open() -> None:
