@@ -86,17 +86,17 @@ class RunPlan:
     reasons: tuple[str, ...] = ()  # one line per choice, for the log
 
 
-def plan_new(cfg: TrainConfig, data: DataSplits, device: torch.device, from_scratch: bool,
-             log: Log) -> RunPlan:
+def plan_new(cfg: TrainConfig, data: DataSplits, device: torch.device,
+             from_scratch: bool) -> RunPlan:
     """The plan of a new run: ``cfg`` (the user's settings, with those of the starting weights)
     and the data, made complete."""
     why: list[str] = []
     cfg = with_recipe(cfg.updated(data=cfg.data or data.name), data.name)
     batch = cfg.batch_size or distributed.divisible_batch(default_batch(len(data.train), why))
     lr = cfg.lr if cfg.lr is not None else peak_lr(cfg.model, batch)
-    if cfg.lr is None:
-        why.append(f"learning rate {lr:g}: {cfg.model}'s peak at batch 256, scaled to batch "
-                   f"{batch}")
+    if cfg.lr is None and batch != 256:
+        why.append(f"learning rate {lr:g}: {cfg.model}'s one-cycle peak at batch 256, scaled "
+                   f"to batch {batch}; --lr sets it")
     budget = parse_duration(cfg.time_budget) if cfg.time_budget is not None else None
     cfg = cfg.updated(batch_size=batch, lr=lr, val_every=validation_every(cfg, budget, why))
     mean, std = normalization(cfg, data)
@@ -116,7 +116,7 @@ def plan_new(cfg: TrainConfig, data: DataSplits, device: torch.device, from_scra
     spe = probe.steps_per_epoch
     plan = RunPlan(cfg, spec, mean, std, amp, spe, 0, threads=threads)
     if budget is not None:
-        plan = probe_budget(plan, probe, budget, started, len(data.val), why)
+        plan = probe_budget(plan, probe, budget, started, why)
     elif cfg.epochs is None:
         plan = size_to_data(plan, probe, why)
     else:
@@ -303,7 +303,7 @@ def probe_threads(cfg: TrainConfig, device: torch.device, probe: Probe, amp: boo
     return None
 
 
-def probe_budget(plan: RunPlan, probe: Probe, budget: float, started: float, val_images: int,
+def probe_budget(plan: RunPlan, probe: Probe, budget: float, started: float,
                  why: list[str]) -> RunPlan:
     """Probe: the steps that fit ``budget`` (`budget.steps_that_fit`), from the run's own step
     and validation timed here; the run revises them as it measures itself

@@ -213,7 +213,7 @@ def setup(cfg: TrainConfig, state: dict[str, Any] | None, folder: RunFolder,
         data = load_data(cfg, log, folder)
     fingerprint = data_fingerprint(data)
     if state is None:
-        plan = plan_new(cfg, data, device, start is None, log)
+        plan = plan_new(cfg, data, device, start is None)
     else:
         if note := check_same_data(state.get("data_fingerprint"), fingerprint, allow_added_data):
             log(note)
