@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
 import random
+from collections.abc import Iterator
 
 import torch
 
@@ -24,6 +26,19 @@ def pick_device(name: str = "auto") -> torch.device:
     if name == "mps" and not torch.backends.mps.is_available():
         raise ConfigError("--device mps was asked for but MPS is not available; use --device cpu")
     return torch.device(name)
+
+
+@contextlib.contextmanager
+def cpu_threads(n: int | None) -> Iterator[None]:
+    """torch's CPU threads set to ``n`` for the block (None: left as they are), and given back
+    as they were when it ends."""
+    before = torch.get_num_threads()
+    if n is not None:
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def seed_everything(seed: int) -> None:

@@ -38,6 +38,7 @@ from descend.training.budget import (
     format_duration,
     steps_that_fit,
 )
+from descend.training.device import cpu_threads
 from descend.training.precision import amp_candidates, autocast, choose_amp, native_bf16
 from descend.training.probes import (
     MIN_EPOCHS,
@@ -112,7 +113,7 @@ def plan_new(cfg: TrainConfig, data: DataSplits, device: torch.device,
 
     probe = Probe(cfg, spec, data, mean, std, device)
     amp = probe_precision(cfg, device, probe, why)
-    threads = probe_threads(cfg, device, probe, amp, why)
+    threads = probe.threads = probe_threads(cfg, device, probe, amp, why)
     spe = probe.steps_per_epoch
     plan = RunPlan(cfg, spec, mean, std, amp, spe, 0, threads=threads)
     if budget is not None:
@@ -134,7 +135,7 @@ def plan_resumed(cfg: TrainConfig, state: dict[str, Any], data: DataSplits,
     why = [f"precision {'bfloat16 autocast' if amp else 'float32'}, as the run began"]
     probe = Probe(cfg, spec, data, norm["mean"], norm["std"], device)
     spe = probe.steps_per_epoch
-    threads = probe_threads(cfg, device, probe, amp, why)  # the machine's load of today
+    threads = probe.threads = probe_threads(cfg, device, probe, amp, why)  # today's load
     total = (cfg.epochs or DEFAULT_EPOCHS) * spe
     budget = None
     kept = state.get("time_budget")
@@ -202,14 +203,17 @@ def eval_options(train: LoaderOptions, cfg: TrainConfig) -> LoaderOptions:
 
 
 class Probe:
-    """The run's own model (fresh weights) and loaders, for timing before the run: what the
-    probes measure is what the run will do. Made lazily: a plan without probes makes none."""
+    """The run's own model (fresh weights), loaders and threads, for timing before the run: what
+    the probes measure is what the run will do. Made lazily: a plan without probes makes none;
+    a step timed once (a precision, a thread count) is not timed again."""
 
     def __init__(self, cfg: TrainConfig, spec: ModelSpec, data: DataSplits, mean: list[float],
                  std: list[float], device: torch.device) -> None:
         self.cfg, self.spec, self.data, self.device = cfg, spec, data, device
         self.mean, self.std = mean, std
+        self.threads: int | None = None  # the run's, once `probe_threads` has chosen
         self._model: nn.Module | None = None
+        self._steps: dict[tuple[bool, int, int], float] = {}
 
     @property
     def model(self) -> nn.Module:
@@ -232,12 +236,17 @@ class Probe:
                             self.cfg.epoch_steps)
 
     def step(self, amp: bool, steps: int = PROBE_STEPS) -> float:
-        """Seconds of one training step (`probes.step_seconds`), on the run's own batches."""
+        """Seconds of one training step (`probes.step_seconds`), on the run's own batches and
+        threads."""
         cfg = self.cfg
-        return step_seconds(self.model, make_loader(self.data.train, self.options()),
-                            lambda params: create_optimizer(cfg.optimizer, params, cfg.lr,
-                                                            cfg.momentum, cfg.weight_decay),
-                            self.device, amp, steps)
+        with cpu_threads(self.threads):
+            key = (amp, steps, torch.get_num_threads())
+            if key not in self._steps:
+                self._steps[key] = step_seconds(
+                    self.model, make_loader(self.data.train, self.options()),
+                    lambda params: create_optimizer(cfg.optimizer, params, cfg.lr, cfg.momentum,
+                                                    cfg.weight_decay), self.device, amp, steps)
+            return self._steps[key]
 
     def validation(self, amp: bool) -> float:
         """Seconds of one epoch's validation pass (`probes.eval_seconds_per_image`)."""
@@ -288,12 +297,9 @@ def probe_threads(cfg: TrainConfig, device: torch.device, probe: Probe, amp: boo
         return None
     every = torch.get_num_threads()
     times = {}
-    try:
-        for n in (every, every // 2):
-            torch.set_num_threads(n)
+    for n in (every, every // 2):
+        with cpu_threads(n):
             times[n] = probe.step(amp)
-    finally:
-        torch.set_num_threads(every)
     best = distributed.broadcast_object(min(times, key=times.__getitem__))
     if best != every:
         why.append(f"threads {best} of {every}: a step took {times[every] * 1000:.0f} ms with "

@@ -12,11 +12,9 @@ a run resumed from ``last.pt`` ends with the same weights as one that was never 
 
 from __future__ import annotations
 
-import contextlib
 import json
 import random
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -42,7 +40,12 @@ from descend.training.callbacks import (
     TimeBudget,
     default_callbacks,
 )
-from descend.training.device import pick_device, seed_everything, set_deterministic
+from descend.training.device import (
+    cpu_threads,
+    pick_device,
+    seed_everything,
+    set_deterministic,
+)
 from descend.training.initialize import (
     WHITENING_SAMPLE,
     StartingWeights,
@@ -93,8 +96,9 @@ def train(cfg: TrainConfig | None = None, resume: str | Path | None = None,
     if state is None:  # the weights to start from may fill the model, size and normalization
         start = starting_weights(cfg)
         cfg = start.complete(cfg) if start else cfg
-    # A process group under torchrun (nothing in one process); torch's threads as they were.
-    with distributed.process_group(cfg.device), restored_threads(torch.get_num_threads()):
+    # A process group under torchrun (nothing in one process); torch's threads given back at the
+    # end (the plan may choose fewer).
+    with distributed.process_group(cfg.device), cpu_threads(None):
         folder = distributed.open_run_folder(Path(cfg.out) if cfg.out else default_run_dir(cfg),
                                              new=state is None, overwrite=cfg.overwrite or restart)
         try:
@@ -115,15 +119,6 @@ def train(cfg: TrainConfig | None = None, resume: str | Path | None = None,
             f"{run.run_dir / 'best.pt'}")
     return TrainResult(run.run_dir, run.history, run.best.best_epoch, run.best.best, test_acc,
                        run.data.name, run.data.classes, budget_report(run))
-
-
-@contextlib.contextmanager
-def restored_threads(n: int) -> Iterator[None]:
-    """torch's thread count back to ``n`` when the block ends (a plan may change it)."""
-    try:
-        yield
-    finally:
-        torch.set_num_threads(n)
 
 
 def fit(run: Run) -> None:
