@@ -250,7 +250,9 @@ def test_the_closed_loop_corrects_a_bad_probe(image_folder: Path, tmp_path: Path
                                model="cnn", out=str(tmp_path / "run"), progress=False,
                                download=False, time_budget="5s"))
     assert result.budget is not None and result.budget["revisions"]
-    assert 0.85 * 5 <= result.budget["spent"] <= 1.05 * 5, result.budget
+    # Uncorrected, the run would spend about 4x or 1/4 of its budget; the tight figures are
+    # B3's (benchmarks/b3_budget.py), not a timed test's on a shared CI machine.
+    assert 0.8 * 5 <= result.budget["spent"] <= 1.2 * 5, result.budget
     log = (result.run_dir / "train.log").read_text()
     assert "steps into epoch 1" in log  # corrected before the first epoch ended
 
