@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from descend.config import TrainConfig
-from descend.data.augment import Flip, parse_augment
+from descend.data.augment import Flip, RandomCrop, parse_augment
 
 DEFAULT_MODEL = "fastres"
 
@@ -60,10 +60,20 @@ def with_recipe(cfg: TrainConfig, data_name: str | None = None) -> TrainConfig:
     changes["model"] = model
     augment = changes.get("augment", cfg.augment)
     if model == "fastres" and "tta" not in cfg.model_args:
-        # Test-time mirroring only where training mirrored: the test images then come from
-        # the distribution the model was trained on.
-        changes["model_args"] = {**cfg.model_args, "tta": mirrors(augment)}
+        # Test-time mirroring only where training mirrored, and shifts only where it also
+        # shifted: the test images then come from the distribution the model was trained on.
+        changes["model_args"] = {**cfg.model_args, "tta": tta_level(augment)}
     return cfg.updated(**changes)
+
+
+def tta_level(augment: str | None) -> int:
+    """fastres's test-time augmentation for a training ``--augment``: 2 where it mirrors and
+    shifts images (random crops of a padded image), 1 where it mirrors alone, else 0."""
+    if not mirrors(augment):
+        return 0
+    assert augment is not None
+    shifts = any(isinstance(op, RandomCrop) and op.padding for op in parse_augment(augment).ops)
+    return 2 if shifts else 1
 
 
 def mirrors(augment: str | None) -> bool:

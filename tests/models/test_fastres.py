@@ -56,6 +56,29 @@ def test_tta_averages_the_mirror_image_in_eval_mode_only() -> None:
     assert not torch.allclose(model(x), model(x.flip(-1)), atol=1e-3)
 
 
+def test_tta_level_2_adds_the_shifted_mirror_pairs_at_half_the_weight() -> None:
+    torch.manual_seed(0)
+    model = FastRes(10, 3, (32, 32), tta=2).eval()
+    x = torch.randn(2, 3, 32, 32)
+    padded = torch.nn.functional.pad(x, (1, 1, 1, 1), mode="reflect")
+    up_left, down_right = padded[..., :32, :32], padded[..., 2:, 2:]
+    assert torch.equal(up_left[..., 1:, 1:], x[..., :31, :31])  # shifted by one pixel
+    assert torch.equal(down_right[..., :31, :31], x[..., 1:, 1:])
+    views = [x, x.flip(-1), up_left, up_left.flip(-1), down_right, down_right.flip(-1)]
+    weights = [0.25, 0.25, 0.125, 0.125, 0.125, 0.125]
+    expected = sum(w * model.logits(v) for w, v in zip(weights, views))
+    assert torch.allclose(model(x), expected, atol=1e-6)
+    with pytest.raises(ValueError, match="level"):
+        FastRes(10, 3, (32, 32), tta=3)
+
+
+def test_the_recipe_picks_the_tta_level_the_training_augmentation_allows() -> None:
+    from descend.training.recipe import tta_level
+
+    assert tta_level("crop:2,hflip") == 2 and tta_level("hflip") == 1
+    assert tta_level("crop:2") == 0 and tta_level(None) == 0 and tta_level("crop:0,hflip") == 1
+
+
 def test_bad_arguments_and_tiny_images_are_config_errors() -> None:
     with pytest.raises(ConfigError, match="widths"):
         create_model(ModelSpec("fastres", 10, 3, (32, 32), {"widths": [8, 16]}))
@@ -69,6 +92,6 @@ def test_a_spec_names_every_argument_so_a_changed_default_cannot_break_it() -> N
     from descend.models import with_defaults
 
     spec = with_defaults(ModelSpec("fastres", 10, 3, (32, 32), {"widths": [8, 8, 16]}))
-    assert spec.kwargs == {"widths": [8, 8, 16], "scale": 1 / 9, "tta": False}
+    assert spec.kwargs == {"widths": [8, 8, 16], "scale": 1 / 9, "tta": 0}
     assert with_defaults(ModelSpec("cnn", 10, 3, (32, 32))).kwargs == {"widths": [16, 32, 64]}
     assert with_defaults(ModelSpec("tv:resnet18", 10, 3, (32, 32))).kwargs == {}
