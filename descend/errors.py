@@ -25,3 +25,7 @@ class CheckpointError(DescendError):
 
 class WriteError(DescendError, OSError):
     """A file that could not be written (disk full, no permission); the old one is intact."""
+
+
+class MissingExtraError(DescendError, ImportError):
+    """A command whose optional packages are not installed (`descend.extras`)."""

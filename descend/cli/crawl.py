@@ -5,11 +5,21 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from descend.crawl import SOURCES, CrawlConfig, crawl, parse_class_spec, parse_size
-from descend.crawl.sources.urls import read_urls_file
-from descend.errors import ConfigError
+from descend.errors import ConfigError, MissingExtraError
+
+if TYPE_CHECKING:
+    from descend.crawl import CrawlConfig
+
+
+def source_names() -> list[str] | None:
+    """The crawl sources, or None without the crawl extra (`run` then names it)."""
+    try:
+        from descend.crawl import SOURCES
+    except MissingExtraError:
+        return None
+    return SOURCES.names()
 
 EXAMPLES = """\
 examples:
@@ -46,7 +56,7 @@ def add_parser(subparsers: Any) -> None:
                    help="images to keep per class (default 100)")
     p.add_argument("--out", type=Path, required=True, metavar="DIR",
                    help="output folder; it gets train/, val/ and manifest.jsonl")
-    p.add_argument("--source", default="baidu", choices=SOURCES.names(),
+    p.add_argument("--source", default="baidu", choices=source_names(),
                    help="where to search (default baidu)")
     p.add_argument("--urls-file", type=Path, metavar="FILE",
                    help="for --source urls: lines 'class url' ('#' comments); without --class, "
@@ -86,6 +96,9 @@ def add_parser(subparsers: Any) -> None:
 
 def config_from_args(args: argparse.Namespace) -> CrawlConfig:
     """The `CrawlConfig` an argument namespace asks for; `ConfigError` for bad values."""
+    from descend.crawl import CrawlConfig, parse_class_spec, parse_size
+    from descend.crawl.sources.urls import read_urls_file
+
     classes = [parse_class_spec(text) for text in args.classes]
     if not classes and args.source == "urls" and args.urls_file is not None:
         classes = [parse_class_spec(name) for name in read_urls_file(args.urls_file)]
@@ -117,6 +130,8 @@ def config_from_args(args: argparse.Namespace) -> CrawlConfig:
 
 def run(args: argparse.Namespace) -> int:
     """Crawl, print the per-class summary; 1 under --strict when a class came up short."""
+    from descend.crawl import crawl
+
     config = config_from_args(args)
     try:
         report = crawl(config)

@@ -8,6 +8,10 @@
 
 from __future__ import annotations
 
+from descend.extras import require
+
+require("crawl", "descend crawl")
+
 from descend.crawl.config import ClassSpec, CrawlConfig, parse_class_spec, parse_size
 from descend.crawl.crawler import crawl, crawl_async
 from descend.crawl.report import ClassSummary, CrawlReport

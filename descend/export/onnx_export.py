@@ -19,6 +19,7 @@ from torch import nn
 
 from descend.export.checks import ExportError, check_agreement, first_line
 from descend.export.metadata import INPUT_NAME, OUTPUT_NAME
+from descend.extras import require
 
 # The oldest opset the torch.export exporter writes: the widest choice of runtimes
 # (onnxruntime 1.14 and later, and most accelerator runtimes).
@@ -63,11 +64,8 @@ def _modules() -> tuple[Any, Any]:
     if "dynamo" not in inspect.signature(torch.onnx.export).parameters:
         raise ExportError(f"ONNX export needs torch 2.5 or later (this is {torch.__version__}): "
                           "upgrade torch, or use --format torchscript")
-    try:
-        import onnx
-        import onnxruntime
-        import onnxscript  # noqa: F401  (the exporter's own dependency: fail here, clearly)
-    except ImportError as e:
-        raise ExportError(f"ONNX export needs the {e.name} package: pip install onnx onnxscript "
-                          "onnxruntime") from None
+    require("export", "descend export --format onnx")  # onnxscript: the exporter's own
+    import onnx
+    import onnxruntime
+
     return onnx, onnxruntime

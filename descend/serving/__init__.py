@@ -1,5 +1,9 @@
 """``descend serve``: a trained model behind a web page and a JSON endpoint (SPEC section 7)."""
 
+from descend.extras import require
+
+require("serve", "descend serve")
+
 from descend.serving.app import create_app
 from descend.serving.server import bind, make_server, url
 
