@@ -85,7 +85,7 @@ class TrainConfig:
                            "touches the network)")
     # --- model ----------------------------------------------------------------------------
     model: str | None = _model(None, "fastres, cnn, mlp or tv:NAME",
-                               default_text="fastres with its recipe (descend/training/recipe.py),"
+                               default_text="fastres with its recipe (descend/models/fastres.py),"
                                " the fastest to a good accuracy (BENCHMARKS.md B3); with --init, "
                                "the checkpoint's model")
     model_args: dict[str, Any] = _model({}, "model argument, e.g. widths=[32,64,128] "
@@ -106,13 +106,15 @@ class TrainConfig:
                             "them all); SGD with Nesterov momentum is the CIFAR-10 standard")
     lr: float | None = _model(
         None, "(peak) learning rate",
-        default_text="P x batch size / 256, P = 1.0 for fastres and 0.2 for the others: the "
-        "one-cycle peak at batch 256 (descend/training/recipe.py); a smaller batch takes "
-        "proportionally smaller steps (the linear scaling rule)")
+        default_text="P x batch size / 256, P the model recipe's one-cycle peak at batch 256 "
+        "(1.0 for fastres, 0.2 for cnn and mlp; tv: models have one for training from scratch "
+        "and one for fine-tuning); a smaller batch takes proportionally smaller steps (the "
+        "linear scaling rule)")
     momentum: float = _model(0.9, "momentum / beta1")
     weight_decay: float = _model(5e-4, "L2 as in the ResNet recipes; AdamW decouples it")
-    label_smoothing: float | None = _model(None, "cheap regularisation, worth ~1% on CIFAR-10",
-                                           default_text="0.2 for fastres (its recipe), else 0.1")
+    label_smoothing: float | None = _model(
+        None, "cheap regularisation, worth ~1% on CIFAR-10",
+        default_text="the model's recipe: 0.2 for fastres, else 0.1")
     ema_decay: float = _model(0.0, "keep an EMA of the weights with this decay (e.g. 0.999); "
                               "validation and best.pt use the averaged weights; 0 is off")
     epochs: int | None = _model(

@@ -521,6 +521,14 @@ class Augment:
                               f"resize:{resize}; crop at most the resized size")
         return side, resize if resize != side else None
 
+    def mirrors(self) -> bool:
+        """Whether the ops mirror images left-right."""
+        return any(isinstance(op, Flip) and op.dim == 3 for op in self.ops)
+
+    def shifts(self) -> bool:
+        """Whether the ops shift images by whole pixels (random crops of a padded image)."""
+        return any(isinstance(op, RandomCrop) and op.padding for op in self.ops)
+
     def run(self, x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
         """Apply the ops; uint8 in stays uint8 while every op so far is exact, else float [0, 1].
 

@@ -2,10 +2,10 @@
 
 Every registered optimizer (`descend.optim.OPTIMIZERS`) starts from the same point of each
 function and takes the same number of steps, with a learning rate chosen per function and
-optimizer (`LEARNING_RATES`): adaptive methods take steps of about eta whatever the gradient's
-scale, plain gradient steps scale with the gradient, so one shared lr would show one of them
-as broken rather than as different. Those rates are this experiment's data, tuned per test
-function, so they live here rather than with the optimizers.
+optimizer: adaptive methods take steps of about eta whatever the gradient's scale, plain
+gradient steps scale with the gradient, so one shared lr would show one of them as broken
+rather than as different. Each optimizer class carries its own rates (``path_lrs``, see
+`descend.optim.base.DescendOptimizer`), so a new optimizer is one file.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from descend.optim import OPTIMIZERS
 
 __all__ = [
     "FUNCTIONS",
-    "LEARNING_RATES",
+    "learning_rates",
     "PathResult",
     "TestFunction",
     "format_paths_table",
@@ -73,22 +73,14 @@ FUNCTIONS: dict[str, TestFunction] = {
                               (-4.5, 1.0, -1.5, 1.5), True),
 }
 
-# Chosen from a sweep over 1e-4..1 (500 steps) so that each optimizer shows its character:
-# the largest lr that stays stable for the plain gradient methods (SGD still zig-zags on the
-# quadratic at 0.035, close to its limit 2/50), and about the best one for the adaptive
-# methods, whose steps are about lr in size. Momentum's EMA form diverges on Rosenbrock and
-# Beale above 3e-3: its overshoot reaches the steep walls. A newly registered optimizer
-# needs its row here before `run_paths` can draw it (tests/experiments checks every one has).
-LEARNING_RATES: dict[str, dict[str, float]] = {
-    "rosenbrock": {"sgd": 1e-3, "momentum": 3e-3, "nesterov": 3e-3, "adagrad": 1.0,
-                   "rmsprop": 3e-2, "adam": 0.1, "adamw": 0.1},
-    "beale": {"sgd": 3e-2, "momentum": 3e-3, "nesterov": 3e-3, "adagrad": 1.0,
-              "rmsprop": 1e-2, "adam": 0.1, "adamw": 0.1},
-    "saddle": {"sgd": 1e-2, "momentum": 1e-2, "nesterov": 1e-2, "adagrad": 0.1,
-               "rmsprop": 1e-2, "adam": 1e-2, "adamw": 1e-2},
-    "quadratic": {"sgd": 0.035, "momentum": 0.035, "nesterov": 0.035, "adagrad": 1.0,
-                  "rmsprop": 1e-2, "adam": 0.1, "adamw": 0.1},
-}
+
+
+def learning_rates() -> dict[str, dict[str, float]]:
+    """function -> optimizer -> lr: each registered optimizer's own `path_lrs`."""
+    own = {name: getattr(OPTIMIZERS.get(name), "path_lrs", {}) for name in OPTIMIZERS}
+    return {f: {name: rates[f] for name, rates in own.items() if f in rates} for f in FUNCTIONS}
+
+
 DEFAULT_STEPS = 500
 ESCAPE_FACTOR = 10.0  # a path that leaves the window by this many widths has diverged
 
@@ -126,7 +118,7 @@ def run_paths(
     """Run every optimizer (default: every registered one) on every function from that
     function's start point.
 
-    ``lrs`` overrides entries of `LEARNING_RATES` (function -> optimizer -> lr). Unknown names,
+    ``lrs`` overrides entries of `learning_rates()` (function -> optimizer -> lr). Unknown names,
     and an optimizer without a learning rate for a function, raise `ConfigError` (a
     ValueError) before anything runs.
     """
@@ -137,11 +129,12 @@ def run_paths(
     for name in functions:
         if name not in FUNCTIONS:
             raise ConfigError(f"unknown function {name!r}; choose from {', '.join(FUNCTIONS)}")
-    chosen = {f: {**LEARNING_RATES[f], **(lrs or {}).get(f, {})} for f in functions}
+    rates = learning_rates()
+    chosen = {f: {**rates[f], **(lrs or {}).get(f, {})} for f in functions}
     missing = [f"{o} on {f}" for f in functions for o in optimizers if o not in chosen[f]]
     if missing:
-        raise ConfigError(f"no learning rate for {', '.join(missing)}: add it to LEARNING_RATES "
-                          "in descend/experiments/paths.py (or pass lrs)")
+        raise ConfigError(f"no learning rate for {', '.join(missing)}: give the optimizer's "
+                          "class a path_lrs entry for each function (or pass lrs)")
     return [_run_one(FUNCTIONS[f], o, chosen[f][o], steps) for f in functions for o in optimizers]
 
 

@@ -1,5 +1,19 @@
-"""Models by name: ``mlp`` (the seed's MyNet), ``cnn``, ``fastres`` (the default), ``tv:NAME``."""
+"""Models by name: ``mlp`` (the seed's MyNet), ``cnn``, ``fastres`` (the default), ``tv:NAME``.
 
-from descend.models.registry import MODELS, ModelSpec, create_model, with_defaults
+Each model file registers itself and its recipe (`registry.register`); a new model is one file
+and one import line below.
+"""
 
-__all__ = ["MODELS", "ModelSpec", "create_model", "with_defaults"]
+from descend.models import cnn, fastres, mlp, torchvision_models  # noqa: E402, F401, I001  (register)
+from descend.models.registry import (
+    DEFAULT_MODEL,
+    MODELS,
+    ModelSpec,
+    Recipe,
+    create_model,
+    recipe_for,
+    with_defaults,
+)
+
+__all__ = ["DEFAULT_MODEL", "MODELS", "ModelSpec", "Recipe", "create_model", "recipe_for",
+           "with_defaults"]

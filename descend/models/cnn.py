@@ -12,7 +12,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from descend.models.registry import MODELS
+from descend.models.registry import register
 
 
 def _conv_bn(ci: int, co: int) -> list[nn.Module]:
@@ -27,7 +27,7 @@ class ConvBlock(nn.Sequential):
         super().__init__(conv, nn.MaxPool2d(2), bn, act, *_conv_bn(co, co))
 
 
-@MODELS.register("cnn")
+@register("cnn")
 class CNN(nn.Module):
     def __init__(
         self,

@@ -11,10 +11,10 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from descend.models.registry import MODELS
+from descend.models.registry import register
 
 
-@MODELS.register("mlp")
+@register("mlp")
 class MLP(nn.Module):
     def __init__(
         self,

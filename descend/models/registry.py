@@ -1,7 +1,12 @@
-"""The model registry: ``create_model("cnn", num_classes=10, in_channels=3, image_size=(32, 32))``.
+"""The model registry: ``create_model(ModelSpec("cnn", 10, 3, (32, 32)))``.
 
 A `ModelSpec` (name + keyword arguments + the data's shape) is all a checkpoint needs to build
 the model again, so loading never unpickles code.
+
+Each model file registers itself with its `Recipe`: what the model trains best with, for the
+settings a user leaves open, each value with the measurement that chose it (timm's shape: the
+model carries its ``default_cfg``). The run plan (`descend.training.plan`) asks
+`recipe_for(name, fine_tuning)` and fills only what the user left open.
 """
 
 from __future__ import annotations
@@ -17,6 +22,55 @@ from descend.errors import ConfigError
 from descend.registry import Registry
 
 MODELS: Registry[Callable[..., nn.Module]] = Registry("model")
+DEFAULT_MODEL = "fastres"  # `descend train` with no --model
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """A model's training defaults. ``peak_lr`` is one-cycle's peak at batch 256 (the run
+    scales it with its batch: the linear scaling rule); ``widths`` is the ladder a time budget
+    climbs (narrowest first; empty: the model's widths are fixed), keeping the widest that fits
+    ``min_epochs`` epochs; ``model_args`` gives the model's arguments that follow from the
+    training augmentation (fastres's test-time augmentation). ``fine_tuning`` is the recipe for
+    starting from trained weights (``--pretrained``, ``--weights``, ``--init``), where it
+    differs."""
+
+    peak_lr: float = 0.2
+    label_smoothing: float = 0.1  # cheap regularisation, worth ~1% on CIFAR-10 (ResNet recipes)
+    # Random 4-pixel shifts and mirroring: the two that pay on small images.
+    augment: str = "crop:4,hflip"
+    widths: tuple[tuple[int, ...], ...] = ()
+    min_epochs: int = 1
+    model_args: Callable[[str | None], dict[str, Any]] | None = None
+    fine_tuning: Recipe | None = None
+
+    def for_start(self, fine_tuning: bool) -> Recipe:
+        """This recipe, or its fine-tuning one when the run starts from trained weights."""
+        return self.fine_tuning if fine_tuning and self.fine_tuning else self
+
+
+GENERIC = Recipe()  # the ResNet-style defaults, for a model that brings none
+_RECIPES: dict[str, Recipe] = {}
+
+
+def register(name: str, recipe: Recipe = GENERIC) -> Callable[[Any], Any]:
+    """Class decorator: a model under ``name``, with its recipe."""
+    def add(factory: Any) -> Any:
+        _RECIPES[name] = recipe
+        return MODELS.register(name)(factory)
+
+    return add
+
+
+def recipe_for(name: str, fine_tuning: bool = False) -> Recipe:
+    """The recipe of model ``name`` (``tv:NAME``: torchvision's), for a new or a fine-tuned
+    start."""
+    if name.startswith("tv:"):
+        from descend.models.torchvision_models import RECIPE
+
+        return RECIPE.for_start(fine_tuning)
+    MODELS.get(name)  # an unknown name is a ConfigError listing the known ones
+    return _RECIPES.get(name, GENERIC).for_start(fine_tuning)
 
 
 @dataclass
@@ -39,9 +93,9 @@ class ModelSpec:
 
 
 def create_model(spec: ModelSpec) -> nn.Module:
-    from descend.models import cnn, fastres, mlp, torchvision_models  # noqa: F401  (fill it)
-
     if spec.name.startswith("tv:"):
+        from descend.models import torchvision_models
+
         return torchvision_models.create(spec)
     factory = MODELS.get(spec.name)
     try:
@@ -58,8 +112,6 @@ def with_defaults(spec: ModelSpec) -> ModelSpec:
     checkpoint then rebuilds the same model even after a default changes."""
     if spec.name.startswith("tv:"):
         return spec
-    from descend.models import cnn, fastres, mlp, torchvision_models  # noqa: F401
-
     shared = {"num_classes", "in_channels", "image_size"}
     params = inspect.signature(MODELS.get(spec.name)).parameters.values()
     defaults = {p.name: (list(p.default) if isinstance(p.default, tuple) else p.default)
@@ -69,6 +121,4 @@ def with_defaults(spec: ModelSpec) -> ModelSpec:
 
 
 def model_names() -> list[str]:
-    from descend.models import cnn, fastres, mlp, torchvision_models  # noqa: F401
-
     return MODELS.names() + ["tv:NAME (any torchvision classification model)"]

@@ -11,7 +11,15 @@ import torch.nn.functional as F
 from torch import nn
 
 from descend.errors import ConfigError
-from descend.models.registry import ModelSpec
+from descend.models.registry import ModelSpec, Recipe
+
+# torchvision's models have recipes of their own, one for training from scratch and one for
+# fine-tuning trained weights (--pretrained, --weights, --init): tv:resnet18 on the built-in
+# sample, 6 epochs, batch 256 (BENCHMARKS.md B12).
+RECIPE = Recipe(
+    peak_lr=0.05,  # MEASURE
+    fine_tuning=Recipe(peak_lr=0.01),  # MEASURE
+)
 
 
 class InputAdapter(nn.Module):

@@ -55,6 +55,8 @@ class AdaGrad(DescendOptimizer):
     """
 
     compare_lr = 0.01  # torch's default; the effective step decays by itself
+    # `descend optim paths` (experiments/paths.py): one lr per test surface
+    path_lrs = {"rosenbrock": 1.0, "beale": 1.0, "saddle": 0.1, "quadratic": 1.0}
 
     def __init__(
         self,

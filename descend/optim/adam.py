@@ -57,6 +57,8 @@ class Adam(DescendOptimizer):
     """
 
     compare_lr = 1e-3  # steps of about lr per weight, whatever the gradient's scale
+    # `descend optim paths` (experiments/paths.py): one lr per test surface
+    path_lrs = {"rosenbrock": 0.1, "beale": 0.1, "saddle": 1e-2, "quadratic": 0.1}
 
     def __init__(
         self,
@@ -133,6 +135,8 @@ class AdamW(Adam):
     """
 
     compare_lr = 1e-3  # Adam's; the decay does not change the step's scale
+    # `descend optim paths` (experiments/paths.py): one lr per test surface
+    path_lrs = {"rosenbrock": 0.1, "beale": 0.1, "saddle": 1e-2, "quadratic": 0.1}
 
     def __init__(
         self,

@@ -152,14 +152,22 @@ class DescendOptimizer(Optimizer):
     * Parameters passed as ``model.named_parameters()`` are named in error messages.
 
     A subclass passes its own (checked) settings to ``__init__`` beside the shared ones, and
-    says how `create_optimizer` builds it (`build`) and with which lr ``descend optim
-    compare`` trains it (`compare_lr`); registering it by name is
-    ``@OPTIMIZERS.register("name")`` above the class (see `descend.optim.registry`).
+    says how `create_optimizer` builds it (`build`), with which lr ``descend optim compare``
+    trains it (`compare_lr`) and ``descend optim paths`` draws it (`path_lrs`); registering it
+    by name is ``@OPTIMIZERS.register("name")`` above the class (see `descend.optim.registry`).
     """
 
     #: A constant learning rate that suits this optimizer on small image models, where
     #: ``descend optim compare`` starts; every registered optimizer sets its own.
     compare_lr: ClassVar[float]
+    #: The lr ``descend optim paths`` draws it with on each test surface (rosenbrock, beale,
+    #: saddle, quadratic: `descend.experiments.paths`). Chosen from a sweep over 1e-4..1 (500
+    #: steps) so that each optimizer shows its character: the largest lr that stays stable for
+    #: the plain gradient methods (SGD still zig-zags on the quadratic at 0.035, close to its
+    #: limit 2/50), and about the best one for the adaptive methods, whose steps are about lr
+    #: in size. Momentum's EMA form diverges on Rosenbrock and Beale above 3e-3: its overshoot
+    #: reaches the steep walls.
+    path_lrs: ClassVar[dict[str, float]]
 
     def __init__(
         self,

@@ -73,6 +73,8 @@ class Momentum(DescendOptimizer):
     """
 
     compare_lr = 0.1  # the EMA form: like lr 0.01 in torch's undamped form at beta = 0.9
+    # `descend optim paths` (experiments/paths.py): one lr per test surface
+    path_lrs = {"rosenbrock": 3e-3, "beale": 3e-3, "saddle": 1e-2, "quadratic": 0.035}
 
     def __init__(
         self,
@@ -134,6 +136,8 @@ class Nesterov(Momentum):
     """`Momentum` with ``nesterov=True``: d_t = beta v_t + (1 - tau) g_t (see `Momentum`)."""
 
     compare_lr = 0.02  # built undamped (see `build`): 1 / (1 - beta) times the EMA form's step
+    # `descend optim paths` (experiments/paths.py): one lr per test surface
+    path_lrs = {"rosenbrock": 3e-3, "beale": 3e-3, "saddle": 1e-2, "quadratic": 0.035}
 
     def __init__(
         self,

@@ -53,6 +53,8 @@ class RMSProp(DescendOptimizer):
     """
 
     compare_lr = 1e-3  # steps of about lr per weight, whatever the gradient's scale
+    # `descend optim paths` (experiments/paths.py): one lr per test surface
+    path_lrs = {"rosenbrock": 3e-2, "beale": 1e-2, "saddle": 1e-2, "quadratic": 1e-2}
 
     def __init__(
         self,

@@ -36,6 +36,8 @@ class SGD(DescendOptimizer):
     """
 
     compare_lr = 0.05  # steps scale with the gradient: the largest that stays stable
+    # `descend optim paths` (experiments/paths.py): one lr per test surface
+    path_lrs = {"rosenbrock": 1e-3, "beale": 3e-2, "saddle": 1e-2, "quadratic": 0.035}
 
     def __init__(
         self,

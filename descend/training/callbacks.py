@@ -27,7 +27,7 @@ import sys
 import time
 from collections.abc import Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from tqdm import tqdm
 
@@ -55,6 +55,13 @@ class Callback:
 
     key: str | None = None  # where `state_dict` is kept in last.pt; None: no state to keep
     rank_zero_only: bool = False  # writes or prints: under torchrun, rank 0 alone runs it
+    # Where it runs among the others, lowest first (ties: the order given). What the built-in
+    # ones need of each other: EMA (10) swaps in the weights to validate before anything
+    # records them; the records (MetricsLog, TensorBoard: 20) come before the checkpoints,
+    # and so do FreezeBackbone (30) and TimeBudget (40), whose states go into last.pt;
+    # Checkpoint (50) writes best.pt and last.pt; ReplaceOldRun (60) needs the new run's first
+    # last.pt; Progress (70) and EarlyStopping (80) last. A callback of yours runs after them.
+    order: ClassVar[int] = 100
 
     def on_train_start(self, run: Run) -> None: ...
     def on_epoch_start(self, run: Run) -> None: ...
@@ -71,10 +78,10 @@ class Callback:
 
 
 class CallbackList:
-    """Calls each hook on every callback, in the order given."""
+    """Calls each hook on every callback, in their declared `Callback.order`."""
 
     def __init__(self, callbacks: Iterable[Callback]) -> None:
-        self.callbacks = list(callbacks)
+        self.callbacks = sorted(callbacks, key=lambda cb: cb.order)
 
     def __getattr__(self, hook: str) -> Any:
         if not hook.startswith("on_"):
@@ -97,6 +104,8 @@ class CallbackList:
 
 class EMA(Callback):
     """An EMA of the weights (``--ema-decay``): validation and best.pt see the averaged ones."""
+
+    order = 10
 
     key = "ema"
 
@@ -124,6 +133,8 @@ class EMA(Callback):
 class MetricsLog(Callback):
     """Per-epoch rows, written to ``metrics.csv`` and drawn to ``curves.png`` after each epoch."""
 
+    order = 20
+
     rank_zero_only = True
 
     def __init__(self, run_dir: Path) -> None:
@@ -144,6 +155,8 @@ class MetricsLog(Callback):
 
 class TensorBoard(Callback):
     """Every metric of every epoch, to ``RUN/tensorboard`` (``--tensorboard``)."""
+
+    order = 20
 
     rank_zero_only = True
 
@@ -172,6 +185,8 @@ class Checkpoint(Callback):
     """``best.pt`` when the monitored metric improved, ``last.pt`` after every epoch (both
     atomic), and the best weights restored into the model when training ends."""
 
+    order = 50
+
     rank_zero_only = True
 
     def __init__(self, run_dir: Path) -> None:
@@ -195,6 +210,8 @@ class Checkpoint(Callback):
 
 class EarlyStopping(Callback):
     """Stop when the monitored metric has not improved for ``patience`` epochs."""
+
+    order = 80
 
     def __init__(self, patience: int) -> None:
         self.patience = patience
@@ -220,6 +237,8 @@ class TimeBudget(Callback):
     and the budget that is left. Past the deadline (a machine that stalled), the epoch under
     way ends at once: the last resort.
     """
+
+    order = 40
 
     key = "time_budget"
     TOLERANCE = 0.01  # of the planned steps: a smaller change is noise, not news
@@ -336,6 +355,8 @@ def one_process() -> bool:
 class Progress(Callback):
     """A progress bar over each epoch's batches (``--progress``) and one log line per epoch."""
 
+    order = 70
+
     rank_zero_only = True
 
     def __init__(self, show_bar: bool) -> None:
@@ -378,6 +399,8 @@ class FreezeBackbone(Callback):
     one frozen epoch, then all).
     """
 
+    order = 30
+
     key = "freeze"
 
     def __init__(self, epochs: int, head: list[str]) -> None:
@@ -406,6 +429,8 @@ class FreezeBackbone(Callback):
 class ReplaceOldRun(Callback):
     """``--overwrite``: once the new run's first ``last.pt`` exists, the old run's other files
     go and the new run's log, config and skip list (held back until then) are written."""
+
+    order = 60
 
     rank_zero_only = True
 
@@ -442,7 +467,8 @@ class RunLog:
 
 
 def default_callbacks(run: Run) -> list[Callback]:
-    """The callbacks ``descend train`` runs with, from its config, in hook order."""
+    """The callbacks ``descend train`` runs with, from its config (`CallbackList` puts them in
+    their declared order)."""
     cfg = run.cfg
     callbacks: list[Callback] = []
     if cfg.ema_decay > 0:
@@ -452,7 +478,7 @@ def default_callbacks(run: Run) -> list[Callback]:
         callbacks.append(TensorBoard(run.run_dir))
     if cfg.freeze_epochs:
         callbacks.append(FreezeBackbone(cfg.freeze_epochs, run.new_weights))
-    if run.budget is not None:  # before Checkpoint: last.pt keeps its revisions
+    if run.budget is not None:
         callbacks.append(TimeBudget(run.budget.costs))
     callbacks.append(Checkpoint(run.run_dir))
     if run.folder.replaced:

@@ -27,7 +27,7 @@ from descend.data.loader import make_loader
 from descend.data.splits import DataSplits
 from descend.data.stats import train_stats
 from descend.errors import ConfigError
-from descend.models import ModelSpec, create_model, with_defaults
+from descend.models import DEFAULT_MODEL, ModelSpec, Recipe, create_model, recipe_for, with_defaults
 from descend.optim import create_optimizer
 from descend.training import distributed
 from descend.training.budget import (
@@ -41,14 +41,13 @@ from descend.training.budget import (
 from descend.training.device import cpu_threads
 from descend.training.precision import amp_candidates, autocast, choose_amp, native_bf16
 from descend.training.probes import (
-    MIN_EPOCHS,
     PLAN_STEPS,
     PROBE_STEPS,
     eval_seconds_per_image,
     fit_widths,
     step_seconds,
 )
-from descend.training.recipe import DEFAULT_MODEL, peak_lr, with_recipe
+from descend.training.recipe import peak_lr, with_recipe
 from descend.training.run import epoch_length
 
 Log = Callable[[str], None]
@@ -92,12 +91,15 @@ def plan_new(cfg: TrainConfig, data: DataSplits, device: torch.device,
     """The plan of a new run: ``cfg`` (the user's settings, with those of the starting weights)
     and the data, made complete."""
     why: list[str] = []
-    cfg = with_recipe(cfg.updated(data=cfg.data or data.name), data.name)
+    fine_tuning = not from_scratch
+    cfg = with_recipe(cfg.updated(data=cfg.data or data.name), data.name, fine_tuning)
+    recipe = recipe_for(cfg.model or DEFAULT_MODEL, fine_tuning)
     batch = cfg.batch_size or distributed.divisible_batch(default_batch(len(data.train), why))
-    lr = cfg.lr if cfg.lr is not None else peak_lr(cfg.model, batch)
-    if cfg.lr is None and batch != 256:
-        why.append(f"learning rate {lr:g}: {cfg.model}'s one-cycle peak at batch 256, scaled "
-                   f"to batch {batch}; --lr sets it")
+    lr = cfg.lr if cfg.lr is not None else peak_lr(cfg.model, batch, fine_tuning)
+    if cfg.lr is None and (batch != 256 or fine_tuning):
+        why.append(f"learning rate {lr:g}: {cfg.model}'s one-cycle peak "
+                   f"{'for fine-tuning ' if fine_tuning else ''}at batch 256"
+                   f"{f', scaled to batch {batch}' if batch != 256 else ''}; --lr sets it")
     budget = parse_duration(cfg.time_budget) if cfg.time_budget is not None else None
     cfg = cfg.updated(batch_size=batch, lr=lr, val_every=validation_every(cfg, budget, why))
     mean, std = normalization(cfg, data)
@@ -105,9 +107,8 @@ def plan_new(cfg: TrainConfig, data: DataSplits, device: torch.device,
 
     spec = ModelSpec(cfg.model or DEFAULT_MODEL, len(data.classes), data.channels,
                      data.image_size, dict(cfg.model_args))
-    if (budget is not None and from_scratch and spec.name == "fastres"
-            and "widths" not in spec.kwargs):
-        spec = probe_widths(spec, cfg, budget, started, data, device, why)
+    if budget is not None and from_scratch and recipe.widths and "widths" not in spec.kwargs:
+        spec = probe_widths(spec, recipe, cfg, budget, started, data, device, why)
     spec = with_defaults(spec)  # written out, so a checkpoint outlives a changed default
     cfg = cfg.updated(model_args=dict(spec.kwargs))
 
@@ -255,18 +256,20 @@ class Probe:
             return eval_seconds_per_image(self.model, batches, self.device) * len(self.data.val)
 
 
-def probe_widths(spec: ModelSpec, cfg: TrainConfig, budget: float, started: float,
-                 data: DataSplits, device: torch.device, why: list[str]) -> ModelSpec:
-    """Probe: fastres's widths, the widest `probes.WIDTH_LADDER` size that fits `MIN_EPOCHS`
-    epochs of this data in the budget, in the faster precision (`probes.fit_widths`)."""
+def probe_widths(spec: ModelSpec, recipe: Recipe, cfg: TrainConfig, budget: float,
+                 started: float, data: DataSplits, device: torch.device,
+                 why: list[str]) -> ModelSpec:
+    """Probe: the model's widths, the widest of its recipe's ladder that fits the recipe's
+    ``min_epochs`` epochs of this data in the budget, in the faster precision
+    (`probes.fit_widths`)."""
     assert cfg.batch_size is not None
-    widths, notes = fit_widths(spec, budget, started, cfg.batch_size,
+    widths, notes = fit_widths(spec, recipe, budget, started, cfg.batch_size,
                                max(1, len(data.train) // cfg.batch_size), len(data.val), device,
                                cfg.channels_last, amp_candidates(cfg.amp, device),
                                cfg.val_every or 0)
     widths = distributed.broadcast_object(widths)
-    why.append(f"fastres widths {list(widths)}: the widest with {MIN_EPOCHS} epochs or more in "
-               f"the budget (probe, epochs that fit: {', '.join(notes)})")
+    why.append(f"{spec.name} widths {list(widths)}: the widest with {recipe.min_epochs} epochs "
+               f"or more in the budget (probe, epochs that fit: {', '.join(notes)})")
     return dataclasses.replace(spec, kwargs={**spec.kwargs, "widths": list(widths)})
 
 

@@ -2,9 +2,10 @@
 it by.
 
 `step_seconds` times the training loop's own step on a copy of the model (warm-up excluded),
-`eval_seconds_per_image` a validation batch, and `fit_widths` each fastres width of
-`WIDTH_LADDER` on random batches, in each precision the device can use, keeping the widest that
-fits `MIN_EPOCHS` epochs of the budget (`budget.steps_that_fit`).
+`eval_seconds_per_image` a validation batch, and `fit_widths` each width of a model's recipe
+(`descend.models.Recipe.widths`) on random batches, in each precision the device can use,
+keeping the widest that fits the recipe's ``min_epochs`` epochs of the budget
+(`budget.steps_that_fit`).
 """
 
 from __future__ import annotations
@@ -18,24 +19,14 @@ from collections.abc import Callable, Iterable, Iterator
 import torch
 from torch import nn
 
-from descend.models import ModelSpec, create_model
+from descend.models import ModelSpec, Recipe, create_model
 from descend.training.budget import MARGIN, OVERHEAD, EpochCosts, steps_that_fit
 from descend.training.loop import train_one_epoch
+from descend.training.precision import autocast
 
 PROBE_WARMUP = 2  # untimed steps before a probe: the first allocate and pick kernels
 PLAN_STEPS = 10  # timed steps of the probe that sizes a budgeted run
 PROBE_STEPS = 5  # timed steps of a quicker probe (a precision, a width)
-# fastres sizes, narrowest first. With a budget and no --model-arg widths, a run takes the widest
-# that still fits MIN_EPOCHS epochs: a one-cycle run of fewer epochs leaves a wider net short of
-# what it can reach, so on short budgets more epochs of a narrower net win (airbench's recipes
-# train about ten; BENCHMARKS.md B3 has the figures).
-# The last is airbench94's own shape (64, 256, 256), for budgets that fit ten epochs of it.
-WIDTH_LADDER = ((8, 16, 32), (16, 32, 64), (32, 64, 128), (64, 128, 256), (64, 256, 256))
-# 7, not 5: with the budget spent to its end, 5 minutes on the bf16 EPYC fit 5-6 epochs of
-# 64-256-256 (91.21, 91.52, 91.38%) or 8-9 of 64-128-256 (92.15, 92.01%): B3.
-MIN_EPOCHS = 7
-
-
 @torch.no_grad()
 def eval_seconds_per_image(model: nn.Module, batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
                            device: torch.device) -> float:
@@ -80,35 +71,39 @@ def step_seconds(model: nn.Module, batches: Iterable[tuple[torch.Tensor, torch.T
     return sum(timed) / len(timed)
 
 
-def fit_widths(spec: ModelSpec, budget: float, started: float, batch: int,
+def fit_widths(spec: ModelSpec, recipe: Recipe, budget: float, started: float, batch: int,
                steps_per_epoch: int, val_images: int, device: torch.device,
                channels_last: bool, precisions: tuple[bool, ...] = (False,),
                val_every: int = 1) -> tuple[tuple[int, ...], list[str]]:
-    """(the widest `WIDTH_LADDER` widths with `MIN_EPOCHS` epochs in the budget, the figures).
+    """(the widest of ``recipe.widths`` with ``recipe.min_epochs`` epochs in the budget, the
+    figures).
 
     Each candidate trains a few steps on random batches of the data's shape, in each of
     ``precisions`` (`precision.amp_candidates`: the run later picks the faster one, so the
-    plan takes the faster too); its validation is estimated as a third of a step per image (a
-    forward pass), twice for the mirror TTA.
+    plan takes the faster too); its validation is timed on one batch in eval mode (with the
+    model's test-time augmentation).
     """
     x = torch.randn(batch, spec.in_channels, *spec.image_size, device=device)
     if channels_last:
         x = x.contiguous(memory_format=torch.channels_last)
     batches = [(x, torch.randint(0, spec.num_classes, (batch,), device=device))] * (
         PROBE_STEPS + PROBE_WARMUP)
-    chosen, notes = WIDTH_LADDER[0], []
-    for widths in WIDTH_LADDER:
+    ladder = recipe.widths
+    chosen, notes = ladder[0], []
+    for widths in ladder:
         model = create_model(dataclasses.replace(spec, kwargs={**spec.kwargs, "widths": widths}))
         model = model.to(device)
         if channels_last:
             model = model.to(memory_format=torch.channels_last)
-        step = min(step_seconds(model, batches, lambda p: torch.optim.SGD(p, lr=0.01), device,
-                                amp) for amp in precisions)
-        costs = EpochCosts(step, OVERHEAD, val_images * 2 * step / 3 / batch, val_every)
+        step, amp = min((step_seconds(model, batches, lambda p: torch.optim.SGD(p, lr=0.01),
+                                      device, amp), amp) for amp in precisions)
+        with autocast(device, amp):
+            per_image = eval_seconds_per_image(model, batches, device)
+        costs = EpochCosts(step, OVERHEAD, val_images * per_image, val_every)
         epochs = steps_that_fit(budget * (1 - MARGIN) - (time.monotonic() - started), costs,
                                 steps_per_epoch) // steps_per_epoch
         notes.append(f"{list(widths)}: {epochs}")
-        if epochs < MIN_EPOCHS and widths != WIDTH_LADDER[0]:
+        if epochs < recipe.min_epochs and widths != ladder[0]:
             break
         chosen = widths
     return chosen, notes

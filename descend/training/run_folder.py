@@ -29,7 +29,7 @@ LOCK_NAME = ".lock"
 
 def default_run_dir(cfg: TrainConfig) -> Path:
     data = re.sub(r"[^A-Za-z0-9_.-]+", "-", Path((cfg.data or "cifar10").replace(":", "-")).name)
-    from descend.training.recipe import DEFAULT_MODEL
+    from descend.models import DEFAULT_MODEL
 
     model = (cfg.model or DEFAULT_MODEL).replace(":", "-")
     return Path("runs") / f"{data}-{model}-{time.strftime('%Y%m%d-%H%M%S')}"

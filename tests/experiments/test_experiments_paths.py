@@ -11,8 +11,8 @@ import torch
 from descend.errors import ConfigError
 from descend.experiments.paths import (
     FUNCTIONS,
-    LEARNING_RATES,
     format_paths_table,
+    learning_rates,
     plot_paths,
     run_paths,
 )
@@ -29,7 +29,7 @@ def test_every_optimizer_runs_on_every_function_from_the_same_start(results: lis
         (f, o) for f in FUNCTIONS for o in OPTIMIZERS}
     for r in results:
         assert tuple(r.path[0]) == FUNCTIONS[r.function].start
-        assert r.lr == LEARNING_RATES[r.function][r.optimizer]
+        assert r.lr == learning_rates()[r.function][r.optimizer]
         assert np.isfinite(r.path).all() and len(r.values) == len(r.path)
 
 
@@ -68,9 +68,9 @@ def test_table_and_plot(results: list, tmp_path: Path) -> None:
 
 
 def test_every_registered_optimizer_has_a_learning_rate_on_every_function() -> None:
-    # A new optimizer registers itself; this experiment still needs its tuned rates.
+    # A new optimizer registers itself and carries its rates (path_lrs): one file.
     for fname in FUNCTIONS:
-        assert set(LEARNING_RATES[fname]) == set(OPTIMIZERS), fname
+        assert set(learning_rates()[fname]) == set(OPTIMIZERS), fname
 
 
 def test_unknown_names() -> None:
@@ -84,7 +84,10 @@ def test_unknown_names() -> None:
 def test_a_missing_learning_rate_is_named_before_anything_runs(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.delitem(LEARNING_RATES["saddle"], "adam")
+    from descend.optim import Adam
+
+    monkeypatch.setattr(Adam, "path_lrs", {k: v for k, v in Adam.path_lrs.items()
+                                           if k != "saddle"})
     with pytest.raises(ConfigError, match="no learning rate for adam on saddle"):
         run_paths(["sgd", "adam"], ["quadratic", "saddle"], steps=1)
     (r,) = run_paths(["adam"], ["saddle"], steps=1, lrs={"saddle": {"adam": 0.01}})

@@ -98,3 +98,30 @@ def test_best_metric_improves_by_more_than_min_delta() -> None:
     loss = BestMetric("val_loss")
     assert [loss.update(e, v) for e, v in enumerate([1.0, float("nan"), 0.9], 1)] == [
         True, False, True]
+
+
+def test_callbacks_run_in_their_declared_order_whatever_the_list_says() -> None:
+    from descend.training.callbacks import (
+        EMA,
+        CallbackList,
+        Checkpoint,
+        EarlyStopping,
+        MetricsLog,
+        ReplaceOldRun,
+        TimeBudget,
+    )
+
+    calls: list[str] = []
+
+    def tracing(cls: type) -> type:
+        return type(cls.__name__, (cls,), {
+            "__init__": lambda self: None,
+            "on_epoch_end": lambda self, run: calls.append(type(self).__name__)})
+
+    mine = tracing(Callback)
+    classes = [EarlyStopping, ReplaceOldRun, Checkpoint, TimeBudget, MetricsLog, EMA]
+    CallbackList([tracing(c)() for c in classes] + [mine()]).on_epoch_end(None)  # type: ignore[arg-type]
+    # What each needs: the validated weights (EMA) before any record, the budget's revisions
+    # before last.pt, the new run's last.pt before the old one is replaced; yours after all.
+    assert calls == ["EMA", "MetricsLog", "TimeBudget", "Checkpoint", "ReplaceOldRun",
+                     "EarlyStopping", "Callback"]

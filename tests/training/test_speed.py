@@ -13,6 +13,7 @@ from torch import nn
 from descend.config import TrainConfig, parse_duration
 from descend.errors import ConfigError
 from descend.models import ModelSpec
+from descend.models.fastres import RECIPE as FASTRES
 from descend.training import probes
 from descend.training.budget import EpochCosts, steps_that_fit
 from descend.training.callbacks import Callback
@@ -25,7 +26,7 @@ from descend.training.precision import (
     cpu_flags,
     native_bf16,
 )
-from descend.training.probes import WIDTH_LADDER, fit_widths, step_seconds
+from descend.training.probes import fit_widths, step_seconds
 from descend.training.recipe import mirrors, with_recipe
 from descend.training.run import Run
 from descend.training.trainer import train
@@ -83,15 +84,15 @@ def test_widths_are_fitted_in_the_faster_precision(monkeypatch: pytest.MonkeyPat
     # float32 alone would pick a narrower net than the run, which trains in bfloat16, affords.
     def fake_step(model: nn.Module, batches: object, make_optimizer: object,
                   device: torch.device, amp: bool) -> float:
-        rank = [w[0] for w in WIDTH_LADDER].index(model.groups[0].conv1.out_channels)
+        rank = [w[0] for w in FASTRES.widths].index(model.groups[0].conv1.out_channels)
         return 0.01 * (1.5 if amp else 3.0) ** rank
 
     monkeypatch.setattr(probes, "step_seconds", fake_step)
     spec = ModelSpec("fastres", 10, 3, (32, 32), {})
-    args = (spec, 100.0, time.monotonic(), 8, 500, 0, CPU, False)
+    args = (spec, FASTRES, 100.0, time.monotonic(), 8, 500, 0, CPU, False)
     fp32, _ = fit_widths(*args, precisions=(False,))
     both, notes = fit_widths(*args, precisions=(False, True))
-    assert WIDTH_LADDER.index(both) > WIDTH_LADDER.index(fp32), (fp32, both, notes)
+    assert FASTRES.widths.index(both) > FASTRES.widths.index(fp32), (fp32, both, notes)
 
 
 def test_the_allocator_setting_yields_to_the_users(monkeypatch: pytest.MonkeyPatch) -> None:
