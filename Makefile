@@ -32,6 +32,7 @@ test-slow: install
 
 lint: install
 	$(BIN)/ruff check .
+	$(BIN)/mypy
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

@@ -198,13 +198,14 @@ class TrainConfig:
                      "step_size", "freeze_epochs", "plateau_patience", "seed", "epoch_steps"):
             if getattr(self, name) is not None and int(getattr(self, name)) != getattr(self, name):
                 raise ConfigError(f"{flag_name(name)} must be a whole number")
-        nonneg = {"weight_decay": self.weight_decay, "momentum": self.momentum,
+        nonneg: dict[str, float | None] = {
+                  "weight_decay": self.weight_decay, "momentum": self.momentum,
                   "freeze_epochs": self.freeze_epochs,
                   "label_smoothing": self.label_smoothing, "early_stop": self.early_stop,
                   "min_delta": self.min_delta, "warmup_epochs": self.warmup_epochs}
-        for name, value in nonneg.items():
-            if value is not None and not (math.isfinite(value) and value >= 0):
-                raise ConfigError(f"{flag_name(name)} must be 0 or more, got {value!r}")
+        for name, given in nonneg.items():
+            if given is not None and not (math.isfinite(given) and given >= 0):
+                raise ConfigError(f"{flag_name(name)} must be 0 or more, got {given!r}")
         if self.label_smoothing is not None and not self.label_smoothing < 1:
             raise ConfigError("--label-smoothing must be below 1")
         if not 0 <= self.ema_decay < 1:

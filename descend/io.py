@@ -14,7 +14,7 @@ from typing import IO, Any
 from descend.errors import WriteError
 
 
-def atomic_write(path: str | os.PathLike[str], write: Callable[[IO[bytes]], None]) -> None:
+def atomic_write(path: str | os.PathLike[str], write: Callable[[IO[bytes]], object]) -> None:
     """Call ``write(f)`` on a temporary file beside ``path``, flush it to disk, then rename.
 
     ``os.replace`` is atomic on POSIX and Windows, so ``path`` holds either the old content or

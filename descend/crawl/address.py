@@ -104,7 +104,8 @@ class GuardedBackend(httpcore.AsyncNetworkBackend):
 
         if self.policy.trusts(host, port):
             return await connect(host)
-        allowed, refused = [], []
+        allowed: list[str] = []
+        refused: list[str] = []
         for address in await _resolve(host, port):
             (allowed if is_public(address) else refused).append(address)
         if not allowed:

@@ -77,27 +77,27 @@ def list_files(folder: str | os.PathLike[str]
             skip(directory, "unreadable", e.strerror or str(e))
             continue
         folders = []
-        for e in entries:
-            if e.name.startswith("."):
+        for entry in entries:
+            if entry.name.startswith("."):
                 continue
             try:
-                st = e.stat()  # of what a link leads to
+                st = entry.stat()  # of what a link leads to
             except OSError as err:
-                if not e.is_symlink():
-                    skip(e.path, "unreadable", err.strerror or str(err))
+                if not entry.is_symlink():
+                    skip(entry.path, "unreadable", err.strerror or str(err))
                 elif err.errno == errno.ELOOP:
-                    skip(e.path, "symlink-loop", f"a link to {_target(e.path)} that leads "
+                    skip(entry.path, "symlink-loop", f"a link to {_target(entry.path)} that leads "
                                                  "back to itself")
                 else:
-                    skip(e.path, "missing", f"a link to {_target(e.path)}, which does not "
+                    skip(entry.path, "missing", f"a link to {_target(entry.path)}, which does not "
                                             "exist")
                 continue
             if stat.S_ISREG(st.st_mode):
-                files.append(FileEntry(e.path, prefix + e.name, st.st_size, st.st_mtime_ns))
+                files.append(FileEntry(entry.path, prefix + entry.name, st.st_size, st.st_mtime_ns))
             elif stat.S_ISDIR(st.st_mode):
-                folders.append((e.is_symlink(), e.name, e.path, _identity(st)))
+                folders.append((entry.is_symlink(), entry.name, entry.path, _identity(st)))
             else:
-                skip(e.path, "not-a-file", "a FIFO, socket or device, not a regular file")
+                skip(entry.path, "not-a-file", "a FIFO, socket or device, not a regular file")
         for _, name, path, key in sorted(folders):  # real folders first: they win over links
             if key in inside:
                 skip(path, "symlink-loop", f"a link to {os.path.realpath(path)}, a folder it "

@@ -194,11 +194,11 @@ def _torchvision_digits(request: DataRequest, cls_name: str, folder: str) -> Dat
                 raise DataError(_missing(request.name, root / folder / "raw", str(e))) from None
     tr, te = splits[True], splits[False]
     key = _folder_key(root / folder / "raw", cls_name)
-    train = ImageTensors(tr.data.unsqueeze(1).contiguous(), tr.targets.long(),  # type: ignore[attr-defined]
-                         key=key and f"{key}-train")
-    test = ImageTensors(te.data.unsqueeze(1).contiguous(), te.targets.long(),  # type: ignore[attr-defined]
-                        key=key and f"{key}-test")
-    return _with_test(request.name, list(tr.classes), train, test, request, 28)  # type: ignore[attr-defined]
+    train_split = ImageTensors(tr.data.unsqueeze(1).contiguous(), tr.targets.long(),  # type: ignore[attr-defined]
+                               key=key and f"{key}-train")
+    test_split = ImageTensors(te.data.unsqueeze(1).contiguous(), te.targets.long(),  # type: ignore[attr-defined]
+                              key=key and f"{key}-test")
+    return _with_test(request.name, list(tr.classes), train_split, test_split, request, 28)  # type: ignore[attr-defined]
 
 
 def _missing(name: str, where: Path, why: str) -> str:

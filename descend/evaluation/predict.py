@@ -72,7 +72,7 @@ def image_from_array(array: ArrayLike) -> Image.Image:
     for a torch tensor (torch's CHW) and the last for a NumPy array (PIL's and NumPy's HWC).
     """
     is_tensor = isinstance(array, torch.Tensor)
-    a = array.detach().cpu().numpy() if is_tensor else np.asarray(array)
+    a = array.detach().cpu().numpy() if isinstance(array, torch.Tensor) else np.asarray(array)
     if a.ndim == 2:
         a = a[..., None]
     if a.ndim != 3:

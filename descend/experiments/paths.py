@@ -142,7 +142,7 @@ def _run_one(fn: TestFunction, optimizer: str, lr: float, steps: int) -> PathRes
     # float64: the paths are the subject here, and float32 rounding would blur them near
     # the minimum.
     point = torch.tensor(fn.start, dtype=torch.float64, requires_grad=True)
-    opt = OPTIMIZERS.get(optimizer)([point], lr=lr)
+    opt = OPTIMIZERS.get(optimizer)([point], lr=lr)  # type: ignore[call-arg]  # own defaults
     x0, x1, y0, y1 = fn.window
     span = max(x1 - x0, y1 - y0)
     path = [point.detach().clone()]

@@ -42,6 +42,8 @@ def export_onnx(wrapper: nn.Module, example: torch.Tensor,
     except Exception as e:  # the exporter fails in many ways; each is "this model, this torch"
         raise ExportError(f"torch {torch.__version__} cannot export this model to ONNX "
                           f"({first_line(e)}); try --format torchscript") from None
+    if program is None:  # torch's exporter returns None only when given a file to write
+        raise ExportError(f"torch {torch.__version__} exported nothing; try --format torchscript")
     proto = program.model_proto
     proto.doc_string = f"descend classifier; preprocessing: {description['decode']}"
     for key, value in description.items():

@@ -19,6 +19,9 @@ class PixelClassifier(nn.Module):
     (x * scale + shift), so the exported logits are the ones ``descend predict`` computes.
     """
 
+    scale: torch.Tensor
+    shift: torch.Tensor
+
     def __init__(self, model: nn.Module, mean: list[float], std: list[float]) -> None:
         super().__init__()
         normalize = Normalize(mean, std, torch.device("cpu"))

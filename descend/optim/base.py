@@ -76,7 +76,8 @@ def group_by_device_and_dtype(
     per-parameter Python values such as step counts).
     """
     # torch's grouping is a C++ routine; it is what torch.optim's foreach paths use.
-    grouped = Optimizer._group_tensors_by_device_and_dtype(tensorlists, with_indices=True)
+    grouped = Optimizer._group_tensors_by_device_and_dtype(
+        tensorlists, with_indices=True)  # type: ignore[arg-type]  # it takes None entries too
     return [(lists, indices) for lists, indices in grouped.values()]  # type: ignore[misc]
 
 
@@ -200,7 +201,8 @@ class DescendOptimizer(Optimizer):
 
         This default ignores ``momentum``; an optimizer that has one overrides `build`.
         """
-        return cls(params, lr=lr, weight_decay=weight_decay)
+        # Each subclass gives its own keyword settings defaults (the base's are required).
+        return cls(params, lr=lr, weight_decay=weight_decay)  # type: ignore[call-arg]
 
     def _label(self, group_index: int, param: Tensor) -> str:
         group = self.param_groups[group_index]
@@ -247,7 +249,7 @@ class DescendOptimizer(Optimizer):
                     )
 
     @torch.no_grad()
-    def step(self, closure: Callable[[], Any] | None = None) -> Any:  # type: ignore[override]
+    def step(self, closure: Callable[[], Any] | None = None) -> Any:
         """One update of every parameter that has a gradient; returns the closure's loss."""
         loss = None
         if closure is not None:

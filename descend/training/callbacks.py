@@ -288,7 +288,7 @@ class TimeBudget(Callback):
         now = time.monotonic()
         if self.steps >= 2:
             step = (self.last_step_end - self.first_step_end) / (self.steps - 1)
-            validation = run.row.get("val_seconds") or 0.0
+            validation = float(run.row.get("val_seconds") or 0.0)
             extra = max(0.0, self.first_step_end - self.epoch_start - step)
             self.overheads.append(extra + now - self.last_step_end - validation + self.after)
             # The median: one slow checkpoint write is not the next epoch's cost.
@@ -306,8 +306,8 @@ class TimeBudget(Callback):
 
     def measured(self, **figures: float | None) -> None:
         """Replace the estimates with the run's own figures (None: not measured this time)."""
-        self.costs = dataclasses.replace(self.costs, **{k: v for k, v in figures.items()
-                                                         if v is not None})
+        known: dict[str, Any] = {k: v for k, v in figures.items() if v is not None}
+        self.costs = dataclasses.replace(self.costs, **known)
 
     def revise(self, run: Run, now: float, epoch: int, left_in_epoch: int, when: str,
                at_least: int = 0) -> None:

@@ -13,6 +13,7 @@ nothing), before any model is built or any image decoded.
 from __future__ import annotations
 
 import math
+import os
 import platform
 import zipfile
 from collections.abc import Iterable
@@ -57,7 +58,8 @@ def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> None:
     atomic_torch_save(path, payload)
 
 
-def read_checkpoint(path: str | Path, needs: Iterable[str] = REQUIRED) -> dict[str, Any]:
+def read_checkpoint(path: str | os.PathLike[str],
+                    needs: Iterable[str] = REQUIRED) -> dict[str, Any]:
     """The checkpoint at ``path`` (or a run folder's best.pt, else last.pt), checked by
     `check_checkpoint` to hold ``needs`` and to describe a model its weights fit."""
     path = Path(path)
@@ -269,7 +271,7 @@ class LoadedModel:
     checkpoint: dict[str, Any]
 
 
-def load_model(path: str | Path, device: str | torch.device = "cpu") -> LoadedModel:
+def load_model(path: str | os.PathLike[str], device: str | torch.device = "cpu") -> LoadedModel:
     """Build the model a checkpoint describes and load its weights (eval mode)."""
     ckpt = read_checkpoint(path)  # checked: the model fits its weights, so building it is safe
     spec = ModelSpec.from_dict(ckpt["model"])

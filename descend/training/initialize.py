@@ -76,7 +76,7 @@ def _from_torchvision(cfg: TrainConfig) -> StartingWeights:
 
     name = (cfg.model or "").removeprefix("tv:")
     try:
-        weights = tvm.get_model_weights(name).DEFAULT  # type: ignore[attr-defined]
+        weights = tvm.get_model_weights(name).DEFAULT
     except (ValueError, KeyError):
         raise ConfigError(f"torchvision has no pretrained weights for {name!r}") from None
     cached = Path(get_dir()) / "checkpoints" / Path(weights.url).name

@@ -189,6 +189,7 @@ def loader_options(cfg: TrainConfig, mean: list[float], std: list[float],
                    device: torch.device, channels_last: bool,
                    log: Log | None = None) -> LoaderOptions:
     """How the training batches are made; under torchrun, this rank's share."""
+    assert cfg.batch_size is not None  # the plan filled it
     return distributed.rank_options(LoaderOptions(
         cfg.batch_size, mean, std, shuffle=True, drop_last=cfg.drop_last,
         augment=parse_augment(cfg.augment), device=device, seed=cfg.seed,
@@ -243,9 +244,11 @@ class Probe:
         with cpu_threads(self.threads):
             key = (amp, steps, torch.get_num_threads())
             if key not in self._steps:
+                lr = cfg.lr
+                assert lr is not None  # the plan filled it
                 self._steps[key] = step_seconds(
                     self.model, make_loader(self.data.train, self.options()),
-                    lambda params: create_optimizer(cfg.optimizer, params, cfg.lr, cfg.momentum,
+                    lambda params: create_optimizer(cfg.optimizer, params, lr, cfg.momentum,
                                                     cfg.weight_decay), self.device, amp, steps)
             return self._steps[key]
 

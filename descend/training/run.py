@@ -48,8 +48,9 @@ class Run:
     start_epoch: int = 0
     epoch: int = 0  # 0-based index of the epoch under way
     lr: float = 0.0  # the learning rate the epoch started with
-    history: list[dict[str, float]] = field(default_factory=list)
-    row: dict[str, float] = field(default_factory=dict)  # the last finished epoch's metrics
+    # Each epoch's metrics (`METRIC_COLUMNS`; None where the epoch was not validated).
+    history: list[dict[str, Any]] = field(default_factory=list)
+    row: dict[str, Any] = field(default_factory=dict)  # the last finished epoch's metrics
     improved: bool = False  # did that epoch improve the monitored metric?
     running: RunningMetrics | None = None  # the epoch's sums so far (during training)
     evaluated_state: dict[str, torch.Tensor] | None = None  # weights validated, when not live

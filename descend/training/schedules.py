@@ -209,10 +209,9 @@ def onecycle(opt: torch.optim.Optimizer, cfg: TrainConfig, steps: int,
 @SCHEDULES.register("plateau")
 def plateau(opt: torch.optim.Optimizer, cfg: TrainConfig, steps: int,
             horizon: Horizon) -> Schedule:
-    mode = "max" if cfg.monitor == "val_acc" else "min"
     return Schedule(
-        lr_scheduler.ReduceLROnPlateau(opt, mode=mode, factor=cfg.gamma,
-                                       patience=cfg.plateau_patience),
+        lr_scheduler.ReduceLROnPlateau(opt, mode="max" if cfg.monitor == "val_acc" else "min",
+                                       factor=cfg.gamma, patience=cfg.plateau_patience),
         per_step=False, needs_metric=True,
     )
 

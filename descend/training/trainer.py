@@ -17,7 +17,7 @@ import random
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import nn
@@ -141,7 +141,7 @@ def fit(run: Run) -> None:
         run.epoch, run.lr = epoch, run.optimizer.param_groups[0]["lr"]
         callbacks.on_epoch_start(run)
         result = train_one_epoch(run.step_model, run.epoch_batches(), run.optimizer,
-                                 label_smoothing=cfg.label_smoothing, device=run.device,
+                                 label_smoothing=cfg.label_smoothing or 0.0, device=run.device,
                                  amp=run.amp, on_step=after_step)
         run.evaluated_state = None
         val_loss = val_acc = None  # an epoch without validation (--val-every) has none
@@ -174,7 +174,7 @@ def budget_report(run: Run) -> dict[str, Any] | None:
     if run.budget is None or keeper is None:
         return None
     steps = sorted(r["seconds"] / max(1, round(r["images_per_sec"] * r["seconds"]
-                                               / run.cfg.batch_size))
+                                               / (run.cfg.batch_size or 1)))
                    for r in run.history[run.start_epoch:]) if run.history else []
     return {"seconds": run.budget.seconds, "spent": keeper.spent,
             "probe_step": run.budget.costs.step,
@@ -238,6 +238,7 @@ def build(plan: RunPlan, data: DataSplits, folder: RunFolder, start: StartingWei
     model, new_weights, channels_last = build_model(
         plan.spec, data, Normalize(plan.mean, plan.std, device), start, plan.new, cfg, device,
         log)
+    assert cfg.lr is not None and cfg.batch_size is not None  # the plan filled both
     optimizer = create_optimizer(cfg.optimizer, model.parameters(), cfg.lr, cfg.momentum,
                                  cfg.weight_decay)
     options = loader_options(cfg, plan.mean, plan.std, device, channels_last, log)
@@ -247,7 +248,8 @@ def build(plan: RunPlan, data: DataSplits, folder: RunFolder, start: StartingWei
     trained = distributed.wrap(model, device, find_unused=cfg.freeze_epochs > 0)
     horizon = Horizon(plan.total_steps)
     run = Run(cfg=cfg, log=log, device=device, data=data, model=model,
-              step_model=torch.compile(trained) if cfg.compile else trained, folder=folder,
+              step_model=cast(nn.Module, torch.compile(trained)) if cfg.compile else trained,
+              folder=folder,
               loader_options=options, train_batches=train_batches,
               val_batches=make_loader(data.val, eval_options(options, cfg)), amp=plan.amp,
               optimizer=optimizer,
@@ -326,5 +328,5 @@ def describe(run: Run) -> None:
     n_params = sum(p.numel() for p in run.model.parameters())
     run.log(f"model {cfg.model} ({n_params / 1e6:.2f}M parameters) on {run.device}; optimizer "
             f"{cfg.optimizer} lr {cfg.lr} ({cfg.schedule}); batch {cfg.batch_size}"
-            f"{distributed.describe_batch(cfg.batch_size)}; augment "
+            f"{distributed.describe_batch(cfg.batch_size or 0)}; augment "
             f"{parse_augment(cfg.augment).spec}; run folder {run.run_dir}")

@@ -55,7 +55,7 @@ def parse_baidu(body: bytes) -> list[str]:
     data = doc.get("data") if isinstance(doc, dict) else None
     if isinstance(data, dict):  # the seed's shape
         items = data.get("images")
-        keys = ("thumburl", "thumbURL", "middleURL", "middleurl")
+        keys: tuple[str, ...] = ("thumburl", "thumbURL", "middleURL", "middleurl")
     else:  # today's shape; the middle-size picture is worth more than the thumbnail
         items = data
         keys = ("middleURL", "thumbURL", "thumburl")

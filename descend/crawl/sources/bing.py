@@ -52,6 +52,13 @@ _SPACE = re.compile(r"\s*")
 _BARE_VALUE = re.compile(r"[^\s>]*")
 
 
+def _at(pattern: re.Pattern[str], text: str, pos: int) -> re.Match[str]:
+    """``pattern.match`` for the patterns above, which match anywhere (perhaps empty)."""
+    match = pattern.match(text, pos)
+    assert match is not None
+    return match
+
+
 def anchor_attributes(text: str) -> Iterator[dict[str, str]]:
     """The attributes (names lower-cased, values unescaped) of every ``<a>`` tag in ``text``.
 
@@ -65,7 +72,7 @@ def anchor_attributes(text: str) -> Iterator[dict[str, str]]:
         pos = match.end() - 1  # on the space, '/' or '>' after "<a"
         attrs: dict[str, str] = {}
         while True:
-            match = _NAME.match(text, pos)
+            match = _at(_NAME, text, pos)
             name, pos = match.group(1).lower(), match.end()
             if pos >= len(text):
                 return
@@ -79,14 +86,14 @@ def anchor_attributes(text: str) -> Iterator[dict[str, str]]:
                 else:
                     pos += 1  # a stray quote or '<' inside the tag: skip it
                 continue
-            pos = _SPACE.match(text, pos + 1).end()
+            pos = _at(_SPACE, text, pos + 1).end()
             if pos < len(text) and text[pos] in "\"'":
                 close = text.find(text[pos], pos + 1)
                 if close < 0:
                     return
                 value, pos = text[pos + 1:close], close + 1
             else:
-                match = _BARE_VALUE.match(text, pos)
+                match = _at(_BARE_VALUE, text, pos)
                 value, pos = match.group(), match.end()
             if name:
                 attrs.setdefault(name, html.unescape(value))
