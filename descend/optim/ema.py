@@ -17,6 +17,7 @@ Three layers, from the seed's lesson to the optimizers:
 from __future__ import annotations
 
 import contextlib
+import copy
 import math
 from collections.abc import Iterator
 from typing import Any, Generic, TypeVar
@@ -129,21 +130,25 @@ class ModelEMA:
 
     w_ema <- decay w_ema + (1 - decay) w after every optimizer step, starting from a copy of
     the model (v_1 = x_1, the seed's convention). Integer buffers (BatchNorm's
-    ``num_batches_tracked``) are copied, not averaged. The averaged weights usually
-    generalise a little better than the last ones; evaluate with them through `applied_to`
-    (swap in, restore afterwards) or make them permanent with `copy_to`.
+    ``num_batches_tracked``) are copied, not averaged. The averages live in a model of their
+    own, ``module`` (a frozen copy in eval mode, as timm's ModelEmaV2 and torch's
+    AveragedModel keep them): evaluate it directly, or swap its weights into the live model
+    with `applied_to` / make them permanent with `copy_to`.
 
     >>> ema = ModelEMA(model, decay=0.999)      # doctest: +SKIP
     >>> ...; optimizer.step(); ema.update(model)  # doctest: +SKIP
-    >>> with ema.applied_to(model):             # doctest: +SKIP
-    ...     evaluate(model)
+    >>> evaluate(ema.module)                    # doctest: +SKIP
     """
 
     def __init__(self, model: nn.Module, decay: float = 0.999) -> None:
         self.decay = _check_beta(decay, "decay")
         self.num_updates = 0
+        self.module = copy.deepcopy(model).eval().requires_grad_(False)
+        for p in self.module.parameters():
+            p.grad = None
+        # The module's own tensors: updating them updates the module.
         self.shadow: dict[str, Tensor] = {
-            name: t.detach().clone() for name, t in _model_tensors(model).items()
+            name: t.detach() for name, t in _model_tensors(self.module).items()
         }
 
     @torch.no_grad()

@@ -18,7 +18,6 @@ callback that writes or prints sets ``rank_zero_only``: under torchrun only rank
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import dataclasses
 import io
@@ -29,6 +28,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from torch import nn
 from tqdm import tqdm
 
 from descend.errors import ConfigError
@@ -71,6 +71,11 @@ class Callback:
     def on_epoch_end(self, run: Run) -> None: ...
     def on_train_end(self, run: Run) -> None: ...
 
+    def averaged_model(self) -> nn.Module | None:
+        """A model of averaged weights to validate and keep as best.pt instead of the live
+        one (`EMA`'s), or None."""
+        return None
+
     def state_dict(self) -> Any:
         return None
 
@@ -103,7 +108,8 @@ class CallbackList:
 
 
 class EMA(Callback):
-    """An EMA of the weights (``--ema-decay``): validation and best.pt see the averaged ones."""
+    """An EMA of the weights (``--ema-decay``), kept as a model of its own
+    (`ModelEMA.module`): validation and best.pt see it; the live weights train on."""
 
     order = 10
 
@@ -111,17 +117,12 @@ class EMA(Callback):
 
     def __init__(self, run: Run, decay: float) -> None:
         self.ema = ModelEMA(run.model, decay)
-        self._applied = contextlib.ExitStack()
 
     def on_step_end(self, run: Run) -> None:
         self.ema.update(run.model)
 
-    def on_validation_start(self, run: Run) -> None:
-        self._applied.enter_context(self.ema.applied_to(run.model))
-
-    def on_validation_end(self, run: Run) -> None:
-        run.evaluated_state = {k: v.clone() for k, v in run.model.state_dict().items()}
-        self._applied.close()  # the live weights come back for the next epoch
+    def averaged_model(self) -> nn.Module:
+        return self.ema.module
 
     def state_dict(self) -> dict[str, Any]:
         return self.ema.state_dict()
@@ -195,7 +196,7 @@ class Checkpoint(Callback):
     def on_epoch_end(self, run: Run) -> None:
         epoch = {**run.meta, "epoch": run.row["epoch"], "metrics": run.row}
         if run.improved:
-            weights = run.evaluated_state or run.model.state_dict()
+            weights = (run.averaged_model() or run.model).state_dict()
             save_checkpoint(self.best_path, {**epoch, "state_dict": weights})
         save_checkpoint(self.last_path, {**epoch, "state_dict": run.model.state_dict(),
                                          **run.resume_state()})

@@ -53,7 +53,6 @@ class Run:
     row: dict[str, Any] = field(default_factory=dict)  # the last finished epoch's metrics
     improved: bool = False  # did that epoch improve the monitored metric?
     running: RunningMetrics | None = None  # the epoch's sums so far (during training)
-    evaluated_state: dict[str, torch.Tensor] | None = None  # weights validated, when not live
     stop: str | None = None  # set by a callback: why training stops after this epoch
     new_weights: list[str] = field(default_factory=list)  # not from --init/--pretrained/--weights
     fingerprint: dict[str, Any] = field(default_factory=dict)  # the data's, for resume checks
@@ -77,6 +76,14 @@ class Run:
         last (its horizon ended, or a callback stops the run)."""
         every = 1 if self.cfg.val_every is None else self.cfg.val_every
         return (every > 0 and (self.epoch + 1) % every == 0) or not self.horizon.steps_left
+
+    def averaged_model(self) -> nn.Module | None:
+        """The model of averaged weights a callback keeps (`callbacks.EMA`), which validation
+        measures and best.pt keeps, or None: the live model is."""
+        for cb in self.callbacks.callbacks if self.callbacks else ():
+            if (averaged := cb.averaged_model()) is not None:
+                return averaged
+        return None
 
     @property
     def deadline(self) -> float | None:

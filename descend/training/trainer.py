@@ -143,13 +143,12 @@ def fit(run: Run) -> None:
         result = train_one_epoch(run.step_model, run.epoch_batches(), run.optimizer,
                                  label_smoothing=cfg.label_smoothing or 0.0, device=run.device,
                                  amp=run.amp, on_step=after_step)
-        run.evaluated_state = None
         val_loss = val_acc = None  # an epoch without validation (--val-every) has none
         validation_start = time.perf_counter()
         if run.validates():
             callbacks.on_validation_start(run)
-            val_loss, val_acc = loss_and_accuracy(run.step_model, run.val_batches, run.device,
-                                                  run.amp)
+            val_loss, val_acc = loss_and_accuracy(run.averaged_model() or run.step_model,
+                                                  run.val_batches, run.device, run.amp)
             callbacks.on_validation_end(run)
         run.row = {"epoch": epoch + 1, "train_loss": result.loss, "train_acc": result.acc,
                    "val_loss": val_loss, "val_acc": val_acc, "lr": run.lr,

@@ -130,6 +130,22 @@ def test_model_ema_averages_weights_by_the_formula() -> None:
     assert ema.shadow["1.num_batches_tracked"].item() == 5
 
 
+def test_model_ema_keeps_its_averages_in_a_frozen_model_of_its_own() -> None:
+    model = bn_model()
+    ema = ModelEMA(model, decay=0.9)
+    train_steps(model, ema, 3)
+    averaged = ema.module
+    assert averaged is not model and not averaged.training
+    assert not any(p.requires_grad or p.grad is not None for p in averaged.parameters())
+    for name, t in averaged.state_dict().items():
+        assert torch.equal(t, ema.shadow[name])  # the module is the average
+    x = torch.randn(8, 4)
+    reference = bn_model().eval()
+    reference.load_state_dict(ema.shadow)
+    torch.testing.assert_close(averaged(x), reference(x))
+    assert model.training  # the live model is untouched
+
+
 def test_model_ema_applied_to_swaps_and_restores() -> None:
     model = bn_model()
     ema = ModelEMA(model, decay=0.5)
