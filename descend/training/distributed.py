@@ -285,14 +285,16 @@ def open_run_folder(path: Path, *, new: bool, overwrite: bool) -> RunFolder:
 class RankSync(Callback):
     """Keeps the ranks of a torchrun run in step; it comes after every other callback.
 
-    Before each evaluation every rank takes rank 0's weights (the EMA's, when there is one) and
-    buffers, so all evaluate the model rank 0 saves; after each epoch every rank stops if rank 0
+    Before each evaluation every rank takes rank 0's weights and buffers of the model it
+    validates (the EMA's, when there is one), so all evaluate the model rank 0 saves; after each epoch every rank stops if rank 0
     stops (its early stopping, a time budget: one decision, or the ranks would wait on each
     other forever); at the end every rank takes rank 0's best weights for the test split.
     """
 
+    order = 1000  # after every other callback
+
     def on_validation_start(self, run: Run) -> None:
-        broadcast_state(run.model)
+        broadcast_state(run.averaged_model() or run.model)  # what this epoch validates
 
     def on_epoch_end(self, run: Run) -> None:
         run.stop = broadcast_object(run.stop)

@@ -73,10 +73,12 @@ def test_tta_level_2_adds_the_shifted_mirror_pairs_at_half_the_weight() -> None:
 
 
 def test_the_recipe_picks_the_tta_level_the_training_augmentation_allows() -> None:
-    from descend.training.recipe import tta_level
+    from descend.models.fastres import RECIPE, tta_args
 
-    assert tta_level("crop:2,hflip") == 2 and tta_level("hflip") == 1
-    assert tta_level("crop:2") == 0 and tta_level(None) == 0 and tta_level("crop:0,hflip") == 1
+    assert RECIPE.model_args is tta_args
+    assert tta_args("crop:2,hflip") == {"tta": 2} and tta_args("hflip") == {"tta": 1}
+    assert tta_args("crop:2") == {"tta": 0} and tta_args(None) == {"tta": 0}
+    assert tta_args("crop:0,hflip") == {"tta": 1}
 
 
 def test_bad_arguments_and_tiny_images_are_config_errors() -> None:
