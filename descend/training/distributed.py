@@ -286,9 +286,10 @@ class RankSync(Callback):
     """Keeps the ranks of a torchrun run in step; it comes after every other callback.
 
     Before each evaluation every rank takes rank 0's weights and buffers of the model it
-    validates (the EMA's, when there is one), so all evaluate the model rank 0 saves; after each epoch every rank stops if rank 0
-    stops (its early stopping, a time budget: one decision, or the ranks would wait on each
-    other forever); at the end every rank takes rank 0's best weights for the test split.
+    validates (the EMA's, when there is one), so all evaluate the model rank 0 saves; after
+    each epoch every rank stops if rank 0 stops (its early stopping, a time budget: one
+    decision, or the ranks would wait on each other forever); at the end every rank takes rank
+    0's best weights for the test split.
     """
 
     order = 1000  # after every other callback
