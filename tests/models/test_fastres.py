@@ -97,3 +97,18 @@ def test_a_spec_names_every_argument_so_a_changed_default_cannot_break_it() -> N
     assert spec.kwargs == {"widths": [8, 8, 16], "scale": 1 / 9, "tta": 0}
     assert with_defaults(ModelSpec("cnn", 10, 3, (32, 32))).kwargs == {"widths": [16, 32, 64]}
     assert with_defaults(ModelSpec("tv:resnet18", 10, 3, (32, 32))).kwargs == {}
+
+
+def test_each_model_has_its_recipe_and_tv_models_one_for_fine_tuning() -> None:
+    from descend.models import DEFAULT_MODEL, recipe_for
+    from descend.models.fastres import RECIPE
+    from descend.models.registry import GENERIC
+    from descend.training.recipe import peak_lr
+
+    assert DEFAULT_MODEL == "fastres" and recipe_for("fastres") is RECIPE
+    assert recipe_for("cnn") is GENERIC and recipe_for("mlp", fine_tuning=True) is GENERIC
+    scratch, tuned = recipe_for("tv:resnet18"), recipe_for("tv:resnet18", fine_tuning=True)
+    assert scratch is not GENERIC and tuned is not scratch
+    assert peak_lr("tv:resnet18", 128) == scratch.peak_lr / 2  # scaled with the batch
+    with pytest.raises(ConfigError, match="unknown model 'nope'"):
+        recipe_for("nope")
