@@ -1,10 +1,10 @@
 """Models by name: ``mlp`` (the seed's MyNet), ``cnn``, ``fastres`` (the default), ``tv:NAME``.
 
 Each model file registers itself and its recipe (`registry.register`); a new model is one file
-and one import line below.
+and its name in the import line below.
 """
 
-from descend.models import cnn, fastres, mlp, torchvision_models  # noqa: E402, F401, I001  (register)
+from descend.models import cnn, fastres, mlp, torchvision_models  # noqa: F401  (they register)
 from descend.models.registry import (
     DEFAULT_MODEL,
     MODELS,

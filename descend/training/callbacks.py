@@ -56,11 +56,11 @@ class Callback:
     key: str | None = None  # where `state_dict` is kept in last.pt; None: no state to keep
     rank_zero_only: bool = False  # writes or prints: under torchrun, rank 0 alone runs it
     # Where it runs among the others, lowest first (ties: the order given). What the built-in
-    # ones need of each other: EMA (10) swaps in the weights to validate before anything
-    # records them; the records (MetricsLog, TensorBoard: 20) come before the checkpoints,
-    # and so do FreezeBackbone (30) and TimeBudget (40), whose states go into last.pt;
-    # Checkpoint (50) writes best.pt and last.pt; ReplaceOldRun (60) needs the new run's first
-    # last.pt; Progress (70) and EarlyStopping (80) last. A callback of yours runs after them.
+    # ones need of each other: EMA (10) folds each step into its average first; the records
+    # (MetricsLog, TensorBoard: 20) come before the checkpoints, and so do FreezeBackbone (30)
+    # and TimeBudget (40), whose states go into last.pt; Checkpoint (50) writes best.pt and
+    # last.pt; ReplaceOldRun (60) needs the new run's first last.pt; Progress (70) and
+    # EarlyStopping (80) last. A callback of yours runs after them.
     order: ClassVar[int] = 100
 
     def on_train_start(self, run: Run) -> None: ...

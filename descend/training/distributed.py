@@ -147,9 +147,10 @@ def wrap(model: nn.Module, device: torch.device, *, find_unused: bool = False) -
     ddp = nn.parallel.DistributedDataParallel
     # No buffer broadcast before each forward (see the module's docstring); torch 2.14 renamed
     # the switch and warns on the old name.
-    no_sync: dict[str, Any] = ({"forward_sync_buffers": False}
-               if "forward_sync_buffers" in inspect.signature(ddp.__init__).parameters
-               else {"broadcast_buffers": False})
+    no_sync: dict[str, Any] = (
+        {"forward_sync_buffers": False}
+        if "forward_sync_buffers" in inspect.signature(ddp.__init__).parameters
+        else {"broadcast_buffers": False})
     return ddp(model, device_ids=[device.index] if device.type == "cuda" else None,
                find_unused_parameters=find_unused, **no_sync)
 

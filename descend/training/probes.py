@@ -27,6 +27,8 @@ from descend.training.precision import autocast
 PROBE_WARMUP = 2  # untimed steps before a probe: the first allocate and pick kernels
 PLAN_STEPS = 10  # timed steps of the probe that sizes a budgeted run
 PROBE_STEPS = 5  # timed steps of a quicker probe (a precision, a width)
+
+
 @torch.no_grad()
 def eval_seconds_per_image(model: nn.Module, batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
                            device: torch.device) -> float:

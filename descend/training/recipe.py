@@ -43,11 +43,5 @@ def with_recipe(cfg: TrainConfig, data_name: str | None = None,
 
 def unmirrored(augment: str) -> str:
     """``augment`` without its left-right flips ("none" if nothing is left)."""
-    kept = [item for item in augment.split(",")
-            if item.strip().partition(":")[0] not in ("hflip", "horizontal-flip")]
+    kept = [item for item in augment.split(",") if not parse_augment(item).mirrors()]
     return ",".join(kept) or "none"
-
-
-def mirrors(augment: str | None) -> bool:
-    """Whether an ``--augment`` spec mirrors images left-right."""
-    return parse_augment(augment).mirrors()

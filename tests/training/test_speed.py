@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from descend.config import TrainConfig, parse_duration
+from descend.data.augment import parse_augment
 from descend.errors import ConfigError
 from descend.models import ModelSpec
 from descend.models.fastres import RECIPE as FASTRES
@@ -27,7 +28,7 @@ from descend.training.precision import (
     native_bf16,
 )
 from descend.training.probes import fit_widths, step_seconds
-from descend.training.recipe import mirrors, with_recipe
+from descend.training.recipe import with_recipe
 from descend.training.run import Run
 from descend.training.trainer import train
 
@@ -156,7 +157,7 @@ def test_recipe_fills_only_what_was_left_open() -> None:
     assert cfg.model == "fastres" and cfg.label_smoothing == 0.2
     assert cfg.augment == "crop:2,hflip" and cfg.model_args == {"tta": 2}
     mnist = with_recipe(TrainConfig(data="mnist"), "mnist")
-    assert not mirrors(mnist.augment) and mnist.model_args == {"tta": 0}
+    assert not parse_augment(mnist.augment).mirrors() and mnist.model_args == {"tta": 0}
     mine = with_recipe(TrainConfig(model="cnn", label_smoothing=0.0, augment="none"), "cifar10")
     assert (mine.model, mine.label_smoothing, mine.augment, mine.model_args) == (
         "cnn", 0.0, "none", {})
