@@ -9,11 +9,12 @@ in this order for every epoch::
       on_validation_start, on_validation_end, on_epoch_end      (once per epoch)
     on_train_end
 
-Each hook gets the `Run` and may read anything in it; setting ``run.stop`` ends training after
-the epoch. A callback with state to carry over ``--resume`` gives it a ``key`` and implements
-`state_dict` / `load_state_dict`; `Checkpoint` stores it in ``last.pt`` under that key. A
-callback that writes or prints sets ``rank_zero_only``: under torchrun only rank 0 runs it
-(`descend.training.distributed`).
+Each hook gets the `Run`, the fixed context of the run, and may read anything in it; the epoch
+under way is ``run.epoch`` (an `Epoch`: its index, lr, running sums, metrics row, whether it
+improved), and setting ``run.epoch.stop`` ends training after it. A callback with state to
+carry over ``--resume`` gives it a ``key`` and implements `state_dict` / `load_state_dict`;
+`Checkpoint` stores it in ``last.pt`` under that key. A callback that writes or prints sets
+``rank_zero_only``: under torchrun only rank 0 runs it (`descend.training.distributed`).
 """
 
 from __future__ import annotations
@@ -174,9 +175,9 @@ class TensorBoard(Callback):
         self.writer = self.writer_class(str(self.log_dir))
 
     def on_epoch_end(self, run: Run) -> None:
-        for k, v in run.row.items():
+        for k, v in run.epoch.row.items():
             if v is not None:  # an epoch without validation has no val_ figures
-                self.writer.add_scalar(k, v, run.row["epoch"])
+                self.writer.add_scalar(k, v, run.epoch.row["epoch"])
 
     def on_train_end(self, run: Run) -> None:
         self.writer.close()
@@ -194,8 +195,9 @@ class Checkpoint(Callback):
         self.best_path, self.last_path = run_dir / "best.pt", run_dir / "last.pt"
 
     def on_epoch_end(self, run: Run) -> None:
-        epoch = {**run.meta, "epoch": run.row["epoch"], "metrics": run.row}
-        if run.improved:
+        row = run.epoch.row
+        epoch = {**run.meta, "epoch": row["epoch"], "metrics": row}
+        if run.epoch.improved:
             weights = (run.averaged_model() or run.model).state_dict()
             save_checkpoint(self.best_path, {**epoch, "state_dict": weights})
         save_checkpoint(self.last_path, {**epoch, "state_dict": run.model.state_dict(),
@@ -205,12 +207,16 @@ class Checkpoint(Callback):
         if self.best_path.is_file():
             best = read_checkpoint(self.best_path)
             run.model.load_state_dict(best["state_dict"])
-            if run.stop:
+            if run.epoch.stop:
                 run.log(f"restored the best weights (epoch {best['epoch']})")
 
 
 class EarlyStopping(Callback):
-    """Stop when the monitored metric has not improved for ``patience`` epochs."""
+    """Stop when the monitored metric has not improved for ``patience`` measured epochs.
+
+    The count comes from the run's own record (``run.history`` and ``run.best``), so it needs
+    no state of its own and survives ``--resume`` as the history does.
+    """
 
     order = 80
 
@@ -218,10 +224,18 @@ class EarlyStopping(Callback):
         self.patience = patience
 
     def on_epoch_end(self, run: Run) -> None:
-        if self.patience > 0 and run.best.bad_epochs >= self.patience:
-            run.stop = (f"early stopping: {run.best.monitor} has not improved for "
-                        f"{self.patience} epochs")
-            run.log(run.stop)
+        if self.patience > 0 and epochs_since_best(run) >= self.patience:
+            run.epoch.stop = (f"early stopping: {run.best.monitor} has not improved for "
+                              f"{self.patience} epochs")
+            run.log(run.epoch.stop)
+
+
+def epochs_since_best(run: Run) -> int:
+    """The epochs that measured the monitored metric since its best (all of them, if none was
+    an improvement): epochs without validation do not count."""
+    monitor = run.best.monitor
+    return sum(1 for row in run.history
+               if row["epoch"] > run.best.best_epoch and row.get(monitor) is not None)
 
 
 class TimeBudget(Callback):
@@ -276,9 +290,9 @@ class TimeBudget(Callback):
             return
         if self.steps in self.checks:  # the same steps on every rank under torchrun
             self.measured(step=(now - self.first_step_end) / (self.steps - 1))
-            self.revise(run, now, run.epoch, min(run.steps_per_epoch - self.steps,
+            self.revise(run, now, run.epoch.index, min(run.steps_per_epoch - self.steps,
                                                  run.horizon.steps_left),
-                        f"{self.steps} steps into epoch {run.epoch + 1}")
+                        f"{self.steps} steps into epoch {run.epoch.index + 1}")
         # (Under torchrun the ranks would disagree on the moment; they keep the revisions.)
         if (run.deadline is not None and now > run.deadline and run.horizon.steps_left
                 and one_process()):
@@ -289,15 +303,16 @@ class TimeBudget(Callback):
         now = time.monotonic()
         if self.steps >= 2:
             step = (self.last_step_end - self.first_step_end) / (self.steps - 1)
-            validation = float(run.row.get("val_seconds") or 0.0)
+            validation = float(run.epoch.row.get("val_seconds") or 0.0)
             extra = max(0.0, self.first_step_end - self.epoch_start - step)
             self.overheads.append(extra + now - self.last_step_end - validation + self.after)
             # The median: one slow checkpoint write is not the next epoch's cost.
             self.measured(step=step, overhead=statistics.median(self.overheads),
                           validation=validation or None)
-        if run.horizon.steps_left and not run.stop:
-            self.revise(run, now, run.epoch + 1, 0, f"after epoch {run.epoch + 1}",
-                        at_least=0 if run.row.get("val_acc") is not None else 1)
+        if run.horizon.steps_left and not run.epoch.stop:
+            done = run.epoch.index + 1
+            self.revise(run, now, done, 0, f"after epoch {done}",
+                        at_least=0 if run.epoch.row.get("val_acc") is not None else 1)
         self.left = None if run.deadline is None else run.deadline - now
         self.epoch_end = now
 
@@ -368,27 +383,28 @@ class Progress(Callback):
 
     def on_epoch_start(self, run: Run) -> None:
         self.bar = tqdm(total=min(run.steps_per_epoch, run.horizon.steps_left),
-                        desc=f"epoch {run.epoch + 1}/{run.planned_epochs}",
+                        desc=f"epoch {run.epoch.index + 1}/{run.planned_epochs}",
                         disable=not self.show_bar, leave=False, unit="batch")
 
     def on_step_end(self, run: Run) -> None:
-        assert self.bar is not None and run.running is not None
+        running = run.epoch.running
+        assert self.bar is not None and running is not None
         self.bar.update(1)
-        if self.show_bar and run.running.steps % 10 == 0:  # each read is a host sync
-            self.bar.set_postfix(loss=f"{run.running.loss:.3f}", acc=f"{run.running.acc:.3f}")
+        if self.show_bar and running.steps % 10 == 0:  # each read is a host sync
+            self.bar.set_postfix(loss=f"{running.loss:.3f}", acc=f"{running.acc:.3f}")
 
     def on_validation_start(self, run: Run) -> None:
         if self.bar is not None:  # training is over for this epoch: the bar goes
             self.bar.close()
 
     def on_epoch_end(self, run: Run) -> None:
-        r = run.row
+        r = run.epoch.row
         val = (f"val loss {r['val_loss']:.4f} acc {r['val_acc']:.4f}"
                if r["val_acc"] is not None else "val -")
         run.log(f"epoch {r['epoch']:>3}/{run.planned_epochs}  train loss {r['train_loss']:.4f} acc "
                 f"{r['train_acc']:.4f}  {val}  "
                 f"lr {r['lr']:.4g}  {r['seconds']:.1f}s  {r['images_per_sec']:.0f} img/s"
-                + ("  *" if run.improved else ""))
+                + ("  *" if run.epoch.improved else ""))
 
 
 class FreezeBackbone(Callback):
@@ -409,12 +425,12 @@ class FreezeBackbone(Callback):
 
     def on_epoch_start(self, run: Run) -> None:
         if not self.head:  # the weights fit the classes as they are: nothing to train alone
-            if run.epoch == run.start_epoch:
+            if run.epoch.index == run.start_epoch:
                 run.log("--freeze-epochs: no new head (the classes are the weights' own), so "
                         "every weight trains from the start")
             return
-        frozen = run.epoch < self.epochs
-        if run.epoch in (run.start_epoch, self.epochs):
+        frozen = run.epoch.index < self.epochs
+        if run.epoch.index in (run.start_epoch, self.epochs):
             run.log(f"training only the new head ({len(self.head)} tensors) until epoch "
                     f"{self.epochs}" if frozen else "training every weight from here on")
         for name, p in run.model.named_parameters():

@@ -299,7 +299,7 @@ class RankSync(Callback):
         broadcast_state(run.averaged_model() or run.model)  # what this epoch validates
 
     def on_epoch_end(self, run: Run) -> None:
-        run.stop = broadcast_object(run.stop)
+        run.epoch.stop = broadcast_object(run.epoch.stop)
 
     def on_train_end(self, run: Run) -> None:
         broadcast_state(run.model)

@@ -21,27 +21,26 @@ def better(metric: str, value: float, best: float | None, min_delta: float = 0.0
 
 @dataclass
 class BestMetric:
-    """``monitor``'s best value, its epoch, and the epochs since it last improved."""
+    """``monitor``'s best value and its epoch (1-based; 0 before any)."""
 
     monitor: str = "val_acc"
     min_delta: float = 0.0
     best: float | None = None
     best_epoch: int = 0
-    bad_epochs: int = 0
 
     def update(self, epoch: int, value: float) -> bool:
         """Record an epoch's value; True when it improved on the best."""
         if better(self.monitor, value, self.best, self.min_delta):
-            self.best, self.best_epoch, self.bad_epochs = value, epoch, 0
+            self.best, self.best_epoch = value, epoch
             return True
-        self.bad_epochs += 1
         return False
 
     def state_dict(self) -> dict[str, Any]:
         return asdict(self)
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        # 0.1.0 stored EarlyStopping's fields here, patience among them: it lives in the config.
-        for k in ("monitor", "min_delta", "best", "best_epoch", "bad_epochs"):
+        # 0.1.0 stored EarlyStopping's fields here, patience and bad_epochs among them: the one
+        # lives in the config, the other is counted from the history (`epochs_since_best`).
+        for k in ("monitor", "min_delta", "best", "best_epoch"):
             if k in state:
                 setattr(self, k, state[k])

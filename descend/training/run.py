@@ -1,7 +1,10 @@
-"""`Run`: everything a training run is made of, as the epoch loop and its callbacks see it.
+"""What the epoch loop and its callbacks see: the `Run` and the `Epoch` under way.
 
-`descend.training.trainer.setup` builds it; `fit` drives it; callbacks read it and may set
-``stop``. It holds no logic of its own beyond the resume state that `last.pt` carries.
+Two things with two owners. The `Run` is the fixed context of a training run: `trainer.build`
+makes it from the plan (and `load_resume_state` moves it to where ``last.pt`` left off); after
+that the loop only appends to ``history`` and steps the ``horizon`` (which `TimeBudget` may
+revise). The `Epoch` is the per-epoch state: `trainer.fit` makes a new one at the start of every
+epoch and fills it in as the epoch goes; callbacks read it and may set ``epoch.stop``.
 """
 
 from __future__ import annotations
@@ -29,7 +32,23 @@ if TYPE_CHECKING:
 
 
 @dataclass
+class Epoch:
+    """The epoch under way (`trainer.fit` makes it; it is ``run.epoch`` until the next one)."""
+
+    index: int  # 0-based
+    lr: float  # the learning rate it started with
+    running: RunningMetrics | None = None  # the sums of its steps so far (while it trains)
+    # Its metrics (`METRIC_COLUMNS`; val_ ones None where it is not validated), once it has
+    # trained and been validated: set before ``on_epoch_end``.
+    row: dict[str, Any] = field(default_factory=dict)
+    improved: bool = False  # did it improve the monitored metric?
+    stop: str | None = None  # set by a callback: why training ends after this epoch
+
+
+@dataclass
 class Run:
+    """The fixed context of a training run (see the module docstring for who changes what)."""
+
     cfg: TrainConfig
     log: RunLog
     device: torch.device
@@ -45,15 +64,11 @@ class Run:
     best: BestMetric
     meta: dict[str, Any]  # what every checkpoint says about the model, data and config
     callbacks: Any = None  # CallbackList (set once the callbacks are made)
-    start_epoch: int = 0
-    epoch: int = 0  # 0-based index of the epoch under way
-    lr: float = 0.0  # the learning rate the epoch started with
-    # Each epoch's metrics (`METRIC_COLUMNS`; None where the epoch was not validated).
+    start_epoch: int = 0  # the first epoch this process trains (after a resume, not 0)
+    # Each finished epoch's metrics (`Epoch.row`), the loop appends them.
     history: list[dict[str, Any]] = field(default_factory=list)
-    row: dict[str, Any] = field(default_factory=dict)  # the last finished epoch's metrics
-    improved: bool = False  # did that epoch improve the monitored metric?
-    running: RunningMetrics | None = None  # the epoch's sums so far (during training)
-    stop: str | None = None  # set by a callback: why training stops after this epoch
+    # The epoch under way (before the first, the one about to start): `fit` replaces it.
+    epoch: Epoch = field(default_factory=lambda: Epoch(0, 0.0))
     new_weights: list[str] = field(default_factory=list)  # not from --init/--pretrained/--weights
     fingerprint: dict[str, Any] = field(default_factory=dict)  # the data's, for resume checks
     amp: bool = False  # bfloat16 autocast on (`precision.choose_amp`)
@@ -75,7 +90,7 @@ class Run:
         """Whether the epoch that just trained is validated: every ``--val-every``-th, and the
         last (its horizon ended, or a callback stops the run)."""
         every = 1 if self.cfg.val_every is None else self.cfg.val_every
-        return (every > 0 and (self.epoch + 1) % every == 0) or not self.horizon.steps_left
+        return (every > 0 and (self.epoch.index + 1) % every == 0) or not self.horizon.steps_left
 
     def averaged_model(self) -> nn.Module | None:
         """The model of averaged weights a callback keeps (`callbacks.EMA`), which validation

@@ -65,7 +65,7 @@ from descend.training.plan import (
     uses_channels_last,
 )
 from descend.training.resume import check_same_data, data_fingerprint, read_request
-from descend.training.run import Run
+from descend.training.run import Epoch, Run
 from descend.training.run_folder import RunFolder, default_run_dir
 from descend.training.schedules import Horizon, create_schedule
 
@@ -122,23 +122,25 @@ def train(cfg: TrainConfig | None = None, resume: str | Path | None = None,
 
 
 def fit(run: Run) -> None:
-    """The epoch loop: train, validate, record; callbacks do the rest."""
+    """The epoch loop: train, validate, record; callbacks do the rest. Each epoch's state is an
+    `Epoch` of its own (``run.epoch``), made here."""
     cfg, callbacks = run.cfg, run.callbacks
 
     def after_step(running: RunningMetrics) -> None:
         run.schedule.step_batch()  # and one step along run.horizon
-        run.running = running
+        run.epoch.running = running
         callbacks.on_step_end(run)
 
+    run.epoch = Epoch(run.start_epoch, run.optimizer.param_groups[0]["lr"])
     callbacks.on_train_start(run)
-    epoch = run.start_epoch
+    index = run.start_epoch
     while run.horizon.steps_left:  # the horizon may be revised as the run goes (a budget)
         # Every random stream of the epoch is a function of (seed, epoch): exact resumes (and
         # under torchrun of the rank too, so that ranks draw different dropout masks).
-        torch.manual_seed(epoch_seed(cfg.seed, epoch, run.loader_options.rank))
-        random.seed(epoch_seed(cfg.seed, epoch, run.loader_options.rank))
-        run.train_batches.set_epoch(epoch)
-        run.epoch, run.lr = epoch, run.optimizer.param_groups[0]["lr"]
+        torch.manual_seed(epoch_seed(cfg.seed, index, run.loader_options.rank))
+        random.seed(epoch_seed(cfg.seed, index, run.loader_options.rank))
+        run.train_batches.set_epoch(index)
+        epoch = run.epoch = Epoch(index, run.optimizer.param_groups[0]["lr"])
         callbacks.on_epoch_start(run)
         result = train_one_epoch(run.step_model, run.epoch_batches(), run.optimizer,
                                  label_smoothing=cfg.label_smoothing or 0.0, device=run.device,
@@ -150,19 +152,19 @@ def fit(run: Run) -> None:
             val_loss, val_acc = loss_and_accuracy(run.averaged_model() or run.step_model,
                                                   run.val_batches, run.device, run.amp)
             callbacks.on_validation_end(run)
-        run.row = {"epoch": epoch + 1, "train_loss": result.loss, "train_acc": result.acc,
-                   "val_loss": val_loss, "val_acc": val_acc, "lr": run.lr,
-                   "seconds": result.seconds, "images_per_sec": result.images / result.seconds,
-                   "val_seconds": time.perf_counter() - validation_start if val_acc is not None
-                   else None}
-        run.history.append(run.row)
-        metric = run.row[cfg.monitor]
+        epoch.row = {"epoch": index + 1, "train_loss": result.loss, "train_acc": result.acc,
+                     "val_loss": val_loss, "val_acc": val_acc, "lr": epoch.lr,
+                     "seconds": result.seconds, "images_per_sec": result.images / result.seconds,
+                     "val_seconds": time.perf_counter() - validation_start
+                     if val_acc is not None else None}
+        run.history.append(epoch.row)
+        metric = epoch.row[cfg.monitor]
         run.schedule.step_epoch(metric)
-        run.improved = metric is not None and run.best.update(epoch + 1, metric)
+        epoch.improved = metric is not None and run.best.update(index + 1, metric)
         callbacks.on_epoch_end(run)
-        if run.stop:
+        if epoch.stop:
             break
-        epoch += 1
+        index += 1
     callbacks.on_train_end(run)
 
 

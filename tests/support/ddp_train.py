@@ -9,7 +9,7 @@ split) of the images it trained on, its own loss sum, correct count and image co
 epoch's row as it saw it. The indices are found by matching each training batch's rows against
 the whole normalized split (the run uses no augmentation). ``--kill-at-epoch K``: rank 0 kills
 itself with SIGKILL as epoch K (1-based) starts, after ``last.pt`` of epoch K - 1 is written;
-``--stop-on-rank0-at K``: rank 0 alone sets ``run.stop`` after epoch K.
+``--stop-on-rank0-at K``: rank 0 alone sets ``run.epoch.stop`` after epoch K.
 """
 
 from __future__ import annotations
@@ -75,16 +75,17 @@ class Record(Callback):
         run.train_batches = SeenBatches(run.train_batches, index_of, self.seen)
 
     def on_validation_start(self, run: Run) -> None:
-        assert run.running is not None
-        self.sums[run.epoch] = [float(run.running.loss_sum), float(run.running.correct),
-                                float(run.running.seen)]
+        running = run.epoch.running
+        assert running is not None
+        self.sums[run.epoch.index] = [float(running.loss_sum), float(running.correct),
+                                      float(running.seen)]
         # Before RankSync copies rank 0's weights over: equal only if the gradients were shared.
-        self.weights[run.epoch] = hashlib.sha256(b"".join(
+        self.weights[run.epoch.index] = hashlib.sha256(b"".join(
             p.detach().cpu().contiguous().numpy().tobytes()
             for p in run.model.parameters())).hexdigest()
 
     def on_epoch_end(self, run: Run) -> None:
-        self.rows.append(dict(run.row))
+        self.rows.append(dict(run.epoch.row))
 
     def on_train_end(self, run: Run) -> None:
         self.folder.mkdir(parents=True, exist_ok=True)
@@ -103,7 +104,7 @@ class KillAt(Callback):
         self.epoch = epoch
 
     def on_epoch_start(self, run: Run) -> None:
-        if world().is_main and run.epoch + 1 == self.epoch:
+        if world().is_main and run.epoch.index + 1 == self.epoch:
             os.kill(os.getpid(), signal.SIGKILL)
 
 
@@ -114,8 +115,8 @@ class StopOnRankZero(Callback):
         self.epoch = epoch
 
     def on_epoch_end(self, run: Run) -> None:
-        if world().is_main and run.epoch + 1 == self.epoch:
-            run.stop = "rank 0 stops"
+        if world().is_main and run.epoch.index + 1 == self.epoch:
+            run.epoch.stop = "rank 0 stops"
 
 
 def main() -> None:

@@ -30,7 +30,7 @@ class Recorder(Callback):
         self.hooks.append("train_start")
 
     def on_epoch_start(self, run: Run) -> None:
-        self.hooks.append(f"epoch_start {run.epoch}")
+        self.hooks.append(f"epoch_start {run.epoch.index}")
 
     def on_step_end(self, run: Run) -> None:
         self.steps += 1
@@ -44,7 +44,7 @@ class Recorder(Callback):
         self.hooks.append("validation_end")
 
     def on_epoch_end(self, run: Run) -> None:
-        self.hooks.append(f"epoch_end {run.row['epoch']} improved={run.improved}")
+        self.hooks.append(f"epoch_end {run.epoch.row['epoch']} improved={run.epoch.improved}")
 
     def on_train_end(self, run: Run) -> None:
         self.hooks.append("train_end")
@@ -80,7 +80,7 @@ def test_callback_state_survives_resume(image_folder: Path, tmp_path: Path) -> N
 
 class StopAfterFirstEpoch(Callback):
     def on_epoch_end(self, run: Run) -> None:
-        run.stop = "enough"
+        run.epoch.stop = "enough"
 
 
 def test_a_callback_can_stop_the_run(image_folder: Path, tmp_path: Path) -> None:
@@ -94,10 +94,37 @@ def test_best_metric_improves_by_more_than_min_delta() -> None:
     acc = BestMetric("val_acc", min_delta=0.01)
     assert [acc.update(e, v) for e, v in enumerate([0.5, 0.505, 0.52, 0.4], 1)] == [
         True, False, True, False]
-    assert (acc.best, acc.best_epoch, acc.bad_epochs) == (0.52, 3, 1)
+    assert (acc.best, acc.best_epoch) == (0.52, 3)
     loss = BestMetric("val_loss")
     assert [loss.update(e, v) for e, v in enumerate([1.0, float("nan"), 0.9], 1)] == [
         True, False, True]
+
+
+def test_early_stopping_counts_measured_epochs_since_the_best_from_the_history() -> None:
+    """The count is read from the run's record, so a resumed run (history from last.pt) counts
+    on; epochs without validation do not count."""
+    from types import SimpleNamespace
+
+    from descend.training.callbacks import EarlyStopping, epochs_since_best
+    from descend.training.run import Epoch
+
+    rows = [{"epoch": 1, "val_acc": 0.5}, {"epoch": 2, "val_acc": 0.6},
+            {"epoch": 3, "val_acc": None}, {"epoch": 4, "val_acc": 0.55},
+            {"epoch": 5, "val_acc": 0.58}]
+    best = BestMetric("val_acc")
+    for r in rows:
+        if r["val_acc"] is not None:
+            best.update(r["epoch"], r["val_acc"])
+    logged: list[str] = []
+    run = SimpleNamespace(history=rows, best=best, epoch=Epoch(4, 0.1), log=logged.append)
+    assert epochs_since_best(run) == 2  # epochs 4 and 5; epoch 3 was not validated
+    EarlyStopping(3).on_epoch_end(run)
+    assert run.epoch.stop is None
+    EarlyStopping(2).on_epoch_end(run)
+    assert run.epoch.stop == "early stopping: val_acc has not improved for 2 epochs"
+    assert logged == [run.epoch.stop]
+    never = SimpleNamespace(history=rows[:1], best=BestMetric("val_acc"))
+    assert epochs_since_best(never) == 1  # no best yet: every measured epoch counts
 
 
 def test_callbacks_run_in_their_declared_order_whatever_the_list_says() -> None:

@@ -233,7 +233,7 @@ class StopAfterEpoch(Callback):
         self.n = n
 
     def on_epoch_end(self, run: Run) -> None:
-        if run.epoch + 1 == self.n:
+        if run.epoch.index + 1 == self.n:
             raise KeyboardInterrupt
 
 
