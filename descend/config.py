@@ -5,7 +5,8 @@ and every checkpoint stores it. Each setting is declared once, with `setting`: i
 help (what it does and why the default has its value) and its group. The flags of
 ``descend train`` and ``descend optim compare`` are generated from these declarations
 (`descend.cli.flags`), and file values are converted by the same `convert` as flag text, so a
-default, a type and a help line each live in exactly one place. Together the defaults are the
+default, a type, a help line and the values it admits (`Bounds`, ``choices``) each live in
+exactly one place. Together the defaults are the
 recipe that ``descend train`` runs with no flags (see BENCHMARKS.md for what it reaches).
 """
 
@@ -23,6 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from descend.data.geometry import Geometry, split_geometry
+from descend.data.options import DataOptions
 from descend.errors import ConfigError
 
 if sys.version_info >= (3, 11):
@@ -31,11 +34,46 @@ else:  # pragma: no cover - Python 3.10
     import tomli as tomllib
 
 
+@dataclass(frozen=True)
+class Bounds:
+    """The numbers a setting admits (each item, for a list): above ``low`` (or from it, when
+    ``from_low``) and below ``high`` (or up to it, when ``to_high``)."""
+
+    low: float | None = None
+    high: float | None = None
+    from_low: bool = True
+    to_high: bool = False
+
+    def admit(self, value: float) -> bool:
+        if not math.isfinite(value):
+            return False
+        if self.low is not None and (value < self.low or (value == self.low
+                                                          and not self.from_low)):
+            return False
+        return self.high is None or value < self.high or (value == self.high and self.to_high)
+
+    def describe(self) -> str:
+        if self.high is not None:
+            return (f"in {'[' if self.from_low else '('}{self.low:g}, {self.high:g}"
+                    f"{']' if self.to_high else ')'}")
+        if self.low == 0:
+            return "0 or more" if self.from_low else "a positive number"
+        return f"at least {self.low:g}" if self.from_low else f"more than {self.low:g}"
+
+
+POSITIVE = Bounds(0, from_low=False)
+NON_NEGATIVE = Bounds(0)
+FRACTION = Bounds(0, 1)  # [0, 1)
+
+
 def setting(default: Any, help: str, *, group: str, default_text: str | None = None,
-            flag: str | None = None, metavar: str | None = None) -> Any:
-    """A TrainConfig field with its help: ``default_text`` says what a None default means."""
+            flag: str | None = None, metavar: str | None = None, bounds: Bounds | None = None,
+            choices: tuple[str, ...] | None = None) -> Any:
+    """A TrainConfig field with its help (``default_text`` says what a None default means) and
+    the values it admits: ``bounds`` for a number, ``choices`` for text. Whole numbers are the
+    field's type (``int``); constraints between settings are in `TrainConfig.validate`."""
     meta = {"help": help, "group": group, "default_text": default_text, "flag": flag,
-            "metavar": metavar}
+            "metavar": metavar, "bounds": bounds, "choices": choices}
     if isinstance(default, (list, dict)):
         return dataclasses.field(default_factory=lambda: type(default)(default), metadata=meta)
     return dataclasses.field(default=default, metadata=meta)
@@ -60,24 +98,35 @@ class TrainConfig:
                                   default_text="$DESCEND_DATA, else ~/.cache/descend/datasets")
     cache_dir: str | None = _data(None, "where decoded caches go",
                                   default_text="$DESCEND_CACHE, else ~/.cache/descend/cache")
-    image_size: int | None = _data(None, "side of the square training images",
-                                   default_text="the dataset's own, 64 for image folders")
+    image_size: int | None = _data(None, "side of the square images the model sees",
+                                   default_text="the dataset's own, 64 for image folders",
+                                   bounds=Bounds(8))
+    resize: int | None = _data(
+        None, "decode images with their shorter side scaled to this many pixels, then take "
+        "the centred square (torchvision's Resize)", default_text="scale to just cover "
+        "--image-size", bounds=Bounds(8))
+    center_crop: int | None = _data(
+        None, "decode the centred N x N window of the image at --resize (else at the "
+        "dataset's own size): torchvision's CenterCrop", metavar="N", default_text="off",
+        bounds=Bounds(8))
     val_fraction: float | None = _data(
         None, "hold out this share of each class for validation",
-        default_text="the official test split; 0.2 for a flat image folder")
+        default_text="the official test split; 0.2 for a flat image folder", bounds=FRACTION)
     augment: str | None = _data(
         None, "e.g. crop:4,hflip,cutout:8 or none",
         default_text="crop:4,hflip, the two that pay on small images (crop:2,hflip for fastres, "
-        "no mirroring for MNIST)")
+        "no mirroring for MNIST); decoding is --image-size, --resize and --center-crop "
+        "(0.1's resize:N and center-crop:N here are still read)")
     mean: list[float] | None = _data(None, "normalization mean per channel, e.g. 0.49,0.48,0.45",
                                      default_text="computed from the training split")
     std: list[float] | None = _data(None, "normalization std per channel",
-                                    default_text="computed from the training split")
+                                    default_text="computed from the training split",
+                                    bounds=POSITIVE)
     batch_size: int | None = _data(
         None, "training batch size; an explicit one the data cannot fill is an error",
         default_text="256 (large enough to keep 2 CPU cores busy, small enough to generalise), "
         "or for a small training set the largest power of two that gives at least "
-        "8 steps per epoch")
+        "8 steps per epoch", bounds=POSITIVE)
     drop_last: bool = _data(True, "drop a last partial batch: a batch of one breaks BatchNorm "
                             "and skews the epoch")
     strict: bool = _data(False, "stop on any unusable image file, naming it")
@@ -100,7 +149,8 @@ class TrainConfig:
                                  "or .safetensors), with a new head where the classes differ",
                                  metavar="FILE")
     freeze_epochs: int = _model(0, "with --init, --pretrained or --weights: train only the new "
-                                "head for this many epochs, then everything")
+                                "head for this many epochs, then everything",
+                                bounds=NON_NEGATIVE)
     # --- optimization ---------------------------------------------------------------------
     optimizer: str = _model("nesterov", "optimizer by name, e.g. sgd, adam (a wrong name lists "
                             "them all); SGD with Nesterov momentum is the CIFAR-10 standard")
@@ -109,39 +159,46 @@ class TrainConfig:
         default_text="P x batch size / 256, P the model recipe's one-cycle peak at batch 256 "
         "(1.0 for fastres, 0.2 for cnn and mlp; tv: models have one for training from scratch "
         "and one for fine-tuning); a smaller batch takes proportionally smaller steps (the "
-        "linear scaling rule)")
-    momentum: float = _model(0.9, "momentum / beta1")
-    weight_decay: float = _model(5e-4, "L2 as in the ResNet recipes; AdamW decouples it")
+        "linear scaling rule)", bounds=POSITIVE)
+    momentum: float = _model(0.9, "momentum / beta1", bounds=FRACTION)
+    weight_decay: float = _model(5e-4, "L2 as in the ResNet recipes; AdamW decouples it",
+                                 bounds=NON_NEGATIVE)
     label_smoothing: float | None = _model(
         None, "cheap regularisation, worth ~1% on CIFAR-10",
-        default_text="the model's recipe: 0.2 for fastres, else 0.1")
+        default_text="the model's recipe: 0.2 for fastres, else 0.1", bounds=FRACTION)
     ema_decay: float = _model(0.0, "keep an EMA of the weights with this decay (e.g. 0.999); "
-                              "validation and best.pt use the averaged weights; 0 is off")
+                              "validation and best.pt use the averaged weights; 0 is off",
+                              bounds=FRACTION)
     epochs: int | None = _model(
         None, "epochs to train (--time-budget plans them instead)",
         default_text="8, or for a small dataset enough to train 500 steps (at most 2 minutes "
-        "of them by a timed probe; descend/training/plan.py)")
+        "of them by a timed probe; descend/training/plan.py)", bounds=POSITIVE)
     epoch_steps: int | None = _model(
         None, "train only this many batches of each epoch (--time-budget sets it when the "
-        "budget is shorter than one epoch)", default_text="every batch")
+        "budget is shorter than one epoch)", default_text="every batch", bounds=POSITIVE)
     schedule: str = _model("onecycle", "constant, step, multistep, exponential, cosine, "
                            "onecycle, plateau; one-cycle (warm up, then anneal) is the fastest "
                            "schedule for short runs")
-    warmup_epochs: float = _model(1.0, "cosine warm-up length (onecycle warms up by itself)")
-    step_size: int = _model(10, "step schedule: epochs between decays")
-    gamma: float = _model(0.1, "decay factor of step/multistep/exponential/plateau")
-    milestones: list[int] = _model([10, 15], "multistep epochs, e.g. 10,15")
-    plateau_patience: int = _model(3, "reduce-on-plateau: epochs without improvement")
+    warmup_epochs: float = _model(1.0, "cosine warm-up length (onecycle warms up by itself)",
+                                  bounds=NON_NEGATIVE)
+    step_size: int = _model(10, "step schedule: epochs between decays", bounds=POSITIVE)
+    gamma: float = _model(0.1, "decay factor of step/multistep/exponential/plateau",
+                          bounds=POSITIVE)
+    milestones: list[int] = _model([10, 15], "multistep epochs, e.g. 10,15", bounds=Bounds(1))
+    plateau_patience: int = _model(3, "reduce-on-plateau: epochs without improvement",
+                                   bounds=POSITIVE)
     # --- early stopping and checkpoints ---------------------------------------------------
     monitor: str = _stop("val_acc", "val_acc or val_loss: the metric that picks best.pt and "
-                         "drives early stopping")
+                         "drives early stopping", choices=("val_acc", "val_loss"))
     early_stop: int = _stop(0, "stop after this many epochs without improvement; 0 is off",
-                            metavar="PATIENCE")
-    min_delta: float = _stop(0.0, "smallest change that counts as improvement")
+                            metavar="PATIENCE", bounds=NON_NEGATIVE)
+    min_delta: float = _stop(0.0, "smallest change that counts as improvement",
+                             bounds=NON_NEGATIVE)
     val_every: int | None = _stop(
         None, "validate every N epochs (the last epoch always); 0: the last epoch alone",
         metavar="N", default_text="1; with --time-budget, 0: a validation pass is time the "
-        "budget cannot train (about 11% of a 5-minute CIFAR-10 budget, BENCHMARKS.md B3)")
+        "budget cannot train (about 11% of a 5-minute CIFAR-10 budget, BENCHMARKS.md B3)",
+        bounds=NON_NEGATIVE)
     time_budget: str | None = _stop(
         None, "plan the epochs (and the schedule's length) to finish training within this "
         "time, e.g. 90s, 5m, 1h30m; timed from the first step, data loading and the test pass "
@@ -160,10 +217,12 @@ class TrainConfig:
     threads: int | None = _machine(
         None, "CPU threads to train with", metavar="N",
         default_text="torch's (one per core), or half of them where a few timed steps show "
-        "other programs busy on the cores (2.5x faster then, BENCHMARKS.md B10)")
+        "other programs busy on the cores (2.5x faster then, BENCHMARKS.md B10)",
+        bounds=POSITIVE)
     eval_batch_size: int = _machine(256, "batch size of validation and test passes (256: on a "
                                     "2-core CPU, fastres evaluated 2x faster than at 1024, "
-                                    "whose activations overflow the caches)")
+                                    "whose activations overflow the caches)",
+                                    bounds=POSITIVE)
     # --- output ---------------------------------------------------------------------------
     out: str | None = _output(None, "run folder", default_text="runs/<data>-<model>-<time>")
     overwrite: bool = _output(False, "replace a run already in --out")
@@ -177,50 +236,26 @@ class TrainConfig:
         return self
 
     def _check_numbers(self) -> None:
-        positive = {"eval_batch_size": self.eval_batch_size,
-                    **({"epochs": self.epochs} if self.epochs is not None else {}),
-                    **({"threads": self.threads} if self.threads is not None else {}),
-                    **({"lr": self.lr} if self.lr is not None else {}),
-                    "step_size": self.step_size, "gamma": self.gamma,
-                    "plateau_patience": self.plateau_patience,
-                    **({"batch_size": self.batch_size} if self.batch_size is not None else {}),
-                    **({"epoch_steps": self.epoch_steps} if self.epoch_steps is not None else {})}
+        """Each setting against its own declaration: whole numbers, `Bounds`, ``choices``."""
+        for f in dataclasses.fields(self):
+            value, flag = getattr(self, f.name), flag_name(f.name)
+            if value is None:
+                continue
+            items = value if isinstance(value, list) else [value]
+            kind = field_types()[f.name]
+            if (kind is int or kind == list[int]) and not all(_whole(v) for v in items):
+                raise ConfigError(f"{flag} must be a whole number, got {value!r}")
+            bounds: Bounds | None = f.metadata.get("bounds")
+            if bounds is not None and not all(_number(v) and bounds.admit(v) for v in items):
+                raise ConfigError(f"{flag} must be {bounds.describe()}, got {value!r}")
+            choices = f.metadata.get("choices")
+            if choices is not None and value not in choices:
+                raise ConfigError(f"{flag} must be one of {', '.join(choices)}, got {value!r}")
         if self.time_budget is not None:
             parse_duration(self.time_budget)
-        for name, value in positive.items():
-            if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
-                raise ConfigError(f"{flag_name(name)} must be a positive number, got {value!r}")
-        if self.val_every is not None and not (isinstance(self.val_every, int)
-                                               and self.val_every >= 0):
-            raise ConfigError(f"--val-every must be a whole number, 0 or more, got "
-                              f"{self.val_every!r}")
-        for name in ("epochs", "threads", "batch_size", "eval_batch_size", "early_stop",
-                     "step_size", "freeze_epochs", "plateau_patience", "seed", "epoch_steps"):
-            if getattr(self, name) is not None and int(getattr(self, name)) != getattr(self, name):
-                raise ConfigError(f"{flag_name(name)} must be a whole number")
-        nonneg: dict[str, float | None] = {
-                  "weight_decay": self.weight_decay, "momentum": self.momentum,
-                  "freeze_epochs": self.freeze_epochs,
-                  "label_smoothing": self.label_smoothing, "early_stop": self.early_stop,
-                  "min_delta": self.min_delta, "warmup_epochs": self.warmup_epochs}
-        for name, given in nonneg.items():
-            if given is not None and not (math.isfinite(given) and given >= 0):
-                raise ConfigError(f"{flag_name(name)} must be 0 or more, got {given!r}")
-        if self.label_smoothing is not None and not self.label_smoothing < 1:
-            raise ConfigError("--label-smoothing must be below 1")
-        if not 0 <= self.ema_decay < 1:
-            raise ConfigError(f"--ema-decay must be in [0, 1), got {self.ema_decay!r}")
-        if not self.momentum < 1:
-            raise ConfigError("--momentum must be below 1")
         if self.schedule in ("step", "multistep", "exponential", "plateau") and self.gamma >= 1:
             raise ConfigError(f"--gamma {self.gamma} would not decay the {self.schedule} "
                               "schedule: give a factor below 1, e.g. 0.1")
-        if any(not isinstance(m, int) or m < 1 for m in self.milestones):
-            raise ConfigError(f"--milestones must be epochs from 1 on, got {self.milestones}")
-        if self.val_fraction is not None and not 0 <= self.val_fraction < 1:
-            raise ConfigError(f"--val-fraction must be in [0, 1), got {self.val_fraction}")
-        if self.image_size is not None and self.image_size < 8:
-            raise ConfigError(f"--image-size must be at least 8 pixels, got {self.image_size}")
 
     def _check_choices(self) -> None:
         if self.early_stop and self.val_every is not None and self.val_every != 1:
@@ -229,8 +264,6 @@ class TrainConfig:
         if (self.mean is None) != (self.std is None):
             raise ConfigError("--mean and --std go together: give both, or neither to compute "
                               "them from the training split")
-        if self.monitor not in ("val_acc", "val_loss"):
-            raise ConfigError(f"--monitor must be val_acc or val_loss, got {self.monitor!r}")
         if self.device not in ("auto", "cpu", "cuda", "mps") and not self.device.startswith(
             "cuda:"
         ):
@@ -239,8 +272,6 @@ class TrainConfig:
             v = getattr(self, name)
             if v is not None and (not isinstance(v, list) or not v):
                 raise ConfigError(f"{name} must be a list of per-channel numbers")
-        if self.std is not None and any(s <= 0 for s in self.std):
-            raise ConfigError("every std value must be positive")
         sources = [f for f, on in (("--init", self.init), ("--pretrained", self.pretrained),
                                    ("--weights", self.weights)) if on]
         if len(sources) > 1:
@@ -251,6 +282,27 @@ class TrainConfig:
         if self.freeze_epochs and not sources:
             raise ConfigError("--freeze-epochs trains a new head on weights from elsewhere: add "
                               "--init, --pretrained or --weights")
+
+    def __post_init__(self) -> None:
+        """descend 0.1 spelled the decode geometry inside ``--augment`` (``resize:R``,
+        ``center-crop:C``): it moves to ``--resize`` / ``--center-crop`` here, so a 0.1
+        checkpoint's config and an old command line mean what they meant."""
+        augment, old = split_geometry(self.augment)
+        if old:
+            geometry = self.geometry().merged(**old)
+            self.augment, self.resize, self.center_crop = (augment, geometry.resize,
+                                                           geometry.center_crop)
+
+    def geometry(self) -> Geometry:
+        """How the run decodes its images."""
+        return Geometry(self.image_size, self.resize, self.center_crop)
+
+    def data_options(self, **changes: Any) -> DataOptions:
+        """What the dataset needs of this config, as one typed value (`DataOptions.changed`
+        takes ``changes`` by name)."""
+        return DataOptions(geometry=self.geometry(), val_fraction=self.val_fraction,
+                           seed=self.seed, download=self.download, strict=self.strict,
+                           progress=self.progress).changed(**changes)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -371,6 +423,14 @@ def _describe(kind: Any) -> str:
     if typing.get_origin(kind) is dict:
         return "a table of KEY = VALUE settings"
     return {bool: "true or false", int: "a whole number", float: "a number"}.get(kind, "text")
+
+
+def _whole(value: Any) -> bool:
+    return not isinstance(value, bool) and _number(value) and float(value).is_integer()
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def _to_bool(value: Any) -> bool:

@@ -88,3 +88,50 @@ def test_none_is_allowed_only_where_the_default_is_none() -> None:
     assert TrainConfig.from_dict({"epochs": None}).epochs is None  # the plan sizes the run
     with pytest.raises(ConfigError, match="--momentum"):
         TrainConfig.from_dict({"momentum": None})
+
+
+@pytest.mark.parametrize("values, message", [
+    ({"epochs": 0}, "--epochs must be a positive number, got 0"),
+    ({"lr": -1.0}, "--lr must be a positive number, got -1.0"),
+    ({"momentum": 1.0}, r"--momentum must be in \[0, 1\), got 1.0"),
+    ({"label_smoothing": -0.1}, r"--label-smoothing must be in \[0, 1\)"),
+    ({"early_stop": -2}, "--early-stop must be 0 or more, got -2"),
+    ({"image_size": 4}, "--image-size must be at least 8, got 4"),
+    ({"center_crop": 2}, "--center-crop must be at least 8, got 2"),
+    ({"milestones": [5, 0]}, r"--milestones must be at least 1, got \[5, 0\]"),
+    ({"std": [0.2, 0.0, 0.2]}, "--std must be a positive number"),
+    ({"val_every": -1}, "--val-every must be 0 or more"),
+    ({"monitor": "train_acc"}, "--monitor must be one of val_acc, val_loss, got 'train_acc'"),
+    ({"image_size": 30.5}, "--image-size must be a whole number, got 30.5"),
+])
+def test_each_setting_is_checked_against_what_its_declaration_admits(values: dict,
+                                                                     message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        TrainConfig(**values).validate()
+
+
+def test_every_number_setting_declares_what_it_admits() -> None:
+    """A new number setting comes with its `Bounds`: the constraint lives beside it."""
+    import dataclasses
+
+    from descend.config import field_types
+
+    free = {"seed", "mean"}  # any seed is a seed, any mean a mean
+    for f in dataclasses.fields(TrainConfig):
+        kind = field_types()[f.name]
+        if kind in (int, float) or kind in (list[int], list[float]):
+            if f.name in free:
+                continue
+            assert f.metadata.get("bounds") is not None, f.name
+
+
+def test_the_01_spelling_of_the_decode_geometry_moves_to_its_settings() -> None:
+    cfg = TrainConfig(augment="resize:40,center-crop:32,hflip")
+    assert (cfg.augment, cfg.resize, cfg.center_crop) == ("hflip", 40, 32)
+    assert TrainConfig.from_dict(cfg.to_dict()) == cfg  # saved and read back: the same
+    options = cfg.data_options(progress=False)
+    assert (options.geometry.resize, options.geometry.center_crop, options.progress) == (
+        40, 32, False)
+    assert TrainConfig(augment="resize:40", resize=40).resize == 40  # the same value twice
+    with pytest.raises(ConfigError, match="--resize 48 disagrees with resize:40 in --augment"):
+        TrainConfig(augment="resize:40", resize=48)

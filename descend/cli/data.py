@@ -24,6 +24,9 @@ def _dataset_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--cache-dir", help="where decoded caches go (default $DESCEND_CACHE)")
     p.add_argument("--image-size", type=int, help="side images are decoded at (default: the "
                    "dataset's own, 64 for image folders)")
+    p.add_argument("--resize", type=int, help="scale the shorter side to this first")
+    p.add_argument("--center-crop", type=int, metavar="N",
+                   help="decode the centred N x N window of the image at --resize")
     p.add_argument("--val-fraction", type=float, help="hold out this share of each class")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--min-size", type=int, default=8, help="skip image files with a side under "
@@ -57,13 +60,19 @@ def add_parser(sub: Any) -> None:
     preview.add_argument("--columns", type=int, default=8)
 
 
-def _load(args: argparse.Namespace, augment: str | None = None) -> Any:
+def _load(args: argparse.Namespace, augment: str | None = None) -> tuple[Any, str | None]:
+    """The dataset, and ``augment`` without the decode geometry that 0.1 spelled in it."""
     from descend.data.datasets import load_dataset
+    from descend.data.geometry import Geometry, split_geometry
 
-    return load_dataset(args.dataset, args.data_root, args.cache_dir,
-                        image_size=args.image_size, val_fraction=args.val_fraction,
+    augment, old = split_geometry(augment)
+    geometry = Geometry(args.image_size, args.resize, args.center_crop).merged(**old)
+    data = load_dataset(args.dataset, args.data_root, args.cache_dir,
+                        image_size=geometry.image_size, resize=geometry.resize,
+                        center_crop=geometry.center_crop, val_fraction=args.val_fraction,
                         seed=args.seed, download=args.download, strict=args.strict,
-                        progress=args.progress, min_size=args.min_size, augment=augment)
+                        progress=args.progress, min_size=args.min_size)
+    return data, augment
 
 
 def run(args: argparse.Namespace) -> int:
@@ -75,7 +84,7 @@ def run(args: argparse.Namespace) -> int:
 def _info(args: argparse.Namespace) -> int:
     from descend.data.info import dataset_report, format_report
 
-    report = dataset_report(_load(args), duplicates=args.duplicates)
+    report = dataset_report(_load(args)[0], duplicates=args.duplicates)
     if args.json:
         print(json.dumps(report, ensure_ascii=False))
     else:
@@ -95,8 +104,8 @@ def _preview(args: argparse.Namespace) -> int:
 
     if args.n < 1:
         raise ConfigError(f"--n must be at least 1, got {args.n}")
-    augment = parse_augment(args.augment)
-    data = _load(args, args.augment)
+    data, spec = _load(args, args.augment)
+    augment = parse_augment(spec)
     train = data.train
     g = torch.Generator().manual_seed(args.seed)
     pick = torch.randperm(len(train), generator=g)[:args.n]

@@ -14,11 +14,10 @@ whatever device trains. Three kinds:
   one bilinear ``grid_sample`` call, so they cost one interpolation (one blur), not several;
 - colour ops (color-jitter, grayscale, gaussian-blur) work on floats in [0, 1].
 
-Two names are not batch ops but decoding geometry, the same for every split and for
-``descend predict``: ``resize:N`` (shorter side to N) and ``center-crop:N`` (the centred N x N
-window). They set the size images are decoded at, and so the model's input size; everything
-after decoding keeps the size, so train and validation batches always agree. ``normalize`` and
-``to-tensor`` are accepted for readers of torchvision pipelines: the loader always does both.
+Every op keeps the size images were decoded at, so train and validation batches always agree;
+that size is decoding's (`descend.data.geometry`: ``--image-size``, ``--resize``,
+``--center-crop``), not augmentation's. ``normalize`` and ``to-tensor`` are accepted for readers
+of torchvision pipelines: the loader always does both.
 """
 
 from __future__ import annotations
@@ -30,6 +29,7 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn.functional as F
 
+from descend.data.geometry import OLD_NAMES
 from descend.errors import ConfigError
 from descend.registry import Registry
 
@@ -65,21 +65,13 @@ class Warp(BatchOp):
 
 
 @dataclass(frozen=True)
-class Geometry:
-    """``resize:N`` / ``center-crop:N``: how images are decoded, not a batch op."""
-
-    resize: int | None = None
-    center_crop: int | None = None
-
-
-@dataclass(frozen=True)
 class Marker:
     """``normalize`` / ``to-tensor``: always done by the loader; accepted, nothing to do."""
 
     name: str
 
 
-Item = BatchOp | Geometry | Marker
+Item = BatchOp | Marker
 AUGMENTATIONS: Registry[Callable[..., Item]] = Registry("augmentation")
 
 
@@ -460,22 +452,6 @@ def _blur(kernel: float = 3, sigma_min: float = 0.1, sigma_max: float = 2.0) -> 
     return GaussianBlur(_int(kernel, "blur kernel"), sigma_min, sigma_max)
 
 
-@_register("resize")
-def _resize(size: float) -> Item:
-    """resize:N: decode with the shorter side at N pixels (then the centred square)."""
-    n = _int(size, "resize")
-    _check(n >= 1, "resize needs a size of at least 1")
-    return Geometry(resize=n)
-
-
-@_register("center-crop")
-def _center_crop(size: float) -> Item:
-    """center-crop:N: decode the centred N x N window."""
-    n = _int(size, "center-crop")
-    _check(n >= 1, "center-crop needs a size of at least 1")
-    return Geometry(center_crop=n)
-
-
 @_register("normalize")
 def _normalize() -> Item:
     """normalize: always done by the loader (with --mean/--std or the training split's)."""
@@ -492,34 +468,10 @@ def _to_tensor() -> Item:
 
 @dataclass
 class Augment:
-    """A parsed spec: the batch ops, the decoding geometry, and the text they came from."""
+    """A parsed spec: the batch ops and the text they came from."""
 
     spec: str
     ops: list[BatchOp] = field(default_factory=list)
-    resize: int | None = None
-    center_crop: int | None = None
-
-    def decode_size(self, image_size: int | None, default: int) -> tuple[int, int | None]:
-        """(side images are decoded at, shorter side before the centre crop, or None).
-
-        ``resize:R`` alone decodes at R. ``center-crop:C`` decodes the centred C x C window of
-        the image resized to R (``resize:R``), else to the dataset's own size (32 for CIFAR-10,
-        64 for an image folder; C if that is smaller): torchvision's ``CenterCrop``. An
-        explicit ``image_size`` must agree with the final side.
-        """
-        side = self.center_crop or self.resize or image_size or default
-        if image_size is not None and image_size != side:
-            raise ConfigError(
-                f"--image-size {image_size} disagrees with --augment {self.spec!r}, which "
-                f"decodes images at {side}x{side}; drop one of them"
-            )
-        if self.center_crop is None:
-            return side, None
-        resize = self.resize or max(default, side)
-        if resize < side:
-            raise ConfigError(f"--augment {self.spec!r}: center-crop:{side} is larger than "
-                              f"resize:{resize}; crop at most the resized size")
-        return side, resize if resize != side else None
 
     def mirrors(self) -> bool:
         """Whether the ops mirror images left-right."""
@@ -580,6 +532,10 @@ def parse_augment(spec: str | None) -> Augment:
     out = Augment(spec)
     for item in spec.split(","):
         name, _, args = item.strip().partition(":")
+        if name.strip() in OLD_NAMES:  # parse_augment's callers split the 0.1 spelling off first
+            flag = "--" + OLD_NAMES[name.strip()].replace("_", "-")
+            raise ConfigError(f"{name.strip()} is how images are decoded, not an augmentation: "
+                              f"give it as {flag} N")
         factory = AUGMENTATIONS.get(name.strip())
         try:
             values = [float(a) for a in args.split(":") if a.strip()] if args else []
@@ -587,9 +543,6 @@ def parse_augment(spec: str | None) -> Augment:
         except (TypeError, ValueError) as e:
             raise ConfigError(f"bad augmentation {item!r}: {e}; example: crop:4,hflip "
                               f"({factory.__doc__ or ''})") from None
-        if isinstance(made, Geometry):
-            out.resize = made.resize or out.resize
-            out.center_crop = made.center_crop or out.center_crop
-        elif isinstance(made, BatchOp):
+        if isinstance(made, BatchOp):
             out.ops.append(made)
     return out

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import hashlib
 import io
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, fields
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +20,6 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from descend.data.augment import parse_augment
 from descend.data.cache import TensorCache, paths_key
 from descend.data.folder import (
     ClassFolder,
@@ -29,6 +28,7 @@ from descend.data.folder import (
     scan_class_folder,
 )
 from descend.data.memory import memory_budget
+from descend.data.options import DataOptions
 from descend.data.paths import cache_dir, data_root
 from descend.data.splits import DataSplits, ImageTensors, Split, stratified_split
 from descend.errors import DataError
@@ -37,39 +37,14 @@ from descend.registry import Registry
 SAMPLE_FILE = Path(__file__).parent / "sample" / "cifar10-sample.npz"
 
 
-@dataclass
+@dataclass(frozen=True)
 class DataRequest:
-    """What the caller asks of a dataset; fields named like `TrainConfig`'s data settings take
-    their values (`options_from`).
-
-    ``augment``: only its decoding geometry (``resize:N``, ``center-crop:N``) matters here.
-    ``min_size``: an image file with a side under this many pixels is skipped as
-    ``too-small``: at a few pixels a picture holds no evidence of its class (a web tracking
-    pixel, a placeholder), and upscaling it would train on a flat colour.
-    ``memory_budget``: bytes the decoded images may take (None: a quarter of the available
-    memory, or ``$DESCEND_MEMORY_BUDGET``); a bigger image folder is listed for streaming
-    instead of decoded.
-    """
+    """A dataset by name, where it lives and caches, and how to read it."""
 
     name: str
     root: Path
     cache: Path
-    image_size: int | None = None
-    val_fraction: float | None = None
-    seed: int = 0
-    download: bool = True
-    strict: bool = False
-    progress: bool = True
-    augment: str | None = None
-    min_size: int = 8
-    memory_budget: int | None = None
-
-    @classmethod
-    def options_from(cls, settings: Mapping[str, Any]) -> dict[str, Any]:
-        """The request options among ``settings`` (a run's config): the same names, so the
-        mapping from a config to a request is written nowhere else."""
-        names = {f.name for f in fields(cls)} - {"name", "root", "cache"}
-        return {k: v for k, v in settings.items() if k in names}
+    options: DataOptions = DataOptions()
 
     @property
     def argument(self) -> str:
@@ -77,8 +52,7 @@ class DataRequest:
 
     def geometry(self, default: int) -> tuple[tuple[int, int], int | None]:
         """((h, w) images are decoded at, shorter side before the centre crop or None)."""
-        side, resize = parse_augment(self.augment).decode_size(self.image_size, default)
-        return (side, side), resize
+        return self.options.geometry.decoded(default)
 
 
 DATASETS: Registry[Callable[[DataRequest], DataSplits]] = Registry("dataset")
@@ -88,15 +62,18 @@ def load_dataset(
     name: str,
     root: str | Path | None = None,
     cache: str | Path | None = None,
-    **options: object,
+    options: DataOptions | None = None,
+    **changes: Any,
 ) -> DataSplits:
     """Load a dataset by name, e.g. ``load_dataset("imagefolder:data/pets", image_size=64)``.
 
-    Options are the fields of `DataRequest`. An image folder whose decoded images would not fit
-    the memory budget comes back as `ImageFiles` splits, for the streaming loader.
+    ``options`` (`DataOptions`, a run's come from `TrainConfig.data_options`), with
+    ``changes`` by field name (`DataOptions.changed`). An image folder whose decoded images
+    would not fit the memory budget comes back as `ImageFiles` splits, for the streaming loader.
     """
     kind = name.split(":", 1)[0]
-    request = DataRequest(name, data_root(root), cache_dir(cache), **options)  # type: ignore[arg-type]
+    request = DataRequest(name, data_root(root), cache_dir(cache),
+                          (options or DataOptions()).changed(**changes))
     data = DATASETS.get(kind)(request)
     data.cache = request.cache
     _check_usable(data, request)
@@ -104,7 +81,7 @@ def load_dataset(
 
 
 def _check_usable(data: DataSplits, request: DataRequest) -> None:
-    if request.strict and data.skipped:
+    if request.options.strict and data.skipped:
         listing = "\n  ".join(f"{s['path']}: {s['reason']}" for s in data.skipped[:50])
         raise DataError(
             f"--strict: {len(data.skipped)} file(s) of {data.name} cannot be used:\n  {listing}\n"
@@ -122,13 +99,14 @@ def _check_usable(data: DataSplits, request: DataRequest) -> None:
 def _split_train(
     full: Split, request: DataRequest, default_fraction: float | None
 ) -> tuple[Split, Split | None, str]:
-    fraction = request.val_fraction if request.val_fraction is not None else default_fraction
+    given = request.options.val_fraction
+    fraction = given if given is not None else default_fraction
     if not fraction:
         return full, None, ""
     if not 0 < fraction < 1:
         raise DataError(f"--val-fraction must be between 0 and 1, got {fraction}")
-    train_idx, val_idx = stratified_split(full.labels, fraction, request.seed)
-    note = f"{fraction:.0%} of each class held out of train (seed {request.seed})"
+    train_idx, val_idx = stratified_split(full.labels, fraction, request.options.seed)
+    note = f"{fraction:.0%} of each class held out of train (seed {request.options.seed})"
     return full.subset(train_idx), full.subset(val_idx), note
 
 
@@ -186,7 +164,7 @@ def _torchvision_digits(request: DataRequest, cls_name: str, folder: str) -> Dat
         try:
             splits[train] = cls(str(root), train=train, download=False)
         except RuntimeError:
-            if not request.download:
+            if not request.options.download:
                 raise DataError(_missing(request.name, root / folder / "raw", "")) from None
             try:
                 splits[train] = cls(str(root), train=train, download=True)
@@ -232,7 +210,7 @@ def cifar10(request: DataRequest) -> DataSplits:
         tr = tvd.CIFAR10(str(request.root), train=True, download=False)
         te = tvd.CIFAR10(str(request.root), train=False, download=False)
     except RuntimeError:
-        if not request.download:
+        if not request.options.download:
             raise DataError(_missing("cifar10", folders, "")) from None
         try:
             tr = tvd.CIFAR10(str(request.root), train=True, download=True)
@@ -302,9 +280,9 @@ def _folder_splits(root: Path, request: DataRequest, default_size: int, name: st
     folders = _scan_folders(root, train_root, split_layout)
     # Decode everything if it fits the memory budget, else list the files for streaming.
     decoded_bytes = sum(f.count for f in folders.values()) * 3 * size[0] * size[1]
-    lazy = decoded_bytes > memory_budget(request.memory_budget)
-    options = dict(resize=resize, min_size=request.min_size, lazy=lazy,
-                   progress=request.progress)
+    lazy = decoded_bytes > memory_budget(request.options.memory_budget)
+    options = dict(resize=resize, min_size=request.options.min_size, lazy=lazy,
+                   progress=request.options.progress)
     train, classes, skipped, empty = load_class_folder(folders["train"], size, cache, None,
                                                        **options)  # type: ignore[arg-type]
     notes = [f"empty class folder skipped: {train_root / c}" for c in empty]
@@ -318,9 +296,9 @@ def _folder_splits(root: Path, request: DataRequest, default_size: int, name: st
             f"each holding images: {train_root}/<class name>/*.jpg"
         )
     if lazy:
+        budget = memory_budget(request.options.memory_budget)
         notes.append(f"{decoded_bytes / 1e6:,.0f} MB decoded would exceed the memory budget of "
-                     f"{memory_budget(request.memory_budget) / 1e6:,.0f} MB: images are streamed "
-                     "from the files")
+                     f"{budget / 1e6:,.0f} MB: images are streamed from the files")
     extra: dict[str, Split] = {}
     for split in ("val", "test"):
         if split in folders:
@@ -351,9 +329,9 @@ def _scan_folders(root: Path, train_root: Path, split_layout: bool) -> dict[str,
 def _validation(root: Path, train: Split, extra: dict[str, Split], request: DataRequest
                 ) -> tuple[Split, Split, Split | None, str]:
     """(train, val, test, where val came from): a val/ folder, else test/, else held out."""
-    if "val" in extra and request.val_fraction is None:
+    if "val" in extra and request.options.val_fraction is None:
         return train, extra["val"], extra.get("test"), f"{root / 'val'}"
-    if "test" in extra and request.val_fraction is None:
+    if "test" in extra and request.options.val_fraction is None:
         return train, extra["test"], extra["test"], "the test split"
     train, val, val_source = _split_train(train, request, 0.2)
     if val is None:

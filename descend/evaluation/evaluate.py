@@ -10,8 +10,9 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from descend.config import TrainConfig
 from descend.data.batching import LoaderOptions
-from descend.data.datasets import DataRequest, load_dataset
+from descend.data.datasets import load_dataset
 from descend.data.images import BadImage
 from descend.data.loader import make_loader
 from descend.data.splits import DataSplits, ImageFiles, ImageTensors
@@ -114,8 +115,9 @@ def _load_run_data(loaded: LoadedModel, name: str, data_root: str | None,
     # The data where the user points now, else where the run found it.
     root = data_root or cfg.get("data_root") or os.environ.get("DESCEND_DATA") or \
         loaded.checkpoint.get("data_root")
-    options = {**DataRequest.options_from(cfg), "image_size": size[0], "progress": progress}
-    splits = load_dataset(name, root, cache_dir or cfg.get("cache_dir"), **options)
+    options = TrainConfig.from_dict(cfg, "the checkpoint's config").data_options(
+        image_size=size[0], progress=progress)
+    splits = load_dataset(name, root, cache_dir or cfg.get("cache_dir"), options)
     if splits.classes != loaded.classes:
         raise DataError(
             f"{name} has classes {splits.classes} but the checkpoint was trained on "

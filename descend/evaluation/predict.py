@@ -1,8 +1,8 @@
 """Prediction on paths, bytes, PIL images or arrays, decoded exactly as the training images were.
 
 Every input goes through the training decoder, `descend.data.images.load_pixels`, with the run's
-decoding geometry (`DataRequest.geometry`: ``resize:N`` and ``center-crop:N`` of its augment
-setting, replayed from the checkpoint), and through the loader's `Normalize` with the
+decoding geometry (`descend.data.geometry`: ``--resize`` and ``--center-crop``, replayed from
+the checkpoint), and through the loader's `Normalize` with the
 checkpoint's statistics: a file predicted here gives the logits the run's own evaluation gives.
 An array or tensor is first made the PIL image it describes, so that it meets the same rules as
 a file: transparency composited on white, grey expanded to RGB (or RGB reduced to grey for a
@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from descend.data.batching import Normalize
-from descend.data.datasets import DataRequest
+from descend.data.geometry import Geometry
 from descend.data.images import IMAGE_SUFFIXES, BadImage, load_pixels
 from descend.errors import DataError
 from descend.training.checkpoint import LoadedModel, load_model
@@ -49,19 +49,17 @@ def decode_geometry(loaded: LoadedModel) -> tuple[tuple[int, int], int | None]:
     """((h, w), resize): how the run decoded its images, for `load_pixels`.
 
     The size is the model's input size. ``resize`` is the checkpoint's stored ``geometry``
-    when the trainer wrote one, else `DataRequest.geometry` replayed on the run's config. That
-    replay lacks the dataset's own default size, so the model's side stands in for it: exact
-    unless the run had ``center-crop:N`` without ``resize:R``, where the crop was cut from the
-    image scaled to the dataset's default size (64 for an image folder).
+    when the trainer wrote one, else the `Geometry` of the run's config replayed. That replay
+    lacks the dataset's own default size, so the model's side stands in for it: exact unless
+    the run had ``center-crop:N`` without ``resize:R``, where the crop was cut from the image
+    scaled to the dataset's default size (64 for an image folder).
     """
     ckpt, size = loaded.checkpoint, loaded.spec.image_size
     stored = ckpt.get("geometry")
     if isinstance(stored, dict):
         resize = stored.get("resize")
         return size, int(resize) if resize is not None else None
-    request = DataRequest(str(ckpt.get("data") or ""), Path(), Path(),
-                          **DataRequest.options_from(ckpt.get("config") or {}))
-    return size, request.geometry(size[0])[1]
+    return size, Geometry.from_settings(ckpt.get("config") or {}).decode_size(size[0])[1]
 
 
 def image_from_array(array: ArrayLike) -> Image.Image:

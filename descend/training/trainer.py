@@ -25,7 +25,7 @@ from torch import nn
 from descend.config import TrainConfig
 from descend.data.augment import parse_augment
 from descend.data.batching import Normalize, epoch_seed
-from descend.data.datasets import DataRequest, load_dataset
+from descend.data.datasets import load_dataset
 from descend.data.loader import make_loader
 from descend.data.paths import data_root
 from descend.data.splits import DataSplits
@@ -299,17 +299,17 @@ def checkpoint_meta(cfg: TrainConfig, data: DataSplits, spec: ModelSpec, mean: l
 def load_data(cfg: TrainConfig, log: RunLog, folder: RunFolder) -> DataSplits:
     """The dataset the config names (CIFAR-10 by default, else the built-in sample), with its
     notes and skipped files logged and listed in ``skipped.json``."""
-    options = DataRequest.options_from(cfg.to_dict())
+    options = cfg.data_options()
     if cfg.data is not None:
-        data = load_dataset(cfg.data, cfg.data_root, cfg.cache_dir, **options)
+        data = load_dataset(cfg.data, cfg.data_root, cfg.cache_dir, options)
     else:
         try:
-            data = load_dataset("cifar10", cfg.data_root, cfg.cache_dir, **options)
+            data = load_dataset("cifar10", cfg.data_root, cfg.cache_dir, options)
         except DataError as e:
             log(f"note: no dataset named and CIFAR-10 is not available ({e})")
             log("note: training on the built-in cifar10-sample (3,000 train / 800 test images) "
                 "instead; name a dataset with --data to train on real data")
-            data = load_dataset("cifar10-sample", cfg.data_root, cfg.cache_dir, **options)
+            data = load_dataset("cifar10-sample", cfg.data_root, cfg.cache_dir, options)
     for note in data.notes:
         log(f"note: {note}")
     if data.skipped:

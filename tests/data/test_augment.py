@@ -197,18 +197,28 @@ def test_gaussian_blur_keeps_the_mean_and_lowers_the_variance() -> None:
                           constant, atol=1e-6)
 
 
-def test_geometry_names_set_the_decoding_size_not_batch_ops() -> None:
-    aug = parse_augment("resize:40,center-crop:32,hflip,normalize,to-tensor")
-    assert len(aug.ops) == 1 and (aug.resize, aug.center_crop) == (40, 32)
-    assert aug.decode_size(None, 64) == (32, 40)
-    assert parse_augment("resize:48").decode_size(None, 64) == (48, None)
-    assert parse_augment("center-crop:28").decode_size(None, 32) == (28, 32)  # CenterCrop
-    assert parse_augment("hflip").decode_size(24, 64) == (24, None)
-    assert parse_augment("none").decode_size(None, 64) == (64, None)
-    with pytest.raises(ConfigError, match="disagrees"):
-        parse_augment("resize:40").decode_size(32, 64)
-    with pytest.raises(ConfigError, match="larger than"):
-        parse_augment("resize:20,center-crop:32").decode_size(None, 64)
+def test_the_decode_geometry_is_its_own_settings_not_batch_ops() -> None:
+    from descend.data.geometry import Geometry, split_geometry
+
+    assert Geometry(resize=40, center_crop=32).decode_size(64) == (32, 40)
+    assert Geometry(resize=48).decode_size(64) == (48, None)
+    assert Geometry(center_crop=28).decode_size(32) == (28, 32)  # CenterCrop
+    assert Geometry(image_size=24).decode_size(64) == (24, None)
+    assert Geometry().decode_size(64) == (64, None)
+    with pytest.raises(ConfigError, match="--image-size 32 disagrees with --resize"):
+        Geometry(32, resize=40).decode_size(64)
+    with pytest.raises(ConfigError, match="--center-crop 32 is larger than --resize 20"):
+        Geometry(resize=20, center_crop=32).decode_size(64)
+    # 0.1 spelled them in --augment: still read, and moved out of it
+    assert split_geometry("resize:40,center-crop:32,hflip") == (
+        "hflip", {"resize": 40, "center_crop": 32})
+    assert split_geometry("resize:40") == ("none", {"resize": 40})  # it replaced the default
+    assert split_geometry("crop:4,hflip") == ("crop:4,hflip", {})
+    with pytest.raises(ConfigError, match="resize needs a whole number"):
+        split_geometry("resize:big")
+    with pytest.raises(ConfigError, match="not an augmentation: give it as --center-crop N"):
+        parse_augment("hflip,center-crop:24")
+    assert len(parse_augment("hflip,normalize,to-tensor").ops) == 1
 
 
 @pytest.mark.parametrize("spec", ["crop:x", "blur", "hflip:1:2:3", "hflip:2", "crop:1.5",

@@ -156,11 +156,10 @@ def test_real_cifar10_class_folders(real_data: Path, shared_cache: Path) -> None
     assert torch.allclose(torch.tensor(std), torch.tensor([0.2470, 0.2435, 0.2616]), atol=1e-3)
 
 
-def test_geometry_of_the_augment_spec_decides_the_decoding_size(image_folder: Path) -> None:
-    d = load_dataset(f"imagefolder:{image_folder}", augment="resize:20,center-crop:12,hflip",
-                     progress=False)
+def test_the_geometry_decides_the_decoding_size(image_folder: Path) -> None:
+    d = load_dataset(f"imagefolder:{image_folder}", resize=20, center_crop=12, progress=False)
     assert d.image_size == (12, 12)
-    sample = load_dataset("cifar10-sample", augment="center-crop:24")
+    sample = load_dataset("cifar10-sample", center_crop=24)
     assert sample.image_size == (24, 24)
     full = load_dataset("cifar10-sample")
     # CenterCrop on tensors: the centred 24x24 of the 32x32 pixels, unscaled

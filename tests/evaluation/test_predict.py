@@ -10,8 +10,9 @@ import torch
 from PIL import Image
 
 import descend
+from descend.config import TrainConfig
 from descend.data.batching import LoaderOptions
-from descend.data.datasets import DataRequest, load_dataset
+from descend.data.datasets import load_dataset
 from descend.data.images import load_pixels
 from descend.data.loader import make_loader
 from descend.errors import DataError
@@ -29,10 +30,11 @@ def clf(photo_run: Path) -> Classifier:
 def test_predict_replays_the_runs_decode_geometry(photo_run: Path, clf: Classifier) -> None:
     """Predicting the original files gives the pixels and logits of the run's own eval pass."""
     cfg = clf.loaded.checkpoint["config"]
-    assert cfg["augment"] == "resize:24,center-crop:16"
+    # trained with the 0.1 spelling, augment="resize:24,center-crop:16": moved to its settings
+    assert (cfg["augment"], cfg["resize"], cfg["center_crop"]) == ("none", 24, 16)
     assert (clf.size, clf.resize) == ((16, 16), 24)
     splits = load_dataset(clf.loaded.checkpoint["data"], cache=cfg["cache_dir"],
-                          **{**DataRequest.options_from(cfg), "progress": False})
+                          options=TrainConfig.from_dict(cfg).data_options(progress=False))
     val = splits.val
     assert val.paths is not None and len(val) == 15
     pixels = torch.stack([clf.to_pixels(p) for p in val.paths])
@@ -166,7 +168,7 @@ def test_center_crop_alone_replays_the_datasets_own_resize(photo_run: Path,
     """``center-crop:16`` alone crops images scaled to the dataset's size (64 for a folder)."""
     data = photo_run.parent / "data"
     result = descend.train(data=f"imagefolder:{data}", model="mlp", epochs=1, batch_size=8,
-                           augment="center-crop:16", progress=False, device="cpu",
+                           center_crop=16, progress=False, device="cpu",
                            out=str(tmp_path / "run"))
     clf = descend.load(result.run_dir / "best.pt", device="cpu")
     assert clf.resize == 64
