@@ -64,7 +64,7 @@ def origin(url: str | httpx.URL) -> tuple[str, int]:
     return parsed.raw_host.decode("ascii").lower(), parsed.port or DEFAULT_PORTS[parsed.scheme]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class AddressPolicy:
     """Public addresses always; private ones for ``trusted`` origins, or for all if asked."""
 
@@ -72,14 +72,14 @@ class AddressPolicy:
     trusted: frozenset[tuple[str, int]] = frozenset()
 
     @classmethod
-    def for_crawl(cls, allow_private: bool, base_urls: Iterable[str | None]) -> AddressPolicy:
+    def for_crawl(cls, base_urls: Iterable[str | None], *, allow_private: bool) -> AddressPolicy:
         trusted = set()
         for url in filter(None, base_urls):
             try:
                 trusted.add(origin(url))
             except (httpx.InvalidURL, KeyError, UnicodeError):
                 raise ConfigError(f"--base-url {url!r} must look like http://host[:port]") from None
-        return cls(allow_private, frozenset(trusted))
+        return cls(allow_private=allow_private, trusted=frozenset(trusted))
 
     def trusts(self, host: str, port: int) -> bool:
         return self.allow_private or (host.lower(), port) in self.trusted

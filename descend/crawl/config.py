@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass
+from dataclasses import KW_ONLY, dataclass
 from pathlib import Path
 
 from descend.crawl.address import AddressPolicy
@@ -65,6 +65,7 @@ class CrawlConfig:
 
     classes: list[ClassSpec]
     out: Path
+    _: KW_ONLY  # every setting after these two by name
     per_class: int = 100
     source: str = "baidu"
     base_url: str | None = None  # replaces the source's scheme://host[:port]; tests use it
@@ -95,7 +96,7 @@ class CrawlConfig:
         if self.base_url is not None:
             # Every source, even one that does not use it: the base URL also opts its host:port
             # in to private addresses, so it must be a URL whatever the source.
-            AddressPolicy.for_crawl(False, [check_base_url(self.base_url)])
+            AddressPolicy.for_crawl([check_base_url(self.base_url)], allow_private=False)
         finite = {name: value for name, value in (
             ("--timeout", self.timeout), ("--rate", self.rate), ("--backoff", self.backoff),
             ("--val-fraction", self.val_fraction), ("max_retry_after", self.max_retry_after),

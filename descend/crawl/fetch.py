@@ -36,7 +36,7 @@ REQUEST_HEADERS = {"Accept-Encoding": "identity"}
 class FetchError(Exception):
     """A URL that gave no usable body; ``reason`` is ``kind`` or ``kind:detail``."""
 
-    def __init__(self, reason: str, permanent: bool, limit: int | None = None) -> None:
+    def __init__(self, reason: str, *, permanent: bool, limit: int | None = None) -> None:
         super().__init__(reason)
         self.reason = reason
         self.permanent = permanent
@@ -155,7 +155,7 @@ class Fetcher:
             except httpx.InvalidURL:
                 raise FetchError("bad-url", permanent=True) from None
             except BlockedAddress as e:
-                # A later run may allow it (--allow-private-addresses): see _Crawl._still_rejects.
+                # A later run may allow it (--allow-private-addresses): see replay.still_rejects.
                 raise FetchError(f"blocked-address:{e.address}", permanent=True) from None
             except httpx.TransportError as e:
                 failure = _Retry(f"connection-error:{type(e).__name__}")

@@ -2,14 +2,15 @@
 
 Statuses: ``run`` (settings of each invocation), ``search`` (one results page), ``fetched``
 (downloaded, cleaned and staged, not yet decided), ``kept`` (with sha256, phash, path and
-split) and ``rejected`` (with a reason and whether the rejection is ``permanent``). The last
-record of a (class, URL) pair is its state. Each record is one line written and flushed to
-the operating system at once, so a killed process loses nothing and can only tear the line
-being written, which the next run cuts off before appending. A URL record without the fields a
-later run needs (edited by hand, or written by a broken tool) is skipped and named in the crawl
-report, not trusted: at worst that URL is fetched again. `sync` (fsync) makes records
-durable against a system crash too; the crawler calls it once per batch of records, not per
-record, since one fsync costs as much as a whole image's decoding.
+split) and ``rejected`` (with a reason and whether the rejection is ``permanent``); each is a
+typed record of `descend.crawl.records`. The last record of a (class, URL) pair is its state.
+Each record is one line written and flushed to the operating system at once, so a killed
+process loses nothing and can only tear the line being written, which the next run cuts off
+before appending. A record without the fields a later run needs (edited by hand, or written by
+a broken tool) is skipped and named in the crawl report, not trusted: at worst that URL is
+fetched again; only a ``run`` record is never skipped, since the first one decides the splits.
+`sync` (fsync) makes records durable against a system crash too; the crawler calls it once per
+batch of records, not per record, since one fsync costs as much as a whole image's decoding.
 """
 
 from __future__ import annotations
@@ -17,35 +18,42 @@ from __future__ import annotations
 import errno
 import json
 import os
-import re
 import stat
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
+from descend.crawl.records import (
+    FORMAT,
+    BadRecord,
+    Record,
+    RunRecord,
+    SearchRecord,
+    UrlRecord,
+    parse_record,
+)
 from descend.errors import DataError
 
 MANIFEST_NAME = "manifest.jsonl"
-FORMAT = 1
-URL_STATUSES = ("fetched", "kept", "rejected")
 
-Record = dict[str, Any]
+__all__ = ["FORMAT", "MANIFEST_NAME", "History", "Manifest", "Record", "UrlRecord",
+           "history_of", "open_plain_file", "read_records"]
 
 
 @dataclass
 class History:
     """What earlier runs left: the first run's settings and the state of every (class, URL)."""
 
-    first_run: Record | None = None
-    last: dict[tuple[str, str], Record] = field(default_factory=dict)
+    first_run: RunRecord | None = None
+    last: dict[tuple[str, str], UrlRecord] = field(default_factory=dict)
 
 
 class Manifest:
     """An append-only JSONL file: `append` writes and flushes a record, `sync` fsyncs.
 
     ``records`` are the usable records already there; ``problems`` say which lines were
-    skipped (a URL record without the fields a later run needs) and why.
+    skipped (a record without the fields a later run needs) and why.
     """
 
     def __init__(self, path: Path) -> None:
@@ -62,8 +70,8 @@ class Manifest:
         return history_of(self.records)
 
     def append(self, record: Record) -> None:
-        record = {"status": record["status"], "time": round(time.time(), 3), **record}
-        line = (json.dumps(record, ensure_ascii=False, separators=(",", ":")) + "\n").encode()
+        data = {"status": record.status, "time": round(time.time(), 3), **record.to_json()}
+        line = (json.dumps(data, ensure_ascii=False, separators=(",", ":")) + "\n").encode()
         # One write per record (O_APPEND puts it at the end); a short write only on a full disk.
         while line:
             line = line[os.write(self._fd, line):]
@@ -105,15 +113,15 @@ def open_plain_file(path: Path, flags: int, what: str) -> int:
     return fd
 
 
-def history_of(records: list[Record]) -> History:
+def history_of(records: Iterable[Record]) -> History:
     """The first run's settings and the last record of every (class, URL)."""
     history = History()
     for record in records:
-        status = record.get("status")
-        if status == "run" and history.first_run is None:
-            history.first_run = record
-        elif status in URL_STATUSES:
-            history.last[(record["class"], record["url"])] = record
+        if isinstance(record, RunRecord):
+            if history.first_run is None:
+                history.first_run = record
+        elif not isinstance(record, SearchRecord):
+            history.last[(record.class_name, record.url)] = record
     return history
 
 
@@ -126,36 +134,6 @@ def read_records(path: Path) -> list[Record]:
         return _read(fd, path)[0]
     finally:
         os.close(fd)
-
-
-# What a later run reads from each URL record, and its type; any other field is information.
-_FIELDS: dict[str, dict[str, type]] = {
-    "fetched": {"sha256": str, "phash": str, "width": int, "height": int, "bytes": int,
-                "staged": str},
-    "kept": {"sha256": str, "phash": str, "path": str, "split": str},
-    "rejected": {"reason": str},
-}
-_OPTIONAL: dict[str, type] = {"staged": str, "limit": int, "permanent": bool}
-_PHASH = re.compile(r"[0-9a-fA-F]{16}")
-
-
-def record_problem(record: Record) -> str | None:
-    """Why a URL record cannot be used by a later run, or None if it can."""
-    status = record["status"]
-    needed = {"class": str, "url": str, **_FIELDS[status]}
-    for key, kind in [*needed.items(), *_OPTIONAL.items()]:
-        value = record.get(key)
-        if value is None:
-            if key in needed:
-                return f"it has no {key!r}"
-            continue
-        if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-            return f"its {key!r} is not a {kind.__name__}"
-    if "phash" in needed and not _PHASH.fullmatch(record["phash"]):
-        return "its 'phash' is not 16 hex digits"
-    if status == "kept" and record["split"] not in ("train", "val"):
-        return "its 'split' is neither 'train' nor 'val'"
-    return None
 
 
 def _read(fd: int, path: Path) -> tuple[list[Record], list[str]]:
@@ -178,19 +156,20 @@ def _read(fd: int, path: Path) -> tuple[list[Record], list[str]]:
         if not line.strip():
             continue
         try:
-            record = json.loads(line)
+            obj = json.loads(line)
         except (ValueError, RecursionError):  # JSONDecodeError, too deep, too long a number
             raise DataError(
                 f"{path}:{number} is not a JSON record; the manifest was edited or damaged: "
                 "fix or delete that line, or crawl into a new --out"
             ) from None
-        if not isinstance(record, dict) or "status" not in record:
+        if not isinstance(obj, dict) or "status" not in obj:
             raise DataError(f"{path}:{number} is not a crawl manifest record")
-        if record["status"] in URL_STATUSES:
-            problem = record_problem(record)
-            if problem:
-                problems.append(f"{path.name}:{number}: skipped a {record['status']!r} record: "
-                                f"{problem}")
-                continue
-        records.append(record)
+        try:
+            records.append(parse_record(obj))
+        except BadRecord as e:
+            if obj["status"] == RunRecord.status:
+                raise DataError(f"{path}:{number} is a 'run' record that cannot be read "
+                                f"({e.reason}); fix or delete that line") from None
+            problems.append(f"{path.name}:{number}: skipped a {obj['status']!r} record: "
+                            f"{e.reason}")
     return records, problems

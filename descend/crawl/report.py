@@ -27,6 +27,13 @@ class ClassSummary:
     def kept(self) -> int:
         return self.train + self.val
 
+    def count_kept(self, split: str) -> None:
+        """One more image in the folder's ``split`` ("train" or "val")."""
+        if split == "val":
+            self.val += 1
+        else:
+            self.train += 1
+
 
 @dataclass
 class CrawlReport:

@@ -10,7 +10,7 @@ import pytest
 
 from descend.crawl import ClassSpec, CrawlConfig, crawl
 from descend.crawl.address import AddressPolicy, is_public, origin
-from descend.crawl.manifest import MANIFEST_NAME, history_of, read_records
+from descend.crawl.manifest import MANIFEST_NAME, UrlRecord, history_of, read_records
 from tests.support.fakeweb import FakeWeb, Route, can_serve_on, pictures
 
 FAST = dict(timeout=2.0, retries=0, backoff=0.01, progress=False)
@@ -50,15 +50,15 @@ def test_only_public_unicast_addresses_are_public(address: str, public: bool) ->
 
 
 def test_the_opt_in_is_the_base_url_host_and_port_exactly() -> None:
-    policy = AddressPolicy.for_crawl(False, ["http://LocalHost:8080/prefix", None])
+    policy = AddressPolicy.for_crawl(["http://LocalHost:8080/prefix", None], allow_private=False)
     assert origin("https://example.com/x") == ("example.com", 443)
     assert policy.trusts("localhost", 8080)
     assert not policy.trusts("localhost", 8081)
     assert not policy.trusts("127.0.0.1", 8080)
-    assert AddressPolicy.for_crawl(True, []).trusts("10.0.0.1", 22)
+    assert AddressPolicy.for_crawl([], allow_private=True).trusts("10.0.0.1", 22)
 
 
-def _last(out: Path) -> dict[str, dict]:
+def _last(out: Path) -> dict[str, UrlRecord]:
     """URL -> its last manifest record (one class here)."""
     return {url: r for (_, url), r in history_of(read_records(out / MANIFEST_NAME)).last.items()}
 
@@ -100,13 +100,13 @@ def test_private_addresses_in_results_and_redirects_are_refused(web: FakeWeb,
         report = crawl(CrawlConfig(**config))
 
         last = _last(out)
-        assert last[good]["status"] == "kept"
+        assert last[good].status == "kept"
         for what, url in refused.items():
-            assert last[url]["status"] == "rejected", what
-            assert last[url]["reason"].startswith("blocked-address:"), what
-            assert last[url]["permanent"] is True, what
-        assert last[refused["redirect to metadata"]]["reason"] == "blocked-address:169.254.169.254"
-        assert last[refused["redirect to 127.0.0.2"]]["reason"] == "blocked-address:127.0.0.2"
+            assert last[url].status == "rejected", what
+            assert last[url].reason.startswith("blocked-address:"), what
+            assert last[url].permanent is True, what
+        assert last[refused["redirect to metadata"]].reason == "blocked-address:169.254.169.254"
+        assert last[refused["redirect to 127.0.0.2"]].reason == "blocked-address:127.0.0.2"
         # Not one request reached the other servers, nor the base URL's server by another name.
         assert other_ip.requests == [] and other_port.requests == []
         assert v6 is None or v6.requests == []
@@ -123,6 +123,6 @@ def test_private_addresses_in_results_and_redirects_are_refused(web: FakeWeb,
         web.baidu["猫"] = [good, *refused.values()]
         report = crawl(CrawlConfig(**{**config, "allow_private_addresses": True}))
         last = _last(out)
-        assert {what for what, url in refused.items() if last[url]["status"] == "kept"} == set(
+        assert {what for what, url in refused.items() if last[url].status == "kept"} == set(
             refused)
         assert report.classes[0].kept == 1 + len(refused)

@@ -12,10 +12,10 @@ import pytest
 from PIL import Image
 
 from descend.crawl import ClassSpec, CrawlConfig, crawl
-from descend.crawl.crawler import STAGING, _Crawl
+from descend.crawl.decode import clean_image
 from descend.crawl.dedup import hamming
-from descend.crawl.manifest import MANIFEST_NAME, Manifest, Record, history_of, read_records
-from descend.crawl.sources import create_source
+from descend.crawl.folder import STAGING, OutputFolder
+from descend.crawl.manifest import MANIFEST_NAME, Record, UrlRecord, history_of, read_records
 from descend.errors import ConfigError
 from tests.support.fakeweb import FakeWeb, Route, jpeg, picture, pictures, png
 
@@ -24,7 +24,7 @@ def read_manifest(out: Path) -> list[Record]:
     return read_records(out / MANIFEST_NAME)
 
 
-def last_by_url(out: Path, cls: str) -> dict[str, Record]:
+def last_by_url(out: Path, cls: str) -> dict[str, UrlRecord]:
     """URL -> the last fetched/kept/rejected record of class ``cls``."""
     return {url: r for (c, url), r in history_of(read_manifest(out)).last.items() if c == cls}
 
@@ -94,11 +94,11 @@ def test_every_kind_of_answer_ends_as_expected(web: FakeWeb, tmp_path: Path) -> 
                            per_class=50, max_bytes=60_000))
 
     cat, dog_last = last_by_url(out, "cat"), last_by_url(out, "dog")
-    kept = {n for n, url in u.items() if cat[url]["status"] == "kept"}
+    kept = {n for n, url in u.items() if cat[url].status == "kept"}
     assert kept == {f"good{i}" for i in range(8)} | {"429", "500x3", "redirect", "rgba", "cmyk"}
     expected = {
-        "exact": "duplicate-of:" + cat[u["good0"]]["sha256"],
-        "near": "duplicate-of:" + cat[u["good1"]]["sha256"],
+        "exact": "duplicate-of:" + cat[u["good0"]].sha256,
+        "near": "duplicate-of:" + cat[u["good1"]].sha256,
         "html": "not-an-image:text/html",
         "tiny": "too-small:20x20",
         "large": "too-large:",
@@ -114,26 +114,25 @@ def test_every_kind_of_answer_ends_as_expected(web: FakeWeb, tmp_path: Path) -> 
     }
     for name, reason in expected.items():
         record = cat[u[name]]
-        assert record["status"] == "rejected" and record["reason"].startswith(reason), name
-        assert record["permanent"] is (name != "slow"), name
-    assert cat[u["redirect"]]["status"] == "kept"
+        assert record.status == "rejected" and record.reason.startswith(reason), name
+        assert record.permanent is (name != "slow"), name
+    assert cat[u["redirect"]].status == "kept"
     assert web.requested("/good3.jpg") == 1  # listed twice, fetched once
     assert web.requested("/flaky.jpg") == 4 and web.requested("/busy.jpg") == 2
 
     # Cross-class: kept once, under the class named first; the URL is not fetched again.
-    assert dog_last[u["good2"]]["reason"] == "duplicate-of:" + cat[u["good2"]]["sha256"]
+    assert dog_last[u["good2"]].reason == "duplicate-of:" + cat[u["good2"]].sha256
     assert web.requested("/good2.jpg") == 1
-    assert dog_last[web.url + "/dog-copy.jpg"]["reason"] == "duplicate-of:" + cat[u["good5"]][
-        "sha256"]
-    assert [dog_last[x]["status"] for x in dog_urls] == ["kept"] * 4
+    assert dog_last[web.url + "/dog-copy.jpg"].reason == "duplicate-of:" + cat[u["good5"]].sha256
+    assert [dog_last[x].status for x in dog_urls] == ["kept"] * 4
 
     # The folder holds exactly the kept images, as RGB JPEGs, under their recorded paths.
-    records = [r for r in read_manifest(out) if r["status"] == "kept"]
+    records = [r for r in read_manifest(out) if r.status == "kept"]
     files = output_files(out)
-    assert sorted(out / r["path"] for r in records) == files
+    assert sorted(out / r.path for r in records) == files
     for r in records:
-        assert r["path"] == f"{r['split']}/{r['class']}/{r['sha256'][:16]}.jpg"
-        with Image.open(out / r["path"]) as im:
+        assert r.path == f"{r.split}/{r.class_name}/{r.sha256[:16]}.jpg"
+        with Image.open(out / r.path) as im:
             assert im.format == "JPEG" and im.mode == "RGB"
     assert not (out / ".staging").exists()
 
@@ -170,7 +169,7 @@ def test_rerun_continues_and_never_refetches_what_was_decided(web: FakeWeb,
         if path.startswith("/p") or path == "/broken.jpg":
             assert after[path] == n, path
     assert after["/flaky.jpg"] > before["/flaky.jpg"]
-    kept_paths = {r["path"] for r in read_manifest(out) if r["status"] == "kept"}
+    kept_paths = {r.path for r in read_manifest(out) if r.status == "kept"}
     assert len(kept_paths) == 10 == len(output_files(out))
 
     # A third identical run has nothing to do: not even a search.
@@ -184,9 +183,9 @@ def test_splits_never_move_and_settings_that_would_move_them_are_refused(
     web.baidu["猫"] = [web.add(f"/p{i}.jpg", b) for i, b in enumerate(pictures(20))]
     out = tmp_path / "out"
     crawl(_config(web, out, [ClassSpec("cat", ("猫",))], per_class=8))
-    first = {r["url"]: r["split"] for r in read_manifest(out) if r["status"] == "kept"}
+    first = {r.url: r.split for r in read_manifest(out) if r.status == "kept"}
     crawl(_config(web, out, [ClassSpec("cat", ("猫",))], per_class=20))
-    second = {r["url"]: r["split"] for r in read_manifest(out) if r["status"] == "kept"}
+    second = {r.url: r.split for r in read_manifest(out) if r.status == "kept"}
     assert {k: second[k] for k in first} == first
     assert list(second.values()).count("val") == 4  # 20 * 0.2, stratified exactly
     with pytest.raises(ConfigError, match="--val-fraction 0.2"):
@@ -207,7 +206,7 @@ def test_the_same_crawl_keeps_the_same_images_whatever_the_timing(web: FakeWeb,
     def kept(out: Path, concurrency: int) -> dict[str, str]:
         crawl(_config(web, out, [ClassSpec("cat", ("猫",))], per_class=5,
                       concurrency=concurrency))
-        return {r["url"]: r["split"] for r in read_manifest(out) if r["status"] == "kept"}
+        return {r.url: r.split for r in read_manifest(out) if r.status == "kept"}
 
     serial, parallel = kept(tmp_path / "a", 1), kept(tmp_path / "b", 8)
     assert serial == parallel
@@ -258,8 +257,8 @@ def test_search_failures_are_reported_not_fatal(web: FakeWeb, tmp_path: Path) ->
     assert report.classes[0].kept == 0
     assert any("http-500" in note for note in report.classes[0].notes)
     assert "only 0 of 3" in report.format()
-    records = [r for r in read_manifest(tmp_path / "out") if r["status"] == "search"]
-    assert records[0]["reason"] == "http-500"
+    records = [r for r in read_manifest(tmp_path / "out") if r.status == "search"]
+    assert records[0].reason == "http-500"
 
 
 def test_a_tampered_manifest_cannot_point_outside_the_output(web: FakeWeb,
@@ -283,14 +282,14 @@ def test_images_deleted_by_hand_stay_out_and_the_class_is_topped_up(web: FakeWeb
     out = tmp_path / "out"
     crawl(_config(web, out, [ClassSpec("cat", ("猫",))], per_class=4))
     wrong = last_by_url(out, "cat")[web.url + "/p0.jpg"]
-    (out / wrong["path"]).unlink()  # a person prunes a wrong picture
+    (out / wrong.path).unlink()  # a person prunes a wrong picture
     report = crawl(_config(web, out, [ClassSpec("cat", ("猫",))], per_class=4))
     assert report.classes[0].kept == 4 and len(output_files(out)) == 4
     assert web.requested("/p0.jpg") == 1  # not fetched back
     cat = last_by_url(out, "cat")
-    assert cat[web.url + "/p0.jpg"]["reason"] == "removed-by-user"
-    assert cat[web.url + "/p0-copy.jpg"]["reason"] == "duplicate-of:" + wrong["sha256"]
-    assert cat[web.url + "/p4.jpg"]["status"] == "kept"
+    assert cat[web.url + "/p0.jpg"].reason == "removed-by-user"
+    assert cat[web.url + "/p0-copy.jpg"].reason == "duplicate-of:" + wrong.sha256
+    assert cat[web.url + "/p4.jpg"].status == "kept"
 
 
 def test_a_kill_between_record_and_move_is_finished_by_the_next_run(web: FakeWeb,
@@ -300,11 +299,11 @@ def test_a_kill_between_record_and_move_is_finished_by_the_next_run(web: FakeWeb
     crawl(_config(web, out, [ClassSpec("cat", ("猫",))], per_class=3))
     record = last_by_url(out, "cat")[web.url + "/p1.jpg"]
     (out / ".staging").mkdir()
-    (out / record["path"]).rename(out / record["staged"])  # as if killed before os.replace
+    (out / record.path).rename(out / record.staged)  # as if killed before os.replace
     (out / ".staging" / ".partial.jpg.123.tmp").write_bytes(b"half")  # killed mid-write
     requests = len(web.requests)
     report = crawl(_config(web, out, [ClassSpec("cat", ("猫",))], per_class=3))
-    assert report.classes[0].kept == 3 and (out / record["path"]).is_file()
+    assert report.classes[0].kept == 3 and (out / record.path).is_file()
     assert len(web.requests) == requests and not (out / ".staging").exists()
 
 
@@ -323,16 +322,11 @@ def test_a_failed_staging_write_leaves_no_temporary_file(web: FakeWeb, tmp_path:
     # fails at the rename, after the temporary file beside it has been written in full.
     out = tmp_path / "out"
     out.mkdir()
-    config = _config(web, out, [ClassSpec("cat", ("猫",))])
-    manifest = Manifest(out / MANIFEST_NAME)
-    try:
-        run = _Crawl(config, create_source(config.source, config.base_url), out, manifest)
-        url, body = web.url + "/cat.jpg", jpeg(picture(0))
-        target = out / run._clean_and_stage("cat", url, body, "image/jpeg").staged
-        target.unlink()
-        target.mkdir()
-        with pytest.raises(OSError):
-            run._clean_and_stage("cat", url, body, "image/jpeg")
-        assert list((out / STAGING).iterdir()) == [target]
-    finally:
-        manifest.close()
+    folder = OutputFolder(out)
+    url, image = web.url + "/cat.jpg", clean_image(jpeg(picture(0)), 32, "image/jpeg")
+    target = out / folder.stage("cat", url, image)
+    target.unlink()
+    target.mkdir()
+    with pytest.raises(OSError):
+        folder.stage("cat", url, image)
+    assert list((out / STAGING).iterdir()) == [target]

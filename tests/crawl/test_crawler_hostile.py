@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from descend.crawl import ClassSpec, CrawlConfig, crawl
-from descend.crawl.manifest import MANIFEST_NAME, history_of, read_records
+from descend.crawl.manifest import MANIFEST_NAME, UrlRecord, history_of, read_records
 from descend.errors import DataError
 from tests.support.fakeweb import FakeWeb, Route, gzipped_zeros, pictures
 
@@ -26,7 +26,7 @@ def _config(web: FakeWeb, out: Path, words: tuple[str, ...] = ("猫",),
                        **{**FAST, **options})
 
 
-def _last(out: Path) -> dict[str, dict]:
+def _last(out: Path) -> dict[str, UrlRecord]:
     return {url: r for (_, url), r in history_of(read_records(out / MANIFEST_NAME)).last.items()}
 
 
@@ -50,7 +50,7 @@ def test_a_gzip_bomb_image_and_search_page_are_too_large_in_bounded_memory(
         tracemalloc.stop()
     assert peak < 64 << 20  # before: more than 2 GiB (the whole inflated gigabyte, and a copy)
     record = _last(out)[web.url + "/bomb.jpg"]
-    assert record["status"] == "rejected" and record["reason"] == f"too-large:>{10 << 20}"
+    assert record.status == "rejected" and record.reason == f"too-large:>{10 << 20}"
     assert any("'炸弹' page 0 failed: too-large" in note for note in report.classes[0].notes)
     assert report.classes[0].kept == 3 and len(_images(out)) == 3
 
@@ -89,10 +89,10 @@ def test_urls_that_would_break_the_manifest_are_kept_out_or_survive_it(web: Fake
     first = crawl(_config(web, out, per_class=2))
     assert first.classes[0].kept == 2
     last = _last(out)
-    assert all(last[u]["reason"] == "http-404" for u in odd)  # recorded, line breaks and all
+    assert all(last[u].reason == "http-404" for u in odd)  # recorded, line breaks and all
     assert too_long not in last and not any(len(r) > 4096 for r in web.requests)
-    search = [r for r in read_records(out / MANIFEST_NAME) if r["status"] == "search"]
-    assert search[0]["too_long"] == 1
+    search = [r for r in read_records(out / MANIFEST_NAME) if r.status == "search"]
+    assert search[0].too_long == 1
     second = crawl(_config(web, out, per_class=4))  # reads that manifest back
     assert second.classes[0].kept == 4 and second.notes == []
 

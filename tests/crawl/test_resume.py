@@ -47,7 +47,7 @@ def test_sigkill_halfway_then_rerun_finishes_without_refetching(tmp_path: Path) 
         child.wait()
 
         before = history_of(read_records(manifest)).last
-        assert 5 <= sum(r["status"] == "kept" for r in before.values()) < 30
+        assert 5 <= sum(r.status == "kept" for r in before.values()) < 30
         recorded = {url for (_, url), r in before.items()}
         asked_before = {r.split("?")[0] for r in web.requests}
         web.requests.clear()
@@ -65,14 +65,14 @@ def test_sigkill_halfway_then_rerun_finishes_without_refetching(tmp_path: Path) 
         assert len(in_flight) <= 2 * 2  # at most the crawl's task window (2 x concurrency)
         final = history_of(read_records(manifest)).last
         for (_, url), r in final.items():
-            if r["status"] == "kept":
+            if r.status == "kept":
                 path = url.removeprefix(web.url)
                 expected = 2 if path in in_flight else 1
                 assert (path in asked_before) + asked_after.count(path) == expected, path
 
     files = sorted(p for s in ("train", "val") for p in (out / s).rglob("*") if p.is_file())
-    kept = [r for r in final.values() if r["status"] == "kept"]
-    assert sorted(out / r["path"] for r in kept) == files  # no partial or stray files
+    kept = [r for r in final.values() if r.status == "kept"]
+    assert sorted(out / r.path for r in kept) == files  # no partial or stray files
     for f in files:
         with Image.open(f) as im:
             im.load()

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from descend.crawl import SOURCES, create_source
+from descend.crawl import SOURCES, ClassSpec, create_source
 from descend.crawl.sources import BadPage
 from descend.crawl.sources.baidu import parse_baidu
 from descend.crawl.sources.bing import parse_bing
@@ -110,3 +110,13 @@ def test_bing_attribute_forms() -> None:
             b"<a class='iusc' m='{\"murl\": \"https://x/4.jpg\", \"t\": \"a>b\"}'>"
             b'<a class="iusc" m="{&quot;murl&quot;:&quot;https://x/cut.jpg')  # never closed
     assert parse_bing(page) == ["https://x/3.jpg", "https://x/4.jpg"]
+
+
+def test_each_source_says_which_words_it_searches_for_a_class(tmp_path: Path) -> None:
+    spec = ClassSpec("cat", ("猫", "小猫"))
+    assert create_source("baidu").search_words(spec) == ("猫", "小猫")
+    assert create_source("bing").search_words(spec) == ("猫", "小猫")
+    listing = tmp_path / "urls.txt"
+    listing.write_text("cat http://a/1.jpg\n")
+    # The file's class column picks the URLs: one pass over them, whatever the words.
+    assert create_source("urls", urls_file=listing).search_words(spec) == ("cat",)

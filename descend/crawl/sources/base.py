@@ -6,9 +6,13 @@ import json
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from descend.errors import ConfigError
+
+if TYPE_CHECKING:  # config imports check_base_url from here
+    from descend.crawl.config import ClassSpec
 
 # Fetches a search page (url, query parameters) and returns its body; the crawler supplies it so
 # that search pages get the same retries, rate limit and size cap as images.
@@ -34,6 +38,10 @@ class Source(ABC):
 
     def __init__(self, base_url: str | None = None, urls_file: Path | None = None) -> None:
         self.base_url = check_base_url(base_url or self.default_base_url)
+
+    def search_words(self, spec: ClassSpec) -> tuple[str, ...]:
+        """The words whose results pages the crawler asks for, for class ``spec``: its own."""
+        return spec.words
 
     @abstractmethod
     async def page(self, class_name: str, word: str, page: int, get: PageGetter) -> list[str]:

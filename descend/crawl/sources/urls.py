@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from descend.crawl.sources.base import PageGetter, Source
 from descend.crawl.sources.registry import SOURCES
 from descend.errors import ConfigError
+
+if TYPE_CHECKING:  # config imports the sources
+    from descend.crawl.config import ClassSpec
 
 
 @SOURCES.register("urls")
@@ -30,6 +34,11 @@ class UrlListSource(Source):
     def classes(self) -> list[str]:
         """Class names in the order they first appear in the file."""
         return list(self.by_class)
+
+    def search_words(self, spec: ClassSpec) -> tuple[str, ...]:
+        """One "word", the class name: the file's class column picks the lines, and its one
+        page holds them all."""
+        return (spec.name,)
 
     async def page(self, class_name: str, word: str, page: int, get: PageGetter) -> list[str]:
         return list(self.by_class.get(class_name, [])) if page == 0 else []
