@@ -24,6 +24,7 @@ EXTRAS: dict[str, dict[str, str]] = {
     "serve": {"starlette": "starlette", "uvicorn": "uvicorn",
               "python_multipart": "python-multipart"},
     "export": {"onnx": "onnx", "onnxscript": "onnxscript", "onnxruntime": "onnxruntime"},
+    "audit": {"cleanlab": "cleanlab", "imagehash": "ImageHash"},
 }
 
 

@@ -33,6 +33,9 @@ from descend.data.images import check_many, decode_many
 from descend.data.splits import ImageFiles, ImageTensors
 from descend.errors import DataError
 
+# Where `descend audit --apply` moves the images a review dropped: never a class, never read.
+DROPPED = "_dropped"
+
 # Below this many files a thread pool in this process is as fast as forking workers: measured
 # on CIFAR-10's PNG files on 2 cores, both take 0.07 s for 500 files; for 8,000, processes
 # 0.40 s and threads 1.10 s.
@@ -66,7 +69,8 @@ def scan_class_folder(root: Path) -> ClassFolder:
     empty: list[str] = []
     skipped: list[dict[str, str]] = []
     with os.scandir(root) as it:
-        dirs = sorted(e.name for e in it if not e.name.startswith(".") and _is_dir(e))
+        dirs = sorted(e.name for e in it
+                      if not e.name.startswith(".") and e.name != DROPPED and _is_dir(e))
     real_root = os.path.realpath(root)
     for name in dirs:
         real = os.path.realpath(root / name)

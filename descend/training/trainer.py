@@ -84,12 +84,14 @@ class TrainResult:
 
 def train(cfg: TrainConfig | None = None, resume: str | Path | None = None,
           callbacks: list[Callback] | None = None, allow_added_data: bool = False,
-          **overrides: Any) -> TrainResult:
+          splits: DataSplits | None = None, **overrides: Any) -> TrainResult:
     """Train a classifier; ``resume`` continues a run folder (or its ``last.pt``).
 
     ``train(TrainConfig(data="mnist", epochs=3))`` or ``train(data="mnist", epochs=3)``.
     ``callbacks`` run after the default ones (`default_callbacks`). ``allow_added_data``: a
-    resumed run may go on with files added to its image folder since it began.
+    resumed run may go on with files added to its image folder since it began. ``splits``:
+    the data already in hand (e.g. the folds of ``descend audit``) instead of the dataset the
+    config names; a resumed run needs the same ones passed again.
     """
     cfg, state, restart = read_request(cfg, resume, overrides)
     start = None
@@ -104,7 +106,7 @@ def train(cfg: TrainConfig | None = None, resume: str | Path | None = None,
         try:
             try:
                 run = setup(cfg.updated(out=str(folder.path)), state, folder, start,
-                            callbacks or [], allow_added_data)
+                            callbacks or [], allow_added_data, splits)
             except BaseException:
                 folder.abandon()  # a new folder that never got a run is not left behind
                 raise
@@ -196,7 +198,7 @@ def test_accuracy(run: Run) -> float | None:
 
 def setup(cfg: TrainConfig, state: dict[str, Any] | None, folder: RunFolder,
           start: StartingWeights | None, extra_callbacks: list[Callback],
-          allow_added_data: bool = False) -> Run:
+          allow_added_data: bool = False, given: DataSplits | None = None) -> Run:
     """The data, the plan (`descend.training.plan`: a new run's, or a resumed run's from
     ``state``), then the `Run` built from it."""
     # A folder this process follows (under torchrun, any rank but 0) gets a silent log.
@@ -206,7 +208,7 @@ def setup(cfg: TrainConfig, state: dict[str, Any] | None, folder: RunFolder,
     set_deterministic(cfg.deterministic)
     seed_everything(cfg.seed)
     with distributed.local_first():  # under torchrun, one rank per machine downloads first
-        data = load_data(cfg, log, folder)
+        data = given if given is not None else load_data(cfg, log, folder)
     fingerprint = data_fingerprint(data)
     if state is None:
         plan = plan_new(cfg, data, device, start is None)
@@ -312,6 +314,11 @@ def load_data(cfg: TrainConfig, log: RunLog, folder: RunFolder) -> DataSplits:
             data = load_dataset("cifar10-sample", cfg.data_root, cfg.cache_dir, options)
     for note in data.notes:
         log(f"note: {note}")
+    if data.name.startswith("imagefolder:"):  # `descend audit` findings left open
+        from descend.audit.decisions import training_notice
+
+        if notice := training_notice(Path(data.name.split(":", 1)[1])):
+            log(notice)
     if data.skipped:
         log(f"skipped {len(data.skipped)} unusable file(s); list in "
             f"{folder.path / 'skipped.json'}")

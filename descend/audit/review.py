@@ -1,0 +1,295 @@
+"""The review page of an audit: its suspects and duplicate pairs as a grid of images, decided
+on one at a time from the keyboard or the mouse, each decision written at once.
+
+``GET /`` the page; ``GET /api/audit?view=suspects|duplicates&page=N&per_page=24`` a page of
+findings with their decisions; ``GET /image?path=P`` one of the audit's images;
+``POST /api/decide`` ``{"path", "action", "to"}`` and ``POST /api/undo-decision`` ``{"path"}``.
+
+The server holds a person's dataset and can move its files (through the decisions), so it
+answers only its own page: a ``Host`` that is not one of its names is refused (DNS rebinding:
+a hostile site whose name resolves to 127.0.0.1 would otherwise be same-origin with it), a POST
+must be JSON (a cross-site form cannot send that without asking first) from no other
+``Origin``, and ``/image`` serves the files the audit names and nothing else, never one that
+leads outside the dataset.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import re
+from collections.abc import Callable, Iterable
+from importlib import resources
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from PIL import Image
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import Headers, MutableHeaders
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, JSONResponse, Response
+from starlette.routing import Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from descend.audit.decisions import (
+    Audit,
+    Decision,
+    Duplicate,
+    Suspect,
+    forget_decision,
+    read_decisions,
+    record_decision,
+    unresolved,
+)
+from descend.data.images import BadImage, open_image
+from descend.errors import DescendError
+from descend.serving.guard import LOCAL_NAMES, default_hosts, host_name
+from descend.serving.server import bind, make_server, url
+
+PER_PAGE = 24  # tiles a page: four rows of six on a laptop screen
+MAX_PER_PAGE = 200
+THUMBNAIL = 256  # pixels on the long side: a tile shows at most 160, a sharp screen twice that
+# Served as they are when small enough: every browser shows these.
+WEB_TYPES = {"JPEG": "image/jpeg", "PNG": "image/png", "GIF": "image/gif", "WEBP": "image/webp"}
+MAX_BODY = 16 * 1024  # of a decision: a path and two words
+NUMBER = re.compile(r"[0-9]{1,6}")
+SECURITY_HEADERS = {
+    "x-content-type-options": "nosniff",
+    "referrer-policy": "no-referrer",
+    "content-security-policy": "default-src 'none'; frame-ancestors 'none'",
+}
+PAGE_HEADERS = {  # the page's own inline script and style, and images from this server only
+    "content-security-policy": "default-src 'none'; script-src 'unsafe-inline'; "
+    "style-src 'unsafe-inline'; img-src 'self'; connect-src 'self'; frame-ancestors 'none'",
+    "cache-control": "no-store",
+}
+
+
+def error(status: int, message: str) -> JSONResponse:
+    return JSONResponse({"error": message}, status_code=status)
+
+
+def create_review_app(audit_dir: Path, allowed_hosts: Iterable[str] = LOCAL_NAMES) -> Starlette:
+    """The review app of the audit in ``audit_dir`` (``PATH/.descend-audit``), answering
+    requests for the names in ``allowed_hosts``; `DataError` if there is no audit there."""
+    review = Review(Audit.load(audit_dir))
+    routes = [Route("/", review.page, methods=["GET"]),
+              Route("/api/audit", review.listing, methods=["GET"]),
+              Route("/image", review.image, methods=["GET"]),
+              Route("/api/decide", review.decide, methods=["POST"]),
+              Route("/api/undo-decision", review.forget, methods=["POST"])]
+    app = Starlette(routes=routes, middleware=[Middleware(LocalOnly, hosts=allowed_hosts)],
+                    exception_handlers={HTTPException: http_error})
+    app.state.review = review
+    return app
+
+
+def serve_review(audit_dir: Path, host: str = "127.0.0.1", port: int = 8765,
+                 announce: Callable[[str], None] = print) -> None:
+    """Serve the review of ``audit_dir`` until interrupted; ``announce`` is told its URL."""
+    app = create_review_app(audit_dir, default_hosts(host))  # no audit: fail before listening
+    sock = bind(host, port)
+    try:
+        announce(f"review the audit at {url(sock)}/ (Ctrl-C to stop)")
+        make_server(app).run(sockets=[sock])
+    finally:
+        sock.close()
+
+
+async def http_error(request: Request, exc: Exception) -> Response:
+    """Routing's own errors (404, 405) as JSON."""
+    assert isinstance(exc, HTTPException)
+    if exc.status_code == 404:
+        return error(404, f"nothing at {request.url.path[:100]}: the page is at /")
+    return JSONResponse({"error": str(exc.detail)}, exc.status_code, headers=exc.headers)
+
+
+class LocalOnly:
+    """Refuses a request for another host name, and a POST from another site; puts the
+    security headers on every answer."""
+
+    def __init__(self, app: ASGIApp, hosts: Iterable[str]) -> None:
+        self.app, self.hosts = app, frozenset(host_name(h) for h in hosts)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        refusal = self.refusal(scope)
+        if refusal is not None:
+            await error(*refusal)(scope, receive, send)
+            return
+
+        async def secured_send(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = MutableHeaders(scope=message)
+                for name, value in SECURITY_HEADERS.items():
+                    if name not in headers:
+                        headers[name] = value
+            await send(message)
+
+        await self.app(scope, receive, secured_send)
+
+    def refusal(self, scope: Scope) -> tuple[int, str] | None:
+        headers = Headers(scope=scope)
+        if host_name(headers.get("host", "")) not in self.hosts:
+            return 400, ("this server does not answer to the host name in the request: open "
+                         "the address it printed when it started")
+        if scope["method"] in ("GET", "HEAD"):
+            return None
+        origin = headers.get("origin")
+        if origin is not None and urlsplit(origin.lower()).netloc != \
+                headers.get("host", "").lower():
+            return 403, "a cross-site request: this server takes decisions from its own page"
+        if headers.get("sec-fetch-site", "same-origin") not in ("same-origin", "none"):
+            return 403, "a cross-site request (Sec-Fetch-Site): decide from the review page"
+        return None
+
+
+class Review:
+    """The endpoints, around one audit."""
+
+    def __init__(self, audit: Audit) -> None:
+        self.audit = audit
+        self.paths = audit.paths
+        self.html = resources.files("descend.audit").joinpath("page.html").read_text("utf-8")
+
+    async def page(self, request: Request) -> Response:
+        return HTMLResponse(self.html, headers=PAGE_HEADERS)
+
+    def listing(self, request: Request) -> Response:
+        """One page of suspects or duplicate pairs, with the decisions on their files."""
+        query = request.query_params
+        view = query.get("view", "suspects")
+        if view not in ("suspects", "duplicates"):
+            return error(400, f"view must be suspects or duplicates, got {view[:40]!r}")
+        numbers = {}
+        for name, default, top in (("page", 1, 10**6), ("per_page", PER_PAGE, MAX_PER_PAGE)):
+            value = query.get(name, str(default))
+            if not NUMBER.fullmatch(value) or not 1 <= int(value) <= top:
+                return error(400, f"{name} must be a whole number from 1 to {top}, "
+                             f"got {value[:40]!r}")
+            numbers[name] = int(value)
+        page, per_page = numbers["page"], numbers["per_page"]
+        decisions = read_decisions(self.audit.folder)  # the file: it may be edited beside us
+        findings = self.audit.suspects if view == "suspects" else self.audit.duplicates
+        shown = findings[(page - 1) * per_page:page * per_page]
+        left = unresolved(self.audit, decisions)
+        return JSONResponse({
+            "data": self.audit.data, "classes": list(self.audit.classes), "view": view,
+            "page": page, "per_page": per_page, "total": len(findings),
+            "pages": max(1, -(-len(findings) // per_page)),
+            "items": [suspect_json(s, decisions) if isinstance(s, Suspect) else
+                      duplicate_json(s, decisions) for s in shown],
+            "counts": {"suspects": len(self.audit.suspects),
+                       "duplicates": len(self.audit.duplicates),
+                       "suspects_left": len(left.suspects),
+                       "duplicates_left": len(left.duplicates)},
+        }, headers={"cache-control": "no-store"})
+
+    def image(self, request: Request) -> Response:
+        """One of the audit's images: as it is when a browser shows it and it is small, else
+        a thumbnail of at most `THUMBNAIL` pixels."""
+        path = request.query_params.get("path", "")
+        if path not in self.paths:  # only these, never a path the request makes up
+            return error(404, "not an image of this audit: ask for a path /api/audit gives")
+        root = os.path.realpath(self.audit.root)
+        real = os.path.realpath(self.audit.root / path)
+        if not real.startswith(root + os.sep) or not os.path.isfile(real):
+            # Moved by an apply, deleted, or a link that leads out of the dataset.
+            return error(404, f"{path} is not in the dataset now (moved or deleted since the "
+                         "audit?)")
+        try:
+            with open(real, "rb") as f:
+                data = f.read()
+            with Image.open(io.BytesIO(data)) as im:
+                kind, size = im.format, im.size
+            if kind in WEB_TYPES and max(size) <= THUMBNAIL:
+                return Response(data, media_type=WEB_TYPES[kind], headers=cache())
+            picture = open_image(data, draft=(THUMBNAIL, THUMBNAIL))
+        except (OSError, BadImage, Image.DecompressionBombError) as e:
+            return error(415, f"{path} cannot be shown: {e}")
+        picture.thumbnail((THUMBNAIL, THUMBNAIL))
+        out = io.BytesIO()
+        if kind == "JPEG":  # a photo stays a (smaller) JPEG; PNG keeps drawings sharp
+            picture.save(out, "JPEG", quality=85)
+        else:
+            picture.save(out, "PNG")
+        return Response(out.getvalue(), media_type="image/jpeg" if kind == "JPEG" else
+                        "image/png", headers=cache())
+
+    async def decide(self, request: Request) -> Response:
+        """``{"path", "action", "to"}``: record a decision; the file moves only on apply."""
+        body = await json_body(request)
+        if isinstance(body, Response):
+            return body
+        path, action, to = body.get("path"), body.get("action"), body.get("to")
+        if not isinstance(path, str) or not isinstance(action, str) or \
+                not (to is None or isinstance(to, str)):
+            return error(400, 'send {"path": "...", "action": "keep" | "relabel" | "drop", '
+                         '"to": "<class>" (relabel only)}')
+        try:
+            decision = await run_in_threadpool(record_decision, self.audit, path, action, to)
+        except DescendError as e:
+            return error(400, str(e))
+        return JSONResponse({"path": path, "decision": decision.to_json()})
+
+    async def forget(self, request: Request) -> Response:
+        """``{"path"}``: take back the decision on a file."""
+        body = await json_body(request)
+        if isinstance(body, Response):
+            return body
+        path = body.get("path")
+        if not isinstance(path, str) or path not in self.paths:
+            return error(400, 'send {"path": "..."}, a path of this audit')
+        try:
+            await run_in_threadpool(forget_decision, self.audit, path)
+        except DescendError as e:
+            return error(400, str(e))
+        return JSONResponse({"path": path, "decision": None})
+
+
+async def json_body(request: Request) -> dict[str, object] | Response:
+    """The request's JSON object, or the error answer to send instead."""
+    media = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if media != "application/json":
+        return error(415, "send the decision as JSON (Content-Type: application/json)")
+    body = b""
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > MAX_BODY:
+            return error(413, f"a decision is at most {MAX_BODY} bytes")
+    try:
+        value = json.loads(body)
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        return error(400, f"the body is not JSON ({e})")
+    if not isinstance(value, dict):
+        return error(400, "send a JSON object")
+    return value
+
+
+def cache() -> dict[str, str]:
+    # The file at a path changes only when the decisions are applied: a short time is safe.
+    return {"cache-control": "private, max-age=300"}
+
+
+def suspect_json(s: Suspect, decisions: dict[str, Decision]) -> dict[str, object]:
+    top = sorted(s.probabilities.items(), key=lambda kv: -kv[1])[:3]
+    return {"id": s.id, "path": s.path, "split": s.split, "given": s.given,
+            "suggested": s.suggested, "kind": s.kind, "score": s.score,
+            "probabilities": dict(top), "decision": decision_json(decisions.get(s.path))}
+
+
+def duplicate_json(d: Duplicate, decisions: dict[str, Decision]) -> dict[str, object]:
+    return {"id": d.id, "a": d.a, "b": d.b, "splits": list(d.splits),
+            "hash_distance": d.hash_distance, "cosine": d.cosine,
+            "decisions": {"a": decision_json(decisions.get(d.a)),
+                          "b": decision_json(decisions.get(d.b))}}
+
+
+def decision_json(decision: Decision | None) -> dict[str, str] | None:
+    return None if decision is None else decision.to_json()

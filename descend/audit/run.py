@@ -1,0 +1,69 @@
+"""``descend audit DATA``: load the dataset, predict every image out of sample, find the
+suspects and the leaks, and write the report (`descend.audit.report`).
+
+The report of an image folder goes into the folder itself (``PATH/.descend-audit/``, a folder
+the dataset reader passes over), where ``descend train`` and ``descend audit --review`` find
+it; other datasets' go to ``--out``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from descend.audit.decisions import AUDIT_FOLDER
+from descend.audit.findings import Findings, find_suspects, near_duplicates, phashes
+from descend.audit.oos import OutOfSample, Pool, cross_validate
+from descend.audit.report import write_report
+from descend.config import TrainConfig
+from descend.data.datasets import load_dataset
+from descend.errors import ConfigError
+
+
+@dataclass
+class AuditResult:
+    folder: Path  # where audit.json and suspects.png are
+    report: dict[str, Any]
+
+
+def audit_folder(data: str, out: str | Path | None = None) -> Path:
+    """Where the audit of ``data`` goes: ``out`` if given, else inside an image folder, else
+    ``runs/audit-<name>``."""
+    if out is not None:
+        return Path(out)
+    if data.startswith("imagefolder:"):
+        return Path(data.split(":", 1)[1]).expanduser() / AUDIT_FOLDER
+    return Path("runs") / f"audit-{data.replace(':', '-')}"
+
+
+def run_audit(cfg: TrainConfig, folds: int = 3, out: str | Path | None = None,
+              log: Callable[[str], None] = print) -> AuditResult:
+    """Audit the dataset ``cfg.data`` with models trained by ``cfg`` (see the module
+    docstring); returns where the report went and the report itself."""
+    if cfg.data is None:
+        raise ConfigError("name the dataset to audit, e.g. descend audit imagefolder:photos")
+    start = time.monotonic()
+    folder = audit_folder(cfg.data, out)
+    data = load_dataset(cfg.data, cfg.data_root, cfg.cache_dir, cfg.data_options())
+    pool = Pool.of(data)
+    counts = {name: pool.splits.count(name) for name in dict.fromkeys(pool.splits)}
+    log(f"audit of {data.name}: {len(pool)} images ("
+        + ", ".join(f"{n} {name}" for name, n in counts.items())
+        + f"), {len(data.classes)} classes, {folds}-fold cross-validation")
+    oos: OutOfSample = cross_validate(data, pool, cfg, folds, log)
+    log(f"out-of-sample accuracy {oos.accuracy:.4f}; finding suspects and duplicates")
+    suspects, noise = find_suspects(pool.images.labels, oos.probabilities)
+    duplicates = near_duplicates(phashes(pool.images.images), oos.embeddings, pool.splits)
+    findings = Findings(suspects, duplicates, noise)
+    seconds = time.monotonic() - start
+    report = write_report(folder, data, pool, oos, findings, folds=folds, seconds=seconds,
+                          config=cfg)
+    summary = report["summary"]
+    log(f"{summary['suspects']['label']} likely wrong labels, {summary['suspects']['outlier']} "
+        f"images that fit no class, {summary['duplicates']} near duplicates across splits; "
+        f"estimated label noise {noise:.1%}; {seconds:.0f} s")
+    log(f"report: {folder / 'audit.json'}, contact sheet: {folder / 'suspects.png'}")
+    return AuditResult(folder, report)

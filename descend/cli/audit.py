@@ -1,0 +1,98 @@
+"""``descend audit DATA``: wrong labels, strays and leaks in a dataset; ``--review`` to decide
+on each in a local page, ``--apply`` to move the files as decided, ``--undo`` to move them
+back."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import sys
+from typing import Any
+
+from descend.cli.flags import add_config_flags, config_values
+
+# Train settings that mean nothing for the folds an audit trains.
+NOT_FOR_AUDIT = ("data", "out", "overwrite", "tensorboard", "val_every", "early_stop",
+                 "monitor", "min_delta", "init", "pretrained", "weights", "freeze_epochs")
+
+
+def add_parser(sub: Any) -> None:
+    p = sub.add_parser(
+        "audit", help="find wrong labels, strays and cross-split duplicates; review and fix "
+        "them", description="Predict every image of DATA out of sample (k-fold "
+        "cross-validation with the model's recipe), then list the likely wrong labels "
+        "(confident learning), the images that fit no class, and the near duplicates across "
+        "train/val/test. Writes audit.json and a contact sheet (suspects.png); for an image "
+        "folder into PATH/.descend-audit/. Then --review, --apply, --undo.")
+    p.add_argument("dataset", metavar="DATA", help="imagefolder:PATH, or any dataset descend "
+                   "reads (mnist, cifar10, ...)")
+    g = p.add_argument_group("audit")
+    g.add_argument("--folds", type=int, default=3, help="cross-validation folds (default "
+                   "%(default)s: each model trains on two thirds of the images)")
+    g.add_argument("--out", help="where the report goes (default: PATH/.descend-audit for an "
+                   "image folder, else runs/audit-<data>)")
+    g.add_argument("--review", action="store_true", help="open the review page of the last "
+                   "audit: keep, relabel or drop each suspect (nothing is trained)")
+    g.add_argument("--host", default="127.0.0.1", help="--review: address (default "
+                   "%(default)s)")
+    g.add_argument("--port", type=int, default=8765, help="--review: port (default "
+                   "%(default)s; 0 picks a free one)")
+    g.add_argument("--apply", action="store_true", help="move the files as the review decided: "
+                   "relabelled ones into their new class folder, dropped ones into "
+                   "PATH/_dropped/ (nothing is deleted)")
+    g.add_argument("--undo", action="store_true", help="move every file --apply moved back")
+    g.add_argument("--json", action="store_true", help="print the summary as JSON")
+    add_config_flags(p, exclude=NOT_FOR_AUDIT)
+
+
+def run(args: argparse.Namespace) -> int:
+    from descend.audit import audit_folder
+    from descend.errors import ConfigError
+
+    chosen = [flag for flag, on in (("--review", args.review), ("--apply", args.apply),
+                                    ("--undo", args.undo)) if on]
+    if len(chosen) > 1:
+        raise ConfigError(f"{' and '.join(chosen)}: one at a time (review, then apply; undo "
+                          "reverses an apply)")
+    folder = audit_folder(args.dataset, args.out)
+    if chosen:
+        if not (folder / "audit.json").is_file():
+            raise ConfigError(f"no audit in {folder}: run descend audit {args.dataset} first")
+        return _act(chosen[0], folder, args)
+    return _audit(args)
+
+
+def _audit(args: argparse.Namespace) -> int:
+    from descend.extras import require
+
+    require("audit", "descend audit")
+    from descend.audit import run_audit
+    from descend.config import TrainConfig
+    from descend.errors import ConfigError
+
+    if args.folds < 2:
+        raise ConfigError(f"--folds must be at least 2, got {args.folds}")
+    cfg = TrainConfig.from_dict({**config_values(args), "data": args.dataset}, "flags")
+    cfg.validate()
+    with contextlib.redirect_stdout(sys.stderr if args.json else sys.stdout):
+        result = run_audit(cfg, folds=args.folds, out=args.out)  # its log on stderr
+    if args.json:
+        print(json.dumps({"folder": str(result.folder), **result.report["summary"]}, indent=1))
+    return 0
+
+
+def _act(action: str, folder: Any, args: argparse.Namespace) -> int:
+    from descend.extras import require
+
+    if action == "--review":
+        require("serve", "descend audit --review")
+        from descend.audit.review import serve_review
+
+        serve_review(folder, host=args.host, port=args.port)
+        return 0
+    from descend.audit.apply import apply_decisions, undo
+
+    result = apply_decisions(folder) if action == "--apply" else undo(folder)
+    print(result)
+    return 0
