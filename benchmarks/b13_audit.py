@@ -121,13 +121,17 @@ def score(found: set, true: set) -> dict[str, float]:
 
 
 def accept_all(audit_dir: Path, report: dict) -> int:
-    """Decisions for every suggestion: relabel the wrong labels, drop the strays and the
-    training side of each cross-split duplicate."""
+    """Decisions for every suggestion in the training split: relabel the wrong labels, drop
+    the strays and the training side of each cross-split duplicate. (The audit also lists
+    suspects in val and test; the benchmark leaves them, so that every training is measured on
+    the same clean test split.)"""
     from descend.audit.decisions import Audit, record_decision
 
     audit = Audit.load(audit_dir)
     n = 0
     for s in report["suspects"]:
+        if s["split"] != "train":
+            continue
         if s["kind"] == "label" and s["suggested"]:
             record_decision(audit, s["path"], "relabel", s["suggested"])
         else:
@@ -191,8 +195,10 @@ def main() -> None:
                for k in ("label", "outlier")}
     any_suspect = by_kind["label"] | by_kind["outlier"]
     pairs = {frozenset((d["a"], d["b"])) for d in report["duplicates"]}
+    in_train = {k: {p for p in v if p.startswith("train/")} for k, v in by_kind.items()}
     scores = {
         "label": score(by_kind["label"], set(truth["flipped"])),
+        "label (train split)": score(in_train["label"], set(truth["flipped"])),
         "outlier": score(by_kind["outlier"], set(truth["strays"])),
         "strays flagged as any suspect": score(any_suspect & set(truth["strays"]),
                                                set(truth["strays"])),

@@ -83,15 +83,20 @@ def strays(labels: np.ndarray, probabilities: np.ndarray) -> list[Suspect]:
             for i in order if scores[i] < fence]
 
 
-def find_suspects(labels: torch.Tensor, probabilities: torch.Tensor
-                  ) -> tuple[list[Suspect], float]:
-    """Wrong labels and strays in one list, ranked by score; an image both is a stray."""
-    y, p = labels.numpy(), probabilities.double().numpy()
+def find_suspects(labels: torch.Tensor, probabilities: torch.Tensor,
+                  covered: torch.Tensor | None = None) -> tuple[list[Suspect], float]:
+    """Wrong labels and strays in one list, ranked by score; an image both is a stray. Only
+    the rows of ``covered`` (default: all) are out of sample, and judged."""
+    rows = (torch.nonzero(covered).flatten() if covered is not None
+            else torch.arange(len(labels)))
+    y, p = labels[rows].numpy(), probabilities[rows].double().numpy()
     p = p / p.sum(1, keepdims=True)
     wrong, estimate = label_issues(y, p)
     outliers = strays(y, p)
     stray = {s.index for s in outliers}
     merged = outliers + [s for s in wrong if s.index not in stray]
+    for s in merged:  # back to places in the pool
+        s.index = int(rows[s.index])
     return sorted(merged, key=lambda s: -s.score), estimate
 
 

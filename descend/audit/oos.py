@@ -56,13 +56,15 @@ class Pool:
 
 @dataclass
 class OutOfSample:
-    """``probabilities`` (N, classes), each row from a model that did not train on the image;
-    ``embeddings`` (N, D), L2-normalised, all from one model; ``accuracy`` of the argmax."""
+    """``probabilities`` (N, classes), each row from a model that did not train on the image
+    (only the rows of ``covered`` are: the others are zero); ``embeddings`` (N, D),
+    L2-normalised, all from one model; ``accuracy`` of the argmax over the covered rows."""
 
     probabilities: torch.Tensor
     embeddings: torch.Tensor
     accuracy: float
     fold_seconds: list[float]
+    covered: torch.Tensor  # bool (N,)
 
 
 def fold_indices(labels: torch.Tensor, folds: int, seed: int) -> list[torch.Tensor]:
@@ -116,7 +118,23 @@ def cross_validate(data: DataSplits, pool: Pool, cfg: TrainConfig, folds: int,
                 embeddings = embed(classifier, pool.images.images)
     assert embeddings is not None
     accuracy = float((probabilities.argmax(1) == labels).float().mean())
-    return OutOfSample(probabilities, embeddings, accuracy, seconds)
+    return OutOfSample(probabilities, embeddings, accuracy, seconds,
+                       torch.ones(len(pool), dtype=torch.bool))
+
+
+def from_run(classifier: Classifier, data: DataSplits, pool: Pool) -> OutOfSample:
+    """``--from RUN``: the run's model has not trained on its validation images, so their
+    probabilities are out of sample; the rest of the pool gets embeddings only."""
+    if classifier.classes != data.classes:
+        raise DataError(f"the run was trained on classes {classifier.classes}, {data.name} has "
+                        f"{data.classes}: audit with the run of this dataset")
+    covered = torch.tensor([s == "val" for s in pool.splits])
+    probabilities = torch.zeros(len(pool), len(data.classes))
+    probabilities[covered] = F.softmax(classifier.logits(pool.images.images[covered]), dim=1)
+    labels = pool.images.labels[covered]
+    accuracy = float((probabilities[covered].argmax(1) == labels).float().mean())
+    return OutOfSample(probabilities, embed(classifier, pool.images.images), accuracy, [],
+                       covered)
 
 
 @torch.no_grad()

@@ -38,7 +38,7 @@ TOP_PROBABILITIES = 3
 
 def write_report(folder: Path, data: DataSplits, pool: Pool, oos: OutOfSample,
                  findings: Findings, *, folds: int, seconds: float,
-                 config: TrainConfig) -> dict[str, Any]:
+                 config: TrainConfig, from_run: str | Path | None = None) -> dict[str, Any]:
     """Write ``audit.json`` and ``suspects.png`` into ``folder``; returns the report."""
     folder.mkdir(parents=True, exist_ok=True)
     root = (Path(data.name.split(":", 1)[1]).expanduser().resolve()
@@ -68,7 +68,9 @@ def write_report(folder: Path, data: DataSplits, pool: Pool, oos: OutOfSample,
     report = {
         "format": FORMAT, "data": data.name, "root": str(root) if root else None,
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "classes": classes,
-        "method": {"folds": folds, "model": config.model, "time_budget": config.time_budget,
+        "method": {"folds": None if from_run else folds, "model": config.model,
+                   "from_run": str(from_run) if from_run else None,
+                   "judged": int(oos.covered.sum()), "time_budget": config.time_budget,
                    "out_of_sample_accuracy": round(oos.accuracy, 4),
                    "seconds": round(seconds, 1)},
         "suspects": suspects, "duplicates": duplicates,

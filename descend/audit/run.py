@@ -17,10 +17,12 @@ from typing import Any
 from descend.audit.decisions import AUDIT_FOLDER
 from descend.audit.findings import Findings, find_suspects, near_duplicates, phashes
 from descend.audit.oos import OutOfSample, Pool, cross_validate
+from descend.audit.oos import from_run as from_run_model
 from descend.audit.report import write_report
 from descend.config import TrainConfig
 from descend.data.datasets import load_dataset
 from descend.errors import ConfigError
+from descend.evaluation.predict import Classifier
 
 
 @dataclass
@@ -40,27 +42,38 @@ def audit_folder(data: str, out: str | Path | None = None) -> Path:
 
 
 def run_audit(cfg: TrainConfig, folds: int = 3, out: str | Path | None = None,
-              log: Callable[[str], None] = print) -> AuditResult:
-    """Audit the dataset ``cfg.data`` with models trained by ``cfg`` (see the module
-    docstring); returns where the report went and the report itself."""
+              log: Callable[[str], None] = print,
+              from_run: str | Path | None = None) -> AuditResult:
+    """Audit the dataset ``cfg.data`` with models trained by ``cfg``, or with the model of
+    ``from_run`` (its validation images only are judged); see the module docstring. Returns
+    where the report went and the report itself."""
     if cfg.data is None:
         raise ConfigError("name the dataset to audit, e.g. descend audit imagefolder:photos")
     start = time.monotonic()
     folder = audit_folder(cfg.data, out)
-    data = load_dataset(cfg.data, cfg.data_root, cfg.cache_dir, cfg.data_options())
+    classifier = None
+    options = cfg.data_options()
+    if from_run is not None:  # decode as the run did
+        classifier = Classifier.load(from_run, cfg.device)
+        options = options.changed(image_size=classifier.size[0], resize=classifier.resize,
+                                  center_crop=None)
+    data = load_dataset(cfg.data, cfg.data_root, cfg.cache_dir, options)
     pool = Pool.of(data)
     counts = {name: pool.splits.count(name) for name in dict.fromkeys(pool.splits)}
+    how = (f"the validation images judged by {from_run}" if classifier is not None
+           else f"{folds}-fold cross-validation")
     log(f"audit of {data.name}: {len(pool)} images ("
         + ", ".join(f"{n} {name}" for name, n in counts.items())
-        + f"), {len(data.classes)} classes, {folds}-fold cross-validation")
-    oos: OutOfSample = cross_validate(data, pool, cfg, folds, log)
+        + f"), {len(data.classes)} classes, {how}")
+    oos: OutOfSample = (from_run_model(classifier, data, pool) if classifier is not None
+                        else cross_validate(data, pool, cfg, folds, log))
     log(f"out-of-sample accuracy {oos.accuracy:.4f}; finding suspects and duplicates")
-    suspects, noise = find_suspects(pool.images.labels, oos.probabilities)
+    suspects, noise = find_suspects(pool.images.labels, oos.probabilities, oos.covered)
     duplicates = near_duplicates(phashes(pool.images.images), oos.embeddings, pool.splits)
     findings = Findings(suspects, duplicates, noise)
     seconds = time.monotonic() - start
     report = write_report(folder, data, pool, oos, findings, folds=folds, seconds=seconds,
-                          config=cfg)
+                          config=cfg, from_run=from_run)
     summary = report["summary"]
     log(f"{summary['suspects']['label']} likely wrong labels, {summary['suspects']['outlier']} "
         f"images that fit no class, {summary['duplicates']} near duplicates across splits; "

@@ -30,6 +30,9 @@ def add_parser(sub: Any) -> None:
     g = p.add_argument_group("audit")
     g.add_argument("--folds", type=int, default=3, help="cross-validation folds (default "
                    "%(default)s: each model trains on two thirds of the images)")
+    g.add_argument("--from", dest="from_run", metavar="RUN", help="judge with this run's "
+                   "model instead of training folds: only its validation images are out of "
+                   "sample, so only they are judged (duplicates cover every split)")
     g.add_argument("--out", help="where the report goes (default: PATH/.descend-audit for an "
                    "image folder, else runs/audit-<data>)")
     g.add_argument("--review", action="store_true", help="open the review page of the last "
@@ -76,7 +79,8 @@ def _audit(args: argparse.Namespace) -> int:
     cfg = TrainConfig.from_dict({**config_values(args), "data": args.dataset}, "flags")
     cfg.validate()
     with contextlib.redirect_stdout(sys.stderr if args.json else sys.stdout):
-        result = run_audit(cfg, folds=args.folds, out=args.out)  # its log on stderr
+        result = run_audit(cfg, folds=args.folds, out=args.out,  # its log on stderr
+                           from_run=args.from_run)
     if args.json:
         print(json.dumps({"folder": str(result.folder), **result.report["summary"]}, indent=1))
     return 0

@@ -130,3 +130,22 @@ def test_train_says_when_the_folders_audit_has_findings_left_open(
 
     apply_decisions(folder)
     assert "audit" not in log_of("applied")
+
+
+def test_from_a_run_judges_the_images_its_validation_covers(split_folder: Path,
+                                                             tmp_path: Path) -> None:
+    from descend.audit import run_audit
+    from descend.config import TrainConfig
+    from descend.training.trainer import train
+
+    shutil.move(split_folder / "val" / "green" / "img_002.png",
+                split_folder / "val" / "red" / "from_green.png")
+    result = train(data=f"imagefolder:{split_folder}", model="mlp", epochs=6, progress=False,
+                   device="cpu", out=str(tmp_path / "run"))
+    audit = run_audit(TrainConfig(data=f"imagefolder:{split_folder}", device="cpu"),
+                      from_run=result.run_dir / "best.pt", log=lambda _: None)
+    report = audit.report
+    assert report["method"]["judged"] == 12  # the val split
+    assert {s["split"] for s in report["suspects"]} == {"val"}
+    top = report["suspects"][0]
+    assert (top["path"], top["suggested"]) == ("val/red/from_green.png", "green")
