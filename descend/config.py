@@ -68,12 +68,13 @@ FRACTION = Bounds(0, 1)  # [0, 1)
 
 def setting(default: Any, help: str, *, group: str, default_text: str | None = None,
             flag: str | None = None, metavar: str | None = None, bounds: Bounds | None = None,
-            choices: tuple[str, ...] | None = None) -> Any:
+            choices: tuple[str, ...] | None = None, words: tuple[str, ...] = ()) -> Any:
     """A TrainConfig field with its help (``default_text`` says what a None default means) and
-    the values it admits: ``bounds`` for a number, ``choices`` for text. Whole numbers are the
-    field's type (``int``); constraints between settings are in `TrainConfig.validate`."""
+    the values it admits: ``bounds`` for a number, ``choices`` for text, and ``words`` a number
+    setting also takes (``--lr auto``). Whole numbers are the field's type (``int``);
+    constraints between settings are in `TrainConfig.validate`."""
     meta = {"help": help, "group": group, "default_text": default_text, "flag": flag,
-            "metavar": metavar, "bounds": bounds, "choices": choices}
+            "metavar": metavar, "bounds": bounds, "choices": choices, "words": words}
     if isinstance(default, (list, dict)):
         return dataclasses.field(default_factory=lambda: type(default)(default), metadata=meta)
     return dataclasses.field(default=default, metadata=meta)
@@ -154,12 +155,13 @@ class TrainConfig:
     # --- optimization ---------------------------------------------------------------------
     optimizer: str = _model("nesterov", "optimizer by name, e.g. sgd, adam (a wrong name lists "
                             "them all); SGD with Nesterov momentum is the CIFAR-10 standard")
-    lr: float | None = _model(
-        None, "(peak) learning rate",
+    lr: float | str | None = _model(
+        None, "(peak) learning rate; auto runs descend lr-find first and trains at its "
+        "suggestion",
         default_text="P x batch size / 256, P the model recipe's one-cycle peak at batch 256 "
         "(1.0 for fastres, 0.2 for cnn and mlp; tv: models have one for training from scratch "
         "and one for fine-tuning); a smaller batch takes proportionally smaller steps (the "
-        "linear scaling rule)", bounds=POSITIVE)
+        "linear scaling rule)", bounds=POSITIVE, words=("auto",))
     momentum: float = _model(0.9, "momentum / beta1", bounds=FRACTION)
     weight_decay: float = _model(5e-4, "L2 as in the ResNet recipes; AdamW decouples it",
                                  bounds=NON_NEGATIVE)
@@ -239,7 +241,7 @@ class TrainConfig:
         """Each setting against its own declaration: whole numbers, `Bounds`, ``choices``."""
         for f in dataclasses.fields(self):
             value, flag = getattr(self, f.name), flag_name(f.name)
-            if value is None:
+            if value is None or (isinstance(value, str) and value in f.metadata["words"]):
                 continue
             items = value if isinstance(value, list) else [value]
             kind = field_types()[f.name]
@@ -385,6 +387,8 @@ def convert(name: str, value: Any, source: str = "config") -> Any:
     """
     if value is None and optional(name):
         return None
+    if isinstance(value, str) and value.strip().lower() in _FIELDS[name].metadata["words"]:
+        return value.strip().lower()
     kind = field_types()[name]
     try:
         return _convert(kind, value)

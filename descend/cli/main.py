@@ -15,8 +15,8 @@ from descend import __version__
 from descend.errors import DescendError
 
 # Sub-command modules, each with add_parser(subparsers) and run(args) -> exit status.
-COMMANDS = ["train", "evaluate", "predict", "data", "audit", "crawl", "gd", "optim", "serve",
-            "export"]
+COMMANDS = ["train", "lr_find", "evaluate", "predict", "data", "audit", "crawl", "gd", "optim",
+            "serve", "export"]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -245,7 +245,7 @@ class Probe:
             key = (amp, steps, torch.get_num_threads())
             if key not in self._steps:
                 lr = cfg.lr
-                assert lr is not None  # the plan filled it
+                assert isinstance(lr, (int, float))  # the plan filled it
                 self._steps[key] = step_seconds(
                     self.model, make_loader(self.data.train, self.options()),
                     lambda params: create_optimizer(cfg.optimizer, params, lr, cfg.momentum,

@@ -29,7 +29,7 @@ from descend.data.datasets import load_dataset
 from descend.data.loader import make_loader
 from descend.data.paths import data_root
 from descend.data.splits import DataSplits
-from descend.errors import DataError
+from descend.errors import DataError, DescendError
 from descend.models import ModelSpec, create_model
 from descend.optim import create_optimizer
 from descend.training import distributed
@@ -211,6 +211,9 @@ def setup(cfg: TrainConfig, state: dict[str, Any] | None, folder: RunFolder,
         data = given if given is not None else load_data(cfg, log, folder)
     fingerprint = data_fingerprint(data)
     if state is None:
+        if cfg.lr == "auto":
+            cfg = auto_lr(cfg, data, log)
+            seed_everything(cfg.seed)  # the model starts as it would with the rate given
         plan = plan_new(cfg, data, device, start is None)
     else:
         if note := check_same_data(state.get("data_fingerprint"), fingerprint, allow_added_data):
@@ -230,6 +233,19 @@ def setup(cfg: TrainConfig, state: dict[str, Any] | None, folder: RunFolder,
     return run
 
 
+def auto_lr(cfg: TrainConfig, data: DataSplits, log: RunLog) -> TrainConfig:
+    """``--lr auto``: ``cfg`` with lr-find's suggestion (`descend.training.lr_find`)."""
+    from descend.training.lr_find import lr_find
+
+    finding = lr_find(cfg.updated(lr=None), splits=data, log=log)
+    if finding.suggestion is None:
+        raise DescendError("--lr auto: the learning-rate sweep diverged before it could "
+                           "suggest a rate; give --lr, or run descend lr-find --start lower")
+    log(f"--lr auto: training at {finding.suggestion:.3g}, lr-find's rate of steepest "
+        "descent of the loss (descend lr-find draws the curve)")
+    return cfg.updated(lr=finding.suggestion)
+
+
 def build(plan: RunPlan, data: DataSplits, folder: RunFolder, start: StartingWeights | None,
           log: RunLog, device: torch.device, fingerprint: dict[str, Any],
           extra_callbacks: list[Callback]) -> Run:
@@ -241,7 +257,8 @@ def build(plan: RunPlan, data: DataSplits, folder: RunFolder, start: StartingWei
     model, new_weights, channels_last = build_model(
         plan.spec, data, Normalize(plan.mean, plan.std, device), start, plan.new, cfg, device,
         log)
-    assert cfg.lr is not None and cfg.batch_size is not None  # the plan filled both
+    # The plan filled both (and `setup` turned --lr auto into lr-find's rate).
+    assert isinstance(cfg.lr, (int, float)) and cfg.batch_size is not None
     optimizer = create_optimizer(cfg.optimizer, model.parameters(), cfg.lr, cfg.momentum,
                                  cfg.weight_decay)
     options = loader_options(cfg, plan.mean, plan.std, device, channels_last, log)

@@ -1,0 +1,147 @@
+"""The learning-rate range test (Smith, "Cyclical Learning Rates", 2017), as fastai's
+``lr_find`` and Lightning's ``Tuner.lr_find`` run it.
+
+A copy of the run's model (built exactly as ``descend train`` would build it: the same data,
+augmentation, normalization, initialisation, optimizer and precision) trains for a few hundred
+steps while the learning rate grows exponentially, ``lr_i = start (end / start)^(i / (n - 1))``.
+The loss is smoothed by a bias-corrected exponential average,
+
+    m_i = beta m_(i-1) + (1 - beta) loss_i,     smooth_i = m_i / (1 - beta^(i+1)),
+
+and the test stops once ``smooth_i`` passes `DIVERGE` times its minimum: the rate diverges.
+
+The suggestion is the rate of steepest descent: where the smoothed loss falls fastest per
+decade of learning rate, d smooth / d log10(lr) at its most negative, looked for between the
+first `SKIP` steps and the minimum (Lightning's rule). It is the largest rate at which the
+loss still improves quickly, before the curve flattens and turns; fastai's older rule (the
+rate of the minimum, divided by 10) is reported beside it.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import tempfile
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from descend.config import TrainConfig
+from descend.data.splits import DataSplits
+from descend.errors import ConfigError
+from descend.training.device import cpu_threads
+from descend.training.initialize import starting_weights
+from descend.training.precision import autocast
+from descend.training.run_folder import RunFolder
+
+STEPS = 200
+START, END = 1e-6, 10.0
+BETA = 0.98  # the smoothing of fastai and Lightning
+DIVERGE = 4.0
+SKIP = 10  # first steps left out of the suggestion: the average is still settling
+
+
+@dataclass
+class LRFinding:
+    """One sweep: the rates, the raw and smoothed losses, and what they suggest."""
+
+    optimizer: str
+    lrs: list[float] = field(default_factory=list)
+    losses: list[float] = field(default_factory=list)
+    smoothed: list[float] = field(default_factory=list)
+    diverged_at: float | None = None  # the rate at which the loss passed DIVERGE x its minimum
+    suggestion: float | None = None  # steepest descent
+    minimum_over_10: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"optimizer": self.optimizer, "suggestion": self.suggestion,
+                "rule": "steepest descent of the smoothed loss (before its minimum)",
+                "minimum_over_10": self.minimum_over_10, "diverged_at": self.diverged_at,
+                "steps": len(self.lrs), "lrs": self.lrs, "losses": self.losses,
+                "smoothed": self.smoothed}
+
+
+def suggest(lrs: list[float], smoothed: list[float]) -> tuple[float | None, float | None]:
+    """(steepest-descent rate, minimum rate / 10) of a sweep; None where it is too short."""
+    if len(smoothed) < SKIP + 3:
+        return None, None
+    lowest = int(np.argmin(smoothed))
+    minimum = lrs[lowest] / 10
+    part = slice(SKIP, max(lowest, SKIP + 2) + 1)
+    x, y = np.log10(np.asarray(lrs[part])), np.asarray(smoothed[part])
+    slope = np.gradient(y, x)
+    return float(lrs[part][int(np.argmin(slope))]), float(minimum)
+
+
+def lr_find(cfg: TrainConfig, *, steps: int = STEPS, start: float = START, end: float = END,
+            splits: DataSplits | None = None,
+            log: Callable[[str], None] = print) -> LRFinding:
+    """Sweep ``cfg``'s model and optimizer from ``start`` to ``end`` over ``steps`` steps (see
+    the module docstring); the run's folder is a temporary one, nothing is kept."""
+    if not 0 < start < end or not math.isfinite(end):
+        raise ConfigError(f"lr-find needs 0 < start < end, got {start:g} and {end:g}")
+    if steps < SKIP + 3:
+        raise ConfigError(f"lr-find needs at least {SKIP + 3} steps, got {steps}")
+    from descend.training.trainer import setup  # the trainer builds on this module's peers
+
+    finding = LRFinding(cfg.optimizer)
+    with tempfile.TemporaryDirectory() as tmp, cpu_threads(None):
+        folder = RunFolder.open(Path(tmp) / "run", new=True)
+        try:
+            sweep_cfg = cfg.updated(out=str(folder.path), epochs=1, time_budget=None,
+                                    val_every=0, progress=False, lr=start, schedule="constant",
+                                    ema_decay=0.0)
+            start_weights = starting_weights(sweep_cfg)
+            if start_weights:
+                sweep_cfg = start_weights.complete(sweep_cfg)
+            run = setup(sweep_cfg, None, folder, start_weights, [], given=splits)
+            sweep(run, finding, steps, start, end)
+        finally:
+            folder.close()
+    finding.suggestion, finding.minimum_over_10 = suggest(finding.lrs, finding.smoothed)
+    told = (f"suggests {finding.suggestion:.3g} (steepest descent; the minimum / 10 is "
+            f"{finding.minimum_over_10:.3g})" if finding.suggestion else
+            "suggests nothing: the sweep was too short")
+    log(f"lr-find {cfg.optimizer}: {len(finding.lrs)} steps from {start:g}"
+        + (f", diverged at {finding.diverged_at:.3g}" if finding.diverged_at else "")
+        + f"; {told}")
+    return finding
+
+
+def sweep(run: Any, finding: LRFinding, steps: int, start: float, end: float) -> None:
+    """Train ``run``'s model for ``steps`` steps at exponentially growing rates, recording
+    the losses, until the smoothed loss diverges."""
+    model, optimizer, cfg = run.step_model, run.optimizer, run.cfg
+    model.train()
+    average, best = 0.0, math.inf
+    for i, (x, y) in enumerate(itertools.islice(batches(run), steps)):
+        lr = start * (end / start) ** (i / (steps - 1))
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        with autocast(run.device, run.amp):
+            loss = F.cross_entropy(model(x), y, label_smoothing=cfg.label_smoothing or 0.0)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        value = float(loss.detach())
+        average = BETA * average + (1 - BETA) * value
+        smooth = average / (1 - BETA ** (i + 1))
+        finding.lrs.append(lr)
+        finding.losses.append(value)
+        finding.smoothed.append(smooth)
+        best = min(best, smooth)
+        if not math.isfinite(smooth) or (i >= SKIP and smooth > DIVERGE * best):
+            finding.diverged_at = lr
+            break
+
+
+def batches(run: Any) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """The run's training batches, epoch after epoch."""
+    for epoch in itertools.count():
+        run.train_batches.set_epoch(epoch)
+        yield from run.train_batches
