@@ -1,15 +1,18 @@
 """B7: ``descend serve`` under load: concurrent clients sending a real image to ``/predict``.
 
     python benchmarks/b7_serve_load.py [--checkpoint CKPT] [--image FILE] [--clients 16]
-                                       [--requests 800]
+                                       [--requests 800] [--server-arg=--max-batch-size=1]
 
 Starts ``descend serve CKPT --port 0`` as a subprocess on 127.0.0.1, waits for its URL line,
 sends one warm-up request, then ``--requests`` POST /predict of the same image from
 ``--clients`` concurrent clients (httpx, asyncio, one kept-alive connection each). Meanwhile a
 probe asks GET /health every 50 ms: its latency shows whether predictions block the server's
 event loop. Reports requests per second, client-side latency percentiles, errors (an answer
-other than 200, or a failed connection) and the server's resident memory (VmRSS of its process)
-after start-up, after the warm-up and after the load.
+other than 200, or a failed connection), the server's resident memory (VmRSS of its process)
+after start-up, after the warm-up and after the load, and the sizes of the batches the model ran
+(from its ``/metrics``). ``--server-arg`` passes a flag to ``descend serve``: dynamic batching
+against none is ``--server-arg=--max-batch-size=1``. The server's access log goes to
+``/tmp/b7_serve_load.stderr``.
 
 Defaults: the committed tiny run ``tests/fixtures/run-0.1.0/best.pt`` (a 3-class cnn at 16x16,
 so the figures are those of the HTTP, upload and decode path more than of the model), and the
@@ -28,6 +31,7 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import httpx
@@ -61,16 +65,30 @@ def rss_mb(pid: int) -> float:
     return kb / 1024
 
 
-def start_server(checkpoint: str, device: str) -> tuple[subprocess.Popen[str], str]:
+def start_server(checkpoint: str, device: str,
+                 extra: Sequence[str] = ()) -> tuple[subprocess.Popen[str], str]:
+    # The access log (a line per request) goes to a file: a pipe nobody reads would fill and
+    # stop the server.
+    log = open("/tmp/b7_serve_load.stderr", "w")  # noqa: SIM115 - open while the server runs
     proc = subprocess.Popen(
         [sys.executable, "-m", "descend", "serve", checkpoint, "--port", "0", "--device",
-         device], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+         device, *extra], stdout=subprocess.PIPE, stderr=log, text=True,
         env={**os.environ, "PYTHONUNBUFFERED": "1"})
     line = proc.stdout.readline()  # "descend serve: http://127.0.0.1:PORT/ (...)"
     if not line.startswith("descend serve: http"):
         proc.kill()
-        sys.exit(f"the server did not start: {line}{proc.stderr.read()}")
+        sys.exit(f"the server did not start: {line}{Path(log.name).read_text()[-2000:]}")
     return proc, line.split()[2].rstrip("/")
+
+
+def batch_sizes(url: str) -> str:
+    """The mean size of the model's batches, from the server's /metrics."""
+    text = httpx.get(f"{url}/metrics", timeout=10).text
+    values = {line.split()[0]: float(line.split()[1]) for line in text.splitlines()
+              if line.startswith("descend_batch_size_")}
+    count = values.get("descend_batch_size_count", 0)
+    total = values.get("descend_batch_size_sum", 0)
+    return f"{count:.0f} batches, mean size {total / count:.2f}" if count else "no batches"
 
 
 async def load(url: str, image: bytes, name: str, clients: int, requests: int
@@ -130,6 +148,8 @@ def main() -> int:
     parser.add_argument("--clients", type=int, default=16)
     parser.add_argument("--requests", type=int, default=800)
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--server-arg", action="append", default=[],
+                        help="a flag for descend serve, e.g. --server-arg=--max-batch-size=1")
     args = parser.parse_args()
     if args.image:
         name, image = args.image, Path(args.image).read_bytes()
@@ -139,8 +159,8 @@ def main() -> int:
     print(describe())
     print(f"httpx {httpx.__version__}; checkpoint {args.checkpoint}; image {name} "
           f"({len(image)} bytes); {args.clients} clients, {args.requests} requests, "
-          f"device {args.device}")
-    proc, url = start_server(args.checkpoint, args.device)
+          f"device {args.device}; server flags {' '.join(args.server_arg) or 'none'}")
+    proc, url = start_server(args.checkpoint, args.device, args.server_arg)
     try:
         rss_start = rss_mb(proc.pid)
         warm = httpx.post(f"{url}/predict", files={"file": (Path(name).name, image)},
@@ -151,6 +171,7 @@ def main() -> int:
         latencies, errors, probes, seconds = asyncio.run(
             load(url, image, Path(name).name, args.clients, args.requests))
         rss_after = rss_mb(proc.pid)
+        batches = batch_sizes(url)
     finally:
         proc.send_signal(signal.SIGINT)  # a graceful stop: "descend serve: stopped"
         try:
@@ -167,6 +188,7 @@ def main() -> int:
     print(f"errors          {len(errors)}" + (f"  first: {errors[0]}" if errors else ""))
     print(f"server RSS MB   {rss_start:.1f} after start, {rss_warm:.1f} after warm-up, "
           f"{rss_after:.1f} after the load")
+    print(f"model batches   {batches}")
     return 1 if errors else 0
 
 

@@ -22,7 +22,7 @@ from descend.errors import MissingExtraError
 EXTRAS: dict[str, dict[str, str]] = {
     "crawl": {"httpx": "httpx", "httpcore": "httpcore", "imagehash": "ImageHash"},
     "serve": {"starlette": "starlette", "uvicorn": "uvicorn",
-              "python_multipart": "python-multipart"},
+              "python_multipart": "python-multipart", "prometheus_client": "prometheus-client"},
     "export": {"onnx": "onnx", "onnxscript": "onnxscript", "onnxruntime": "onnxruntime"},
     "audit": {"cleanlab": "cleanlab", "imagehash": "ImageHash"},
 }

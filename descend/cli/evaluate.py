@@ -10,7 +10,8 @@ from typing import Any
 def add_parser(sub: Any) -> None:
     p = sub.add_parser("eval", help="evaluate a checkpoint on a dataset",
                        description="Evaluate a checkpoint (default: on the data it was trained "
-                       "with, test split if any). Writes confusion.png and misclassified.png.")
+                       "with, test split if any). Writes confusion.png, misclassified.png and "
+                       "misclassified-explained.png.")
     p.add_argument("checkpoint", help="a best.pt / last.pt, or a run folder")
     p.add_argument("--data", help="dataset to evaluate on (default: the training dataset)")
     p.add_argument("--split", choices=["train", "val", "test"])
@@ -20,6 +21,10 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--device", default="auto")
     p.add_argument("--batch-size", type=int, default=256)
     p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--explain", action=argparse.BooleanOptionalAction, default=True,
+                   help="also write misclassified-explained.png: the mistakes under heat maps of "
+                   "the evidence for the class each was given (Grad-CAM; Integrated Gradients "
+                   "for mlp) (default: on)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -27,7 +32,7 @@ def run(args: argparse.Namespace) -> int:
 
     report = evaluate_checkpoint(args.checkpoint, args.data, args.split, args.out, args.data_root,
                                  args.cache_dir, args.device, args.batch_size,
-                                 progress=not args.json)
+                                 progress=not args.json, explain=args.explain)
     if args.json:
         print(json.dumps(report))
         return 0
@@ -38,6 +43,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"{row['class']:<16}{row['precision']:>10.3f}{row['recall']:>10.3f}"
               f"{row['support']:>9}")
     files = report["files"]
-    print(f"wrote {files['confusion']}"
-          + (f" and {files['misclassified']}" if files["misclassified"] else ""))
+    written = [files[k] for k in ("confusion", "misclassified", "misclassified_explained")
+               if files.get(k)]
+    print(f"wrote {', '.join(written[:-1])} and {written[-1]}" if len(written) > 1
+          else f"wrote {written[0]}")
     return 0

@@ -6,9 +6,15 @@ the reasons a file cannot be used are `BadImage` reasons, never a crash.
 
 Odd modes are converted correctly rather than by Pillow's defaults: transparency is composited
 on white (a transparent background is not black), CMYK and 16-bit images are mapped to 8-bit,
-EXIF orientation is applied, an animated image gives its first frame, and an image over
-Pillow's pixel limit (``Image.MAX_IMAGE_PIXELS``, a decompression-bomb guard) is refused from
-its header, before any pixel is decoded.
+EXIF orientation is applied, an animated image gives its first frame, and an image over the
+pixel limit (Pillow's ``Image.MAX_IMAGE_PIXELS``, a decompression-bomb guard, or the caller's
+``max_pixels``: ``descend serve`` derives one from the model's input size) is refused from its
+header, before any pixel is decoded.
+
+Work and memory are bounded by the picture, not by its format's worst case: a JPEG is decoded at
+a reduced scale when the target is small (`Image.draft`; PNG, TIFF and WebP have no reduced
+decode in Pillow, so their one full-size copy is the decoded one), 16-bit, 32-bit and float
+pixels are mapped to 8 bits in strips, and a grey picture stays one band until it is resized.
 
 The limit is checked directly rather than by turning Pillow's warning into an error, because
 ``warnings.catch_warnings`` is not safe in the decoding threads. This module imports neither
@@ -22,7 +28,7 @@ import os
 import stat
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import BinaryIO
+from typing import BinaryIO, cast
 
 import numpy as np
 from PIL import ExifTags, Image, UnidentifiedImageError
@@ -56,17 +62,25 @@ class BadImage(DataError):
         super().__init__(f"{path}: {reason}" + (f" ({detail})" if detail else ""))
 
 
-def _to_rgb(im: Image.Image) -> Image.Image:
-    if im.mode in ("I;16", "I;16B", "I;16L", "I"):
-        # 16/32-bit grey: scale the real range down to 8 bits instead of clipping at 255.
-        arr = np.asarray(im, dtype=np.float64)
-        hi = 65535.0 if im.mode.startswith("I;16") or arr.max() > 255 else 255.0
-        im = Image.fromarray(np.clip(arr / hi * 255.0 + 0.5, 0, 255).astype(np.uint8), "L")
-    if im.mode == "F":
-        arr = np.asarray(im, dtype=np.float64)
-        lo, hi = float(arr.min()), float(arr.max())
-        scaled = (arr - lo) / (hi - lo if hi > lo else 1.0) * 255.0
-        im = Image.fromarray(scaled.astype(np.uint8), "L")
+# Modes of more than 8 bits per pixel, all one band: 16-bit grey (PNG, TIFF), 32-bit integer and
+# float grey (TIFF). Each is mapped to 8-bit grey.
+DEEP_MODES = frozenset({"I;16", "I;16B", "I;16L", "I;16N", "I", "F"})
+# Pixels converted at a time from a deep mode: the float64 arithmetic on a strip costs 8 bytes a
+# pixel, so a strip of 1 M pixels is 8 MB whatever the picture's size.
+STRIP_PIXELS = 2**20
+
+
+def _to_rgb_or_grey(im: Image.Image) -> Image.Image:
+    """``im`` as RGB, or as 8-bit grey when it is grey (L, or a deep mode mapped to 8 bits).
+
+    Grey stays one band until after the resize: expanding it to RGB first would copy the whole
+    picture at 4 bytes a pixel, and resizing each of three equal bands gives the same pixels as
+    resizing the one.
+    """
+    if im.mode in DEEP_MODES:
+        return _deep_to_grey(im)
+    if im.mode in ("L", "RGB"):
+        return im
     if im.mode == "P":
         im = im.convert("RGBA" if "transparency" in im.info else "RGB")
     if im.mode in ("LA", "La", "PA"):
@@ -78,9 +92,44 @@ def _to_rgb(im: Image.Image) -> Image.Image:
     return im.convert("RGB")
 
 
-def _check_size(im: Image.Image, name: str, min_size: int) -> None:
+def _to_rgb(im: Image.Image) -> Image.Image:
+    im = _to_rgb_or_grey(im)
+    return im if im.mode == "RGB" else im.convert("RGB")
+
+
+def _deep_to_grey(im: Image.Image) -> Image.Image:
+    """A 16-bit, 32-bit or float grey image as 8-bit grey, its range scaled down to 8 bits
+    instead of clipped at 255.
+
+    16-bit images map 0-65535 to 0-255; 32-bit ones the same, or 0-255 as it is when no pixel
+    passes 255; float ones their own lowest-highest range. The picture is converted in strips
+    of rows into one 8-bit image: the only copy of it ever held besides the decoded one (a
+    whole-picture float64 conversion cost 8 bytes a pixel, twice: 1.4 GB for a 9400x9400 PNG).
+    """
+    offset, divisor, rounding = 0.0, 65535.0, 0.5
+    if im.mode in ("I", "F"):
+        # Over the whole picture, with no copy of it: (lowest, highest) of the one band.
+        lo, hi = cast("tuple[float, float]", im.getextrema())
+        if im.mode == "F":
+            offset, divisor, rounding = lo, hi - lo if hi > lo else 1.0, 0.0
+        elif hi <= 255:
+            divisor = 255.0
+    width, height = im.size
+    out = np.empty((height, width), dtype=np.uint8)
+    rows = max(1, STRIP_PIXELS // max(width, 1))
+    for top in range(0, height, rows):
+        bottom = min(top + rows, height)
+        strip = np.asarray(im.crop((0, top, width, bottom)), dtype=np.float64)
+        strip = (strip - offset) / divisor * 255.0 + rounding
+        np.clip(np.nan_to_num(strip, nan=0.0), 0, 255, out=strip)
+        out[top:bottom] = strip  # truncation, after the rounding term
+    return Image.fromarray(out, "L")
+
+
+def _check_size(im: Image.Image, name: str, min_size: int,
+                max_pixels: int | None = None) -> None:
     w, h = im.size
-    limit = Image.MAX_IMAGE_PIXELS
+    limit = Image.MAX_IMAGE_PIXELS if max_pixels is None else max_pixels
     if limit is not None and w * h > limit:
         raise BadImage(name, "too-large",
                        f"{w}x{h} = {w * h} pixels, over the limit of {int(limit)}")
@@ -93,13 +142,16 @@ def open_image(
     *,
     draft: tuple[int, int] | None = None,
     min_size: int = 1,
+    max_pixels: int | None = None,
 ) -> Image.Image:
     """Decode fully, apply EXIF orientation, return RGB; raise `BadImage` if unusable.
 
     ``draft`` (w, h): a JPEG may be decoded at a reduced scale that is still at least this
     large. ``min_size``: refuse an image with a side shorter than this many pixels.
+    ``max_pixels``: refuse, from its header, an image of more pixels than this (None: Pillow's
+    ``Image.MAX_IMAGE_PIXELS``).
     """
-    return _open(source, draft, min_size)[0]
+    return _to_rgb(_open(source, draft, min_size, max_pixels)[0])
 
 
 # EXIF orientation -> the transposition that shows the picture upright (`ImageOps.exif_transpose`
@@ -120,9 +172,10 @@ def _open(
     source: str | os.PathLike[str] | bytes | Image.Image,
     draft: tuple[int, int] | None,
     min_size: int,
+    max_pixels: int | None = None,
 ) -> tuple[Image.Image, tuple[int, int], Box]:
-    """`open_image`, the (width, height) the file declares, and the box of the image that the
-    picture fills.
+    """`open_image` (but grey pictures as 8-bit grey, see `_to_rgb_or_grey`), the (width,
+    height) the file declares, and the box of the image that the picture fills.
 
     The box is the whole image except after a reduced JPEG decode of a side that is not a
     multiple of the scale: 769 pixels at 1/8 decode to 97, of which the last holds 1/8 of a
@@ -131,14 +184,16 @@ def _open(
     on average at 16x16 in tests/data/test_decode_corpus.py, against 0.4 with the box.
     """
     if isinstance(source, Image.Image):
-        return _decode(source, str(source), None, min_size)  # a reduced decode: only ours
+        # A reduced decode: only ours.
+        return _decode(source, str(source), None, min_size, max_pixels)
     if isinstance(source, bytes):
         if not source:
             raise BadImage("<bytes>", "empty", "zero bytes")
-        return _decode(_identify(io.BytesIO(source), "<bytes>"), "<bytes>", draft, min_size)
+        return _decode(_identify(io.BytesIO(source), "<bytes>"), "<bytes>", draft, min_size,
+                       max_pixels)
     name = os.fspath(source)
     with open_file(name) as f:  # open while decoding: Pillow reads the pixels as it goes
-        return _decode(_identify(f, name), name, draft, min_size)
+        return _decode(_identify(f, name), name, draft, min_size, max_pixels)
 
 
 @contextmanager
@@ -196,10 +251,11 @@ def _identify(fp: BinaryIO, name: str) -> Image.Image:
         raise BadImage(name, "corrupt", str(e) or type(e).__name__) from None
 
 
-def _decode(im: Image.Image, name: str, draft: tuple[int, int] | None,
-            min_size: int) -> tuple[Image.Image, tuple[int, int], Box]:
-    """The pixels of an identified image, upright and RGB, with its declared size and box."""
-    _check_size(im, name, min_size)
+def _decode(im: Image.Image, name: str, draft: tuple[int, int] | None, min_size: int,
+            max_pixels: int | None = None) -> tuple[Image.Image, tuple[int, int], Box]:
+    """The pixels of an identified image, upright and RGB or 8-bit grey, with its declared size
+    and box."""
+    _check_size(im, name, min_size, max_pixels)
     declared = im.size
     box: Box = (0, 0, *declared)
     if draft is not None and im.format == "JPEG":
@@ -223,7 +279,7 @@ def _decode(im: Image.Image, name: str, draft: tuple[int, int] | None,
     if upright is not None:
         box = _transpose_box(box, im.size, upright)
         im = im.transpose(upright)
-    return _to_rgb(im), declared, box
+    return _to_rgb_or_grey(im), declared, box
 
 
 def _transpose_box(box: Box, size: tuple[int, int], method: Image.Transpose) -> Box:
@@ -286,9 +342,14 @@ def load_pixels(
     *,
     resize: int | None = None,
     min_size: int = 1,
+    max_pixels: int | None = None,
 ) -> np.ndarray:
-    """Decode ``source`` into a uint8 array of shape (channels, h, w) at the training size."""
-    return _load(source, size, channels, resize, min_size)[0]
+    """Decode ``source`` into a uint8 array of shape (channels, h, w) at the training size.
+
+    ``max_pixels``: refuse, from its header, an image of more pixels than this (None: Pillow's
+    ``Image.MAX_IMAGE_PIXELS``, the limit training uses).
+    """
+    return _load(source, size, channels, resize, min_size, max_pixels)[0]
 
 
 def _load(
@@ -297,16 +358,19 @@ def _load(
     channels: int,
     resize: int | None,
     min_size: int,
+    max_pixels: int | None = None,
 ) -> tuple[np.ndarray, tuple[int, int]]:
     draft = None
     if size is not None:
         side = DRAFT_MARGIN * max(resize or 0, *size)  # square: EXIF may swap the sides
         draft = (side, side)
-    im, declared, box = _open(source, draft, min_size)
+    im, declared, box = _open(source, draft, min_size, max_pixels)
     if size is not None:
         im = fit(im, size, resize, box)
     if channels == 1:
         return np.array(im.convert("L"), dtype=np.uint8)[None], declared
+    if im.mode != "RGB":  # grey, expanded now that it has the training size
+        im = im.convert("RGB")
     return np.ascontiguousarray(np.asarray(im, dtype=np.uint8).transpose(2, 0, 1)), declared
 
 

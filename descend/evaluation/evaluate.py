@@ -17,7 +17,8 @@ from descend.data.images import BadImage
 from descend.data.loader import make_loader
 from descend.data.splits import DataSplits, ImageFiles, ImageTensors
 from descend.errors import DataError
-from descend.reports.plots import plot_confusion, plot_image_grid
+from descend.evaluation.explain import Explainer
+from descend.reports.plots import plot_confusion, plot_explanation_grid, plot_image_grid
 from descend.training.checkpoint import LoadedModel, load_model
 from descend.training.device import pick_device
 from descend.training.loop import predict_batches
@@ -63,8 +64,14 @@ def evaluate_checkpoint(
     device: str = "auto",
     batch_size: int = 256,
     progress: bool = True,
+    explain: bool = True,
 ) -> dict[str, Any]:
-    """Evaluate on ``split`` (default: test if the dataset has one, else validation)."""
+    """Evaluate on ``split`` (default: test if the dataset has one, else validation).
+
+    ``explain`` adds ``misclassified-explained.png``: the top-loss grid again, each picture
+    under its heat map of the evidence for the (wrong) class it was given
+    (`descend.evaluation.explain`).
+    """
     dev = pick_device(device)
     loaded = load_model(checkpoint, dev)
     name = data or run_data_name(loaded.checkpoint)
@@ -79,7 +86,8 @@ def evaluate_checkpoint(
     matrix = confusion_matrix(labels, preds, len(loaded.classes))
     mistakes = _mistakes(logits, labels, loaded.classes, tensors)
     out = Path(out_dir) if out_dir else Path(checkpoint).parent / f"eval-{split}"
-    files = _plots(out, matrix, loaded.classes, tensors, mistakes)
+    explainer = Explainer(loaded, dev) if explain else None
+    files = _plots(out, matrix, loaded.classes, tensors, mistakes, explainer)
     return {
         "checkpoint": str(checkpoint),
         "data": name,
@@ -150,21 +158,35 @@ def _mistakes(logits: torch.Tensor, labels: torch.Tensor, classes: list[str],
 
 
 def _plots(out: Path, matrix: torch.Tensor, classes: list[str], tensors: ImageTensors | ImageFiles,
-           mistakes: list[dict[str, Any]]) -> dict[str, str | None]:
-    """The confusion matrix, and a grid of the top-loss mistakes, worst first."""
+           mistakes: list[dict[str, Any]], explainer: Explainer | None = None
+           ) -> dict[str, str | None]:
+    """The confusion matrix, and a grid of the top-loss mistakes, worst first (and, with an
+    ``explainer``, the same grid with each picture's heat map for its predicted class)."""
     out.mkdir(parents=True, exist_ok=True)
     plot_confusion(matrix, classes, out / "confusion.png")
-    images, titles = [], []
+    images, titles, predicted = [], [], []
     for m in mistakes:
         pixels = _pixels(tensors, m["index"])
         if pixels is not None:
             images.append(pixels)
             titles.append(f"{m['true']} -> {m['predicted']} {m['probability']:.2f}")
-    grid = None
+            predicted.append(classes.index(m["predicted"]))
+    grid = explained = None
     if images:
         grid = out / "misclassified.png"
         plot_image_grid(torch.stack(images), titles, grid)
-    return {"confusion": str(out / "confusion.png"), "misclassified": str(grid) if grid else None}
+    if images and explainer is not None:
+        explained = out / "misclassified-explained.png"
+        stacked = torch.stack(images)
+        what = explainer.describe()
+        plot_explanation_grid(stacked, explainer.maps(stacked, torch.tensor(predicted)), titles,
+                              explained, caption=f"evidence for the predicted class: "
+                              f"{what['method']}" + (f" at {what['layer']}" if what["layer"]
+                                                     else ""))
+    files = {"confusion": str(out / "confusion.png"), "misclassified": str(grid) if grid else None}
+    if explainer is not None:
+        files["misclassified_explained"] = str(explained) if explained else None
+    return files
 
 
 def _pixels(tensors: ImageTensors | ImageFiles, index: int | None) -> torch.Tensor | None:

@@ -139,14 +139,16 @@ class Classifier:
     def input_size(self) -> tuple[int, int]:
         return self.loaded.spec.image_size
 
-    def to_pixels(self, image: ImageLike) -> torch.Tensor:
+    def to_pixels(self, image: ImageLike, *, max_pixels: int | None = None) -> torch.Tensor:
         """uint8 (C, H, W): ``image`` decoded as the run decoded its training images.
 
-        Raises `BadImage` (a `DataError`) for a file that is not a usable image.
+        Raises `BadImage` (a `DataError`) for a file that is not a usable image, and for one of
+        more than ``max_pixels`` pixels (None: Pillow's limit), refused from its header.
         """
         if isinstance(image, (torch.Tensor, np.ndarray)):
             image = image_from_array(image)
-        pixels = load_pixels(image, self.size, self.loaded.spec.in_channels, resize=self.resize)
+        pixels = load_pixels(image, self.size, self.loaded.spec.in_channels, resize=self.resize,
+                             max_pixels=max_pixels)
         return torch.from_numpy(pixels)
 
     @torch.no_grad()
@@ -180,6 +182,17 @@ class Classifier:
         values, index = probs.topk(min(top_k, len(self.classes)), dim=1)
         return [Prediction(name, [(self.classes[j], p) for j, p in zip(i, v)])
                 for name, v, i in zip(names, values.tolist(), index.tolist())]
+
+    def explain(self, images: ImageLike | Sequence[ImageLike]) -> torch.Tensor:
+        """Heat maps (N, H, W) in [0, 1] of the evidence for each image's predicted class, over
+        its decoded pixels (`descend.evaluation.explain`: Grad-CAM, or Integrated Gradients for a
+        model without convolutions)."""
+        from descend.evaluation.explain import Explainer
+
+        pixels = [self.to_pixels(im) for im in _items(images)]
+        if not pixels:
+            return torch.empty(0, *self.input_size)
+        return Explainer(self.loaded, self.device).maps(torch.stack(pixels))
 
 
 def expand_inputs(items: Iterable[str]) -> tuple[list[Path], list[dict[str, str]]]:

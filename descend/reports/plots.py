@@ -77,3 +77,65 @@ def plot_image_grid(
                   else None, interpolation="nearest")
         ax.set_title(title, fontsize=7)
     save_figure(fig, path)
+
+
+# Heat maps: jet, the colours readers of Grad-CAM figures know; drawn with an opacity that grows
+# with the evidence (up to HEAT_ALPHA), so where there is none the picture shows unchanged.
+HEAT_CMAP = "jet"
+HEAT_ALPHA = 0.6
+# An explanation PNG is at least this tall: a 32 x 32 picture is scaled up (by whole pixels, no
+# smoothing, so what is shown is what the model saw) until a person can see it.
+EXPLANATION_HEIGHT = 192
+
+
+def heat_overlay(pixels: torch.Tensor, heat: torch.Tensor) -> np.ndarray:
+    """uint8 (H, W, 3): the picture ``pixels`` (uint8 C, H, W) under a heat map ``heat`` (H, W,
+    values in [0, 1])."""
+    from matplotlib import colormaps
+
+    img = pixels.permute(1, 2, 0).numpy().astype(np.float32)
+    img = np.repeat(img, 3, axis=2) if img.shape[2] == 1 else img
+    h = heat.numpy().clip(0, 1)[..., None]
+    colour = colormaps[HEAT_CMAP](h[..., 0])[..., :3] * 255.0
+    alpha = HEAT_ALPHA * h
+    return np.round(img * (1 - alpha) + colour * alpha).astype(np.uint8)
+
+
+def save_explanation(pixels: torch.Tensor, heat: torch.Tensor, path: str | Path) -> None:
+    """A PNG of the picture (uint8 C, H, W) and, beside it, the picture under its heat map."""
+    from PIL import Image
+
+    img = pixels.permute(1, 2, 0).numpy()
+    img = np.repeat(img, 3, axis=2) if img.shape[2] == 1 else img
+    gap = np.full((img.shape[0], 1, 3), 255, dtype=np.uint8)
+    side = np.concatenate([img, gap, heat_overlay(pixels, heat)], axis=1)
+    scale = max(1, -(-EXPLANATION_HEIGHT // img.shape[0]))
+    side = side.repeat(scale, axis=0).repeat(scale, axis=1)
+    buf = io.BytesIO()
+    Image.fromarray(side).save(buf, format="PNG")
+    atomic_write(path, lambda f: f.write(buf.getvalue()))
+
+
+def plot_explanation_grid(
+    images: torch.Tensor, heats: torch.Tensor, titles: Sequence[str], path: str | Path,
+    columns: int = 8, caption: str | None = None,
+) -> None:
+    """uint8 images (N, C, H, W) in a grid, each with its title, and under each row the same
+    pictures under their heat maps (N, H, W)."""
+    n = len(images)
+    rows = max(1, -(-n // columns))
+    fig = Figure(figsize=(columns * 1.5, rows * 3.2))
+    axes = fig.subplots(2 * rows, columns, squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for k, (img, heat, title) in enumerate(zip(images, heats, titles)):
+        top, bottom = axes[2 * (k // columns), k % columns], axes[2 * (k // columns) + 1,
+                                                                  k % columns]
+        arr = img.permute(1, 2, 0).numpy()
+        top.imshow(arr[..., 0] if arr.shape[2] == 1 else arr, cmap="gray" if arr.shape[2] == 1
+                   else None, interpolation="nearest")
+        top.set_title(title, fontsize=7)
+        bottom.imshow(heat_overlay(img, heat), interpolation="nearest")
+    if caption:
+        fig.suptitle(caption, fontsize=9, y=1.0, va="bottom")  # above the titles, not on them
+    save_figure(fig, path)

@@ -5,6 +5,8 @@ from descend.extras import require
 require("serve", "descend serve")
 
 from descend.serving.app import create_app
+from descend.serving.guard import default_hosts
+from descend.serving.limits import Limits, pixel_limit
 from descend.serving.server import bind, make_server, url
 
-__all__ = ["bind", "create_app", "make_server", "url"]
+__all__ = ["Limits", "bind", "create_app", "default_hosts", "make_server", "pixel_limit", "url"]

@@ -1,4 +1,5 @@
-"""The web app of ``descend serve``: a page at ``/``, ``POST /predict`` and ``GET /health``.
+"""The web app of ``descend serve``: a page at ``/``, ``POST /predict``, ``GET /health`` and
+``GET /metrics``.
 
 Why Starlette on uvicorn: an ASGI server reads each upload asynchronously, so a slow client
 sending a big photo holds no thread and blocks nobody else's request. Starlette is small and made
@@ -6,10 +7,13 @@ for exactly this (routing, multipart forms through python-multipart, a test clie
 socket); FastAPI would add pydantic and a schema layer for one endpoint, and the standard
 library's ``http.server`` has one thread per connection and no multipart parser.
 
-Decoding and the forward pass are CPU work: they run in a small bounded thread pool, never on the
-event loop, so that a request being predicted does not stop the others being read. The upload
-limit is enforced while the body arrives: a declared ``Content-Length`` over it is refused before
-a byte is read, and a body that grows past it is cut off there, not read to its end.
+A prediction goes: the query checked; the upload read, within its size limit (a declared
+``Content-Length`` over it is refused before a byte is read, a body that grows past it is cut off
+there); a place in flight (`Admission`: a 503 at once when there is none to wait for); the image
+decoded in a small thread pool, within a pixel limit derived from the model's input size; the
+pixels run through the model in a batch with those of other requests (`Batcher`). The upload
+stays in its spooled file (on disk past 1 MB) until a decoding thread reads it, so that the
+requests waiting hold no image in memory. `Guard` (`descend.serving.guard`) wraps it all.
 """
 
 from __future__ import annotations
@@ -17,13 +21,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-from collections.abc import AsyncIterator, Mapping
+import re
+from collections.abc import AsyncIterator, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from importlib import resources
+from typing import BinaryIO, TextIO
 
+import torch
 import torch.nn.functional as F
+from PIL import Image
 from starlette.applications import Starlette
-from starlette.datastructures import UploadFile
+from starlette.datastructures import FormData, UploadFile
 from starlette.exceptions import HTTPException
 from starlette.formparsers import MultiPartException
 from starlette.requests import ClientDisconnect, Request
@@ -32,24 +40,26 @@ from starlette.routing import Route
 from starlette.types import Message, Receive
 
 from descend.data.images import BadImage
-from descend.evaluation.predict import Classifier, Prediction
+from descend.evaluation.predict import Classifier
+from descend.serving.batching import Admission, Batcher, Busy
+from descend.serving.guard import LOCAL_NAMES, BodyTimeout, Guard, HostPolicy, drain
+from descend.serving.limits import Limits
+from descend.serving.metrics import CONTENT_TYPE, Metrics
 
 FIELD = "file"  # the form field that holds the image
-# Room in a request body for the multipart boundaries and part headers around the file, so that
-# a file of exactly the limit still goes through.
-FORM_SLACK = 64 * 1024
-# Threads that decode and predict. One forward pass already uses every core through torch's own
-# threads; a second lets one request decode while another runs the model, and more would only
-# queue inside torch while holding their images in memory.
-WORKERS = 2
+# ?top_k=N: ASCII digits only (str.isdigit also takes "²" and "٣", which int() refuses or
+# reads), at most this many, and a value no answer needs more of.
+TOP_K = re.compile(r"[0-9]{1,4}")
+MAX_TOP_K = 1000
+NAME_CHARS = 255  # of an upload's file name in an answer: a file system's longest name
 # Status of each reason `BadImage` gives for bytes (files on disk have more reasons).
 STATUS = {"empty": 400, "not-an-image": 415, "corrupt": 422, "too-large": 422,
           "too-small": 422}
 PAGE_HEADERS = {  # the page's own inline script and style only; previews are blob: URLs
     "Content-Security-Policy": "default-src 'none'; script-src 'unsafe-inline'; "
-    "style-src 'unsafe-inline'; img-src blob:; connect-src 'self'",
-    "X-Content-Type-Options": "nosniff",
+    "style-src 'unsafe-inline'; img-src blob:; connect-src 'self'; frame-ancestors 'none'",
 }
+CLOSE = {"connection": "close"}  # and read no more of the body: uvicorn closes the connection
 
 
 class UploadTooLarge(Exception):
@@ -62,45 +72,81 @@ def error(status: int, message: str,
 
 
 def create_app(classifier: Classifier, *, checkpoint: str = "", top_k: int = 3,
-               max_upload_bytes: int = 10 * 2**20, workers: int = WORKERS) -> Starlette:
-    """The ASGI app serving ``classifier``; ``top_k`` is the default of ``?top_k=N``."""
-    service = PredictionService(classifier, checkpoint, top_k, max_upload_bytes, workers)
+               limits: Limits | None = None, allowed_hosts: Iterable[str] = LOCAL_NAMES,
+               allowed_origins: Iterable[str] = (), access_log: TextIO | None = None) -> Guard:
+    """The ASGI app serving ``classifier``; ``top_k`` is the default of ``?top_k=N``.
+
+    ``allowed_hosts``: the ``Host`` names answered ("*": any); ``allowed_origins``: other
+    sites whose pages may POST; ``access_log``: a stream for one JSON line per request.
+    """
+    limits = limits or Limits()
+    metrics = Metrics()
+    service = PredictionService(classifier, checkpoint, top_k, limits, metrics)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         yield
-        service.executor.shutdown(wait=False, cancel_futures=True)
+        service.close()
 
     routes = [Route("/", service.page, methods=["GET"]),
               Route("/health", service.health, methods=["GET"]),
+              Route("/metrics", service.exposition, methods=["GET"]),
               Route("/predict", service.predict, methods=["POST"])]
-    return Starlette(routes=routes, lifespan=lifespan,
-                     exception_handlers={HTTPException: http_error})
+    async def body_late(request: Request, exc: Exception) -> Response:
+        return error(408, f"the upload paused for longer than this server's "
+                     f"{limits.body_timeout:g} s (--body-timeout)", CLOSE)
+
+    app = Starlette(routes=routes, lifespan=lifespan,
+                    exception_handlers={HTTPException: http_error, BodyTimeout: body_late,
+                                        Exception: internal_error})
+    app.state.service = service
+    policy = HostPolicy(allowed_hosts, allowed_origins)
+    return Guard(app, policy, limits, metrics, access_log)
 
 
 async def http_error(request: Request, exc: Exception) -> Response:
     """Routing's own errors (404, 405) as JSON that names the way in."""
     assert isinstance(exc, HTTPException)
+    path = request.url.path[:100]
     if exc.status_code == 405:
         allowed = (exc.headers or {}).get("Allow", "")
-        return error(405, f"{request.method} is not allowed on {request.url.path}; use "
+        return error(405, f"{request.method} is not allowed on {path}; use "
                      f"{allowed}" + (f" with the image in the form field '{FIELD}'"
-                                     if request.url.path == "/predict" else ""), exc.headers)
+                                     if path == "/predict" else ""), exc.headers)
     if exc.status_code == 404:
-        return error(404, f"nothing at {request.url.path}: the page is at /, the endpoints are "
-                     "POST /predict and GET /health")
+        return error(404, f"nothing at {path}: the page is at /, the endpoints are "
+                     "POST /predict, GET /health and GET /metrics")
     return error(exc.status_code, str(exc.detail), exc.headers)
 
 
-class PredictionService:
-    """The endpoints, around one loaded classifier and the threads that run it."""
+async def internal_error(request: Request, exc: Exception) -> Response:
+    """Anything unexpected: a JSON 500 naming nothing of the machine (`Guard` logs it)."""
+    return error(500, "the server failed on this request; its log has the details", CLOSE)
 
-    def __init__(self, classifier: Classifier, checkpoint: str, top_k: int,
-                 max_upload_bytes: int, workers: int) -> None:
-        self.classifier, self.checkpoint, self.top_k = classifier, checkpoint, top_k
-        self.max_upload_bytes = max_upload_bytes
-        self.executor = ThreadPoolExecutor(workers, thread_name_prefix="descend-predict")
+
+class PredictionService:
+    """The endpoints, around one loaded classifier, its decoding threads and its batcher."""
+
+    def __init__(self, classifier: Classifier, checkpoint: str, top_k: int, limits: Limits,
+                 metrics: Metrics) -> None:
+        self.classifier, self.top_k, self.limits = classifier, top_k, limits
+        # A name, never a path: an answer must not tell a client where the machine keeps runs.
+        self.checkpoint = os.path.basename(os.path.normpath(checkpoint)) if checkpoint else ""
+        self.max_pixels = limits.pixels_for(classifier.size, classifier.resize)
+        self.decoders = ThreadPoolExecutor(limits.workers, thread_name_prefix="descend-decode")
+        self.big_decoder = ThreadPoolExecutor(1, thread_name_prefix="descend-decode-big")
+        self.admission = Admission(limits.max_in_flight, limits.max_queue)
+        self.batcher = Batcher(self.probabilities, limits.max_batch_size,
+                               limits.max_batch_wait_ms / 1000,
+                               on_batch=metrics.batch_size.observe)
+        self.counters = metrics
+        metrics.watch(lambda: self.admission.active, lambda: self.admission.waiting)
         self.html = resources.files("descend.serving").joinpath("page.html").read_text("utf-8")
+
+    def close(self) -> None:
+        self.batcher.close()
+        for pool in (self.decoders, self.big_decoder):
+            pool.shutdown(wait=False, cancel_futures=True)
 
     async def page(self, request: Request) -> Response:
         return HTMLResponse(self.html, headers=PAGE_HEADERS)
@@ -111,71 +157,143 @@ class PredictionService:
             "status": "ok", "model": spec.name, "classes": len(self.classifier.classes),
             "class_names": self.classifier.classes, "checkpoint": self.checkpoint,
             "device": str(self.classifier.device), "input_size": list(spec.image_size),
-            "top_k": self.top_k, "max_upload_bytes": self.max_upload_bytes,
+            "top_k": self.top_k, "max_upload_bytes": self.limits.max_upload_bytes,
+            "max_pixels": self.max_pixels,
         })
 
+    async def exposition(self, request: Request) -> Response:
+        """The counters in Prometheus's text format."""
+        return Response(self.counters.text(), media_type=CONTENT_TYPE)
+
     async def predict(self, request: Request) -> Response:
-        top_k = request.query_params.get("top_k", str(self.top_k))
-        if not top_k.isdigit() or int(top_k) < 1:
-            return error(400, f"top_k must be a whole number of at least 1, got {top_k!r}")
-        too_large = self.too_large_message()
         declared = request.headers.get("content-length", "")
-        if declared.isdigit() and int(declared) > self.max_upload_bytes + FORM_SLACK:
-            return error(413, too_large)  # refused before a byte of the body is read
+        if declared.isascii() and declared.isdigit() and int(declared) > \
+                self.limits.max_body_bytes:
+            return error(413, self.too_large_message(), CLOSE)  # before a byte of the body
         try:
-            data, name = await self.read_upload(request)
+            top_k = self.query_top_k(request)
+        except ValueError as e:
+            # The body is read (and dropped) first, within the limit: a client that sends it
+            # all before reading an answer would find the connection reset instead.
+            if not await drain(request.receive, self.limits.max_body_bytes):
+                return error(413, self.too_large_message(), CLOSE)
+            return error(400, str(e))
+        try:
+            form, upload, name = await self.read_upload(request)
         except UploadTooLarge:
-            return error(413, too_large)
+            return error(413, self.too_large_message(), CLOSE)
         except ValueError as e:  # the form's own problem, said in the message
             return error(400, str(e))
-        loop = asyncio.get_running_loop()
         try:
-            prediction = await loop.run_in_executor(self.executor, self.predict_bytes, data,
-                                                    name, int(top_k))
+            async with self.admission.slot():
+                loop = asyncio.get_running_loop()
+                cost = await loop.run_in_executor(self.decoders, decode_cost, upload.file)
+                lane = self.big_decoder if cost > self.limits.big_pixels else self.decoders
+                pixels = await loop.run_in_executor(lane, self.decode, upload.file, name)
+                probs = await self.batcher.submit(pixels)
+        except Busy:
+            self.counters.refused.labels("busy").inc()
+            return error(503, f"the server is busy ({self.limits.max_in_flight} requests in "
+                         f"flight and {self.limits.max_queue} waiting); retry in a second",
+                         {"retry-after": "1"})
         except BadImage as e:
             return error(STATUS.get(e.reason, 422), bad_image_message(e))
-        return JSONResponse(prediction.to_dict())
+        finally:
+            await form.close()
+        return JSONResponse(self.classifier.top(probs[None], [name], top_k)[0].to_dict())
+
+    def query_top_k(self, request: Request) -> int:
+        """``?top_k=N`` or the server's default; `ValueError` for anything else in the query."""
+        items = request.query_params.multi_items()
+        unknown = sorted({k for k, _ in items} - {"top_k"})
+        if unknown:
+            listed = ", ".join(repr(k[:40]) for k in unknown[:3])
+            raise ValueError(f"unknown query parameter(s) {listed}: /predict takes only "
+                             "?top_k=N")
+        values = [v for _, v in items]
+        if not values:
+            return self.top_k
+        if len(values) > 1:
+            raise ValueError(f"top_k is given {len(values)} times; give it once")
+        if not TOP_K.fullmatch(values[0]) or not 1 <= int(values[0]) <= MAX_TOP_K:
+            raise ValueError(f"top_k must be a whole number from 1 to {MAX_TOP_K} in ASCII "
+                             f"digits, got {values[0][:20]!r}")
+        return int(values[0])
 
     def too_large_message(self) -> str:
-        return (f"the upload is over this server's limit of {self.max_upload_bytes / 2**20:g} MB; "
-                "send a smaller image (the server sets the limit with --max-upload-mb)")
+        return (f"the upload is over this server's limit of "
+                f"{self.limits.max_upload_bytes / 2**20:g} MB; send a smaller image (the "
+                "server sets the limit with --max-upload-mb)")
 
-    async def read_upload(self, request: Request) -> tuple[bytes, str]:
-        """The bytes and file name of the form's ``file`` field; `ValueError` says what is
-        wrong with the form, `UploadTooLarge` stops the reading at the limit."""
+    async def read_upload(self, request: Request) -> tuple[FormData, UploadFile, str]:
+        """The form, its ``file`` field and the file's name (the form to be closed by the
+        caller); `ValueError` says what is wrong with the form, `UploadTooLarge` stops the
+        reading at the limit."""
         capped = Request(request.scope, capped_receive(request.receive,
-                                                       self.max_upload_bytes + FORM_SLACK))
+                                                       self.limits.max_body_bytes))
         how = (f"send the image as multipart/form-data in the field '{FIELD}', e.g. "
                f"curl -F {FIELD}=@photo.jpg {request.base_url}predict")
         try:
             form = await capped.form(max_files=1, max_fields=8)
         except (MultiPartException, HTTPException) as e:
+            if header_too_long(e):
+                raise ValueError("a part header of the form is over 4 KB: most likely the "
+                                 "file name; rename the file to a shorter name") from None
             detail = e.message if isinstance(e, MultiPartException) else e.detail
             raise ValueError(f"the form could not be read ({detail}); {how}") from None
         except ClientDisconnect:
             raise ValueError("the client left before the upload ended") from None
-        try:
-            upload = form.get(FIELD)
-            if upload is None:
-                raise ValueError(f"no field '{FIELD}' in the request; {how}")
-            if not isinstance(upload, UploadFile):
-                raise ValueError(f"the field '{FIELD}' holds text, not a file; {how}")
-            name = os.path.basename(upload.filename or "") or "upload"
-            return await upload.read(), name
-        finally:
-            await form.close()
+        upload = form.get(FIELD)
+        if isinstance(upload, UploadFile):
+            name = os.path.basename(upload.filename or "")[:NAME_CHARS] or "upload"
+            return form, upload, name
+        await form.close()
+        if upload is None:
+            raise ValueError(f"no field '{FIELD}' in the request; {how}")
+        raise ValueError(f"the field '{FIELD}' holds text, not a file; {how}")
 
-    def predict_bytes(self, data: bytes, name: str, top_k: int) -> Prediction:
-        """The top classes of one encoded image, decoded as the run decoded its training images
-        (in a worker thread)."""
+    def decode(self, file: BinaryIO, name: str) -> torch.Tensor:
+        """The pixels of one uploaded image, decoded as the run decoded its training images
+        (in a decoding thread)."""
+        file.seek(0)
+        data = file.read()
         try:
-            pixels = self.classifier.to_pixels(data)
+            return self.classifier.to_pixels(data, max_pixels=self.max_pixels)
         except BadImage as e:
             raise BadImage(name, e.reason, e.detail) from None
         except Exception as e:  # a conversion Pillow cannot do: the file's fault, as in training
             raise BadImage(name, "corrupt", f"{type(e).__name__}: {e}") from None
-        probs = F.softmax(self.classifier.logits(pixels[None]), dim=1)
-        return self.classifier.top(probs, [name], top_k)[0]
+
+    def probabilities(self, pixels: torch.Tensor) -> torch.Tensor:
+        """Softmax probabilities (N, classes) of a batch of decoded images (in the model's
+        thread)."""
+        return F.softmax(self.classifier.logits(pixels), dim=1)
+
+
+def decode_cost(file: BinaryIO) -> int:
+    """The pixels decoding ``file`` will make, from its header: a JPEG's at the 1/8 scale of
+    its reduced decode (`descend.data.images`), since the model's input is far smaller. 0
+    when the header cannot be read: the decoder then says what is wrong."""
+    file.seek(0)
+    try:
+        with Image.open(file) as im:
+            pixels = im.width * im.height
+            return pixels // 64 if im.format == "JPEG" else pixels
+    except Exception:
+        return 0
+
+
+def header_too_long(e: BaseException) -> bool:
+    """Whether python-multipart refused a part header over its 4 KB (Starlette says only
+    "Invalid multipart data.", the cause is down the exception's chain)."""
+    seen: BaseException | None = e
+    for _ in range(4):
+        if seen is None:
+            return False
+        if "maximum header size" in str(seen).lower():
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
 
 
 def capped_receive(receive: Receive, limit: int) -> Receive:
@@ -201,7 +319,8 @@ def bad_image_message(e: BadImage) -> str:
                         "BMP, WebP or TIFF file",
         "corrupt": f"a broken or truncated image ({e.detail}); upload the whole file again, "
                    "or another image",
-        "too-large": f"too many pixels ({e.detail}); upload a smaller image",
+        "too-large": f"too many pixels ({e.detail}); upload a smaller image (the server sets "
+                     "the limit with --max-pixels)",
         "too-small": f"too small ({e.detail}); upload a bigger image",
     }
     return f"{e.path}: {fixes.get(e.reason, f'{e.reason} ({e.detail})')}"

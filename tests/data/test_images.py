@@ -184,3 +184,79 @@ def test_transpose_box_follows_pillow() -> None:
 def test_resize_smaller_than_the_crop_is_refused() -> None:
     with pytest.raises(ValueError, match="resize 200 is smaller than the crop 224x224"):
         fit(Image.new("RGB", (300, 300)), (224, 224), resize=200)
+
+
+def _old_deep_conversion(im: Image.Image) -> np.ndarray:
+    """descend 0.2's whole-picture conversion of 16-bit, 32-bit and float grey: the reference
+    the strip conversion must match pixel for pixel."""
+    arr = np.asarray(im, dtype=np.float64)
+    if im.mode == "F":
+        lo, hi = float(arr.min()), float(arr.max())
+        return ((arr - lo) / (hi - lo if hi > lo else 1.0) * 255.0).astype(np.uint8)
+    hi = 65535.0 if im.mode.startswith("I;16") or arr.max() > 255 else 255.0
+    return np.clip(arr / hi * 255.0 + 0.5, 0, 255).astype(np.uint8)
+
+
+@pytest.mark.parametrize("mode", ["I;16", "I;16B", "I", "I small", "F"])
+def test_deep_modes_converted_in_strips_match_the_whole_picture_conversion(
+        mode: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    from descend.data import images
+
+    rng = np.random.default_rng(0)
+    if mode.startswith("I;16"):
+        im = Image.fromarray(rng.integers(0, 65536, (301, 203), dtype=np.uint16))
+        if mode == "I;16B":
+            im = Image.frombytes("I;16B", im.size, im.tobytes("raw", "I;16B"))
+    elif mode == "F":
+        im = Image.fromarray(rng.normal(3.0, 40.0, (301, 203)).astype(np.float32), "F")
+    else:  # 32-bit: past 255 scaled from 16 bits, at most 255 taken as it is
+        top = 255 if mode == "I small" else 70_000
+        im = Image.fromarray(rng.integers(-5, top, (301, 203)).astype(np.int32), "I")
+    monkeypatch.setattr(images, "STRIP_PIXELS", 1000)  # many strips, one of them partial
+    grey = images._to_rgb_or_grey(im)
+    assert grey.mode == "L" and grey.size == im.size
+    assert np.array_equal(np.asarray(grey), _old_deep_conversion(im))
+    rgb = load_pixels(im, None)
+    assert rgb.shape == (3, 301, 203) and np.array_equal(rgb[0], rgb[2])
+
+
+def test_a_16_bit_conversion_holds_one_8_bit_copy(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The 8-bit result and a strip of float64s, never the picture in float64 (8 bytes a pixel,
+    twice, in descend 0.2)."""
+    import tracemalloc
+
+    from descend.data import images
+
+    im = Image.fromarray(np.full((1000, 2000), 40_000, dtype=np.uint16))
+    monkeypatch.setattr(images, "STRIP_PIXELS", 2**14)
+    tracemalloc.start()
+    try:
+        grey = images._to_rgb_or_grey(im)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert np.asarray(grey)[0, 0] == round(40_000 / 65535 * 255)
+    assert peak < 1.5 * 1000 * 2000  # the 2 MB result; the old conversion peaked at 32 MB
+
+
+def test_a_grey_picture_is_resized_before_it_becomes_rgb(tmp_path: Path) -> None:
+    """The same pixels as expanding to RGB first, without an RGB copy at full size."""
+    rng = np.random.default_rng(1)
+    grey = Image.fromarray(rng.integers(0, 256, (500, 700), dtype=np.uint8))
+    path = _save(grey, tmp_path / "grey.png")
+    expected = np.asarray(fit(grey.convert("RGB"), (32, 32))).transpose(2, 0, 1)
+    assert np.array_equal(load_pixels(path, (32, 32)), expected)
+    assert np.array_equal(load_pixels(path, (32, 32), channels=1)[0], expected[0])
+
+
+def test_max_pixels_refuses_from_the_header_below_pillows_limit(tmp_path: Path,
+                                                              huge_png_header) -> None:
+    path = tmp_path / "big.png"
+    path.write_bytes(huge_png_header(5000, 5000))  # 25 MP, under Pillow's 89 MP: let through
+    with pytest.raises(BadImage) as e:
+        load_pixels(path, (16, 16), max_pixels=1_000_000)
+    assert e.value.reason == "too-large" and "over the limit of 1000000" in e.value.detail
+    small = _save(Image.new("RGB", (100, 100)), tmp_path / "small.png")
+    assert load_pixels(small, (16, 16), max_pixels=10_000).shape == (3, 16, 16)
+    with pytest.raises(BadImage):
+        load_pixels(small, (16, 16), max_pixels=9_999)

@@ -121,7 +121,11 @@ def test_lists_tuples_and_batches_give_lists(clf: Classifier,
     for many in ([files["rgb"], str(files["grey"])], (files["rgb"], files["grey"]), batch):
         out = clf.predict(many, top_k=2)
         assert isinstance(out, list) and len(out) == 2
-        assert out[0].top == single.top[:2]
+        # the same classes; the probabilities to float rounding (a batch of 2 and a batch of 1
+        # may take different kernels)
+        assert [c for c, _ in out[0].top] == [c for c, _ in single.top[:2]]
+        assert [p for _, p in out[0].top] == pytest.approx([p for _, p in single.top[:2]],
+                                                           abs=1e-6)
     assert clf.predict([]) == []
     assert clf.predict(str(files["rgb"])).source == str(files["rgb"])  # one path, not letters
     assert clf.probabilities(files["rgb"]).shape == (1, 3)

@@ -17,16 +17,17 @@ from starlette.testclient import TestClient
 from descend.cli.main import main
 from descend.errors import ConfigError
 from descend.evaluation.predict import Classifier
-from descend.serving import bind, create_app
-from descend.serving.app import FORM_SLACK
+from descend.serving import Limits, bind, create_app
+from descend.serving.limits import FORM_SLACK
 
 LIMIT = 100_000  # bytes: small, so that the tests send little
 
 
 @pytest.fixture
 def client(fixture_classifier: Classifier) -> TestClient:
-    app = create_app(fixture_classifier, checkpoint="best.pt", max_upload_bytes=LIMIT)
-    return TestClient(app)
+    app = create_app(fixture_classifier, checkpoint="runs/x/best.pt",
+                     limits=Limits(max_upload_bytes=LIMIT))
+    return TestClient(app, base_url="http://127.0.0.1")
 
 
 def test_a_good_image_gets_every_class_with_probabilities_summing_to_one(
@@ -47,13 +48,14 @@ def test_a_good_image_gets_every_class_with_probabilities_summing_to_one(
 
 def test_top_k_defaults_to_the_servers_and_is_checked(fixture_classifier: Classifier,
                                                      png_bytes: bytes) -> None:
-    client = TestClient(create_app(fixture_classifier, top_k=2))
+    client = TestClient(create_app(fixture_classifier, top_k=2), base_url="http://localhost")
     files = {"file": ("red.png", png_bytes, "image/png")}
     assert len(client.post("/predict", files=files).json()["predictions"]) == 2
     assert len(client.post("/predict?top_k=1", files=files).json()["predictions"]) == 1
-    for bad in ("0", "x", "-1"):
+    for bad in ("0", "x", "-1", "²", "٣", "1" * 5000, "1001", " 1", "1.0"):
         r = client.post(f"/predict?top_k={bad}", files=files)
-        assert r.status_code == 400 and "top_k" in r.json()["error"]
+        assert r.status_code == 400 and "top_k" in r.json()["error"], bad
+        assert "connection" not in r.headers  # the body was read: the connection goes on
 
 
 def test_an_oversized_upload_is_refused_with_413(client: TestClient) -> None:
@@ -84,7 +86,7 @@ def asgi_post(app, headers: list[tuple[bytes, bytes]], chunk: bytes, chunks: int
 
     scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1",
              "method": "POST", "scheme": "http", "path": "/predict", "raw_path": b"/predict",
-             "query_string": b"", "root_path": "", "headers": headers,
+             "query_string": b"", "root_path": "", "headers": [(b"host", b"127.0.0.1"), *headers],
              "client": ("127.0.0.1", 1), "server": ("127.0.0.1", 80)}
     asyncio.run(app(scope, receive, send))
     status = next(m["status"] for m in sent if m["type"] == "http.response.start")
@@ -94,7 +96,7 @@ def asgi_post(app, headers: list[tuple[bytes, bytes]], chunk: bytes, chunks: int
 
 def test_an_oversized_stream_is_cut_off_at_the_limit_not_read_to_its_end(
         fixture_classifier: Classifier) -> None:
-    app = create_app(fixture_classifier, max_upload_bytes=LIMIT)
+    app = create_app(fixture_classifier, limits=Limits(max_upload_bytes=LIMIT))
     chunk = b"--b\r\nContent-Disposition: form-data; name=\"file\"; filename=\"x.png\"\r\n\r\n"
     chunk += b"\0" * (10_000 - len(chunk))
     headers = [(b"content-type", b"multipart/form-data; boundary=b")]  # chunked: no length
@@ -105,7 +107,7 @@ def test_an_oversized_stream_is_cut_off_at_the_limit_not_read_to_its_end(
 
 def test_a_declared_length_over_the_limit_is_refused_before_reading(
         fixture_classifier: Classifier) -> None:
-    app = create_app(fixture_classifier, max_upload_bytes=LIMIT)
+    app = create_app(fixture_classifier, limits=Limits(max_upload_bytes=LIMIT))
     headers = [(b"content-type", b"multipart/form-data; boundary=b"),
                (b"content-length", str(50 * 2**20).encode())]
     status, _, read = asgi_post(app, headers, b"\0" * 10_000, chunks=5000)
@@ -165,6 +167,7 @@ def test_health_names_the_model(client: TestClient, fixture_classifier: Classifi
     r = client.get("/health")
     assert r.status_code == 200
     h = r.json()
+    # The file's name only: an answer tells no client where the machine keeps its runs.
     assert h["status"] == "ok" and h["model"] == "cnn" and h["checkpoint"] == "best.pt"
     assert h["classes"] == len(fixture_classifier.classes) == len(h["class_names"])
     assert h["max_upload_bytes"] == LIMIT
@@ -207,7 +210,7 @@ def test_descend_serve_prints_its_url_and_answers_there(png_bytes: bytes) -> Non
         assert line.startswith("descend serve: http://127.0.0.1:"), (line, proc.stderr.read())
         base = line.split()[2].rstrip("/")
         health = httpx.get(f"{base}/health", timeout=20).json()
-        assert health["model"] == "cnn" and health["checkpoint"] == str(ckpt)
+        assert health["model"] == "cnn" and health["checkpoint"] == "best.pt"
         r = httpx.post(f"{base}/predict", files={"file": ("red.png", png_bytes)}, timeout=20)
         assert r.status_code == 200 and len(r.json()["predictions"]) == 3
     finally:
