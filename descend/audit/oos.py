@@ -4,12 +4,15 @@ Confident learning needs, for each image, class probabilities from a model that 
 on it: a model that saw an image with its wrong label has learnt that label. So the images are
 cut into ``folds`` stratified parts; for each part a model trains (`descend.training.train`, the
 model's own recipe, a share of the time budget) on the others and predicts it. The first fold's
-model also embeds every image (the input of its last linear layer), for the near-duplicate
-search: a copy and its original land close there, whichever fold they are in.
+plan chooses the model's size; the other folds train the same one, so that every image is
+judged by a model alike (a busy machine could otherwise make a later plan choose a smaller).
+The first fold's model also embeds every image (the input of its last linear layer), for the
+near-duplicate search: a copy and its original land close there, whichever fold they are in.
 """
 
 from __future__ import annotations
 
+import json
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -111,6 +114,9 @@ def cross_validate(data: DataSplits, pool: Pool, cfg: TrainConfig, folds: int,
             result = train(cfg.updated(out=str(Path(tmp) / f"fold{k + 1}"), time_budget=per_fold,
                                        val_every=0, progress=False),
                            splits=fold)
+            if k == 0:  # every fold trains the model the first fold's plan chose (its widths)
+                chosen = json.loads((result.run_dir / "config.json").read_text())
+                cfg = cfg.updated(model=chosen["model"], model_args=chosen["model_args"])
             seconds.append(sum(r["seconds"] + (r["val_seconds"] or 0) for r in result.history))
             classifier = Classifier.load(result.run_dir / "best.pt", cfg.device)
             probabilities[held] = F.softmax(classifier.logits(pool.images.images[held]), dim=1)
