@@ -13,8 +13,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import threading
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -26,17 +24,11 @@ from PIL import Image
 from descend.audit.apply import apply_decisions
 from descend.audit.decisions import read_decisions
 from descend.audit.review import create_review_app
-from descend.serving.server import bind, make_server, url
 from tests.audit.conftest import COLORS, write_audit
+from tests.support.web import WAIT, chrome, needs_browser
+from tests.support.web import running as serving
 
-CHROMIUM = next(filter(None, map(shutil.which, ("chromium", "chromium-browser",
-                                                "google-chrome"))), None)
-CHROMEDRIVER = shutil.which("chromedriver")
-pytestmark = pytest.mark.skipif(
-    CHROMIUM is None or CHROMEDRIVER is None,
-    reason="needs chromium and chromedriver on PATH (Debian: apt-get install chromium "
-    "chromium-driver)")
-WAIT = 30  # seconds for the page to answer: a loaded 2-core machine, not the expected time
+pytestmark = needs_browser
 CIFAR = Path(os.environ.get("DESCEND_DATA") or Path(__file__).parents[3] / "shared" / "datasets"
              ) / "cifar10" / "test"
 
@@ -91,39 +83,15 @@ def reviewed_dataset(root: Path) -> Path:
 
 @contextmanager
 def running(audit_dir: Path) -> Iterator[str]:
-    """The review app served by uvicorn in a thread on a free port; yields its URL."""
-    sock = bind("127.0.0.1", 0)
-    server = make_server(create_review_app(audit_dir))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started and thread.is_alive() and time.monotonic() < deadline:
-        time.sleep(0.02)
-    try:
-        if not server.started:
-            raise RuntimeError("uvicorn did not start within 20 s")
-        yield url(sock)
-    finally:
-        server.should_exit = True
-        thread.join(10)
-        sock.close()
+    """The review app on a free port; yields its URL."""
+    with serving(create_review_app(audit_dir)) as address:
+        yield address
 
 
 @pytest.fixture
 def browser() -> Iterator[object]:
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
-                 "--window-size=1280,900"):
-        options.add_argument(flag)
-    driver = webdriver.Chrome(options=options, service=Service(executable_path=CHROMEDRIVER))
-    try:
+    with chrome(1280, 900) as driver:
         yield driver
-    finally:
-        driver.quit()
 
 
 def test_decisions_made_on_the_page_move_the_files_when_applied(browser, tmp_path: Path) -> None:

@@ -9,10 +9,8 @@ of the very image it was given.
 from __future__ import annotations
 
 import io
-import threading
-import time
-from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager, contextmanager
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from pathlib import Path
 
 import pytest
@@ -20,8 +18,8 @@ from PIL import Image
 from starlette.types import ASGIApp
 
 from descend.evaluation.predict import Classifier
-from descend.serving import bind, make_server, url
 from tests.evaluation.conftest import photo_run  # noqa: F401 - the fixture, shared
+from tests.support.web import running
 
 FIXTURE_RUN = Path(__file__).parent.parent / "fixtures" / "run-0.1.0"
 
@@ -37,26 +35,6 @@ def png_bytes() -> bytes:
     buf = io.BytesIO()
     Image.new("RGB", (40, 30), (220, 40, 40)).save(buf, "PNG")
     return buf.getvalue()
-
-
-@contextmanager
-def running(app: ASGIApp) -> Iterator[str]:
-    """``app`` served by uvicorn in a thread on a free port of 127.0.0.1; yields its URL."""
-    sock = bind("127.0.0.1", 0)
-    server = make_server(app)
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started and thread.is_alive() and time.monotonic() < deadline:
-        time.sleep(0.02)
-    try:
-        if not server.started:
-            raise RuntimeError("uvicorn did not start within 20 s")
-        yield url(sock)
-    finally:
-        server.should_exit = True
-        thread.join(10)
-        sock.close()
 
 
 @pytest.fixture

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import base64
 import os
-import shutil
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from pathlib import Path
@@ -21,14 +20,9 @@ import pytest
 from descend.evaluation.predict import Classifier
 from descend.serving import create_app
 from tests.evaluation.conftest import COLORS, photo
+from tests.support.web import WAIT, chrome, needs_browser
 
-CHROMIUM = next(filter(None, map(shutil.which, ("chromium", "chromium-browser",
-                                                "google-chrome"))), None)
-CHROMEDRIVER = shutil.which("chromedriver")
-pytestmark = pytest.mark.skipif(
-    CHROMIUM is None or CHROMEDRIVER is None,
-    reason="needs chromium and chromedriver on PATH (Debian: apt-get install chromium "
-    "chromium-driver)")
+pytestmark = needs_browser
 DROP = """
 const bytes = Uint8Array.from(atob(arguments[0]), (c) => c.charCodeAt(0));
 const data = new DataTransfer();
@@ -36,24 +30,12 @@ data.items.add(new File([bytes], arguments[1], {type: "image/jpeg"}));
 document.getElementById("drop").dispatchEvent(
     new DragEvent("drop", {dataTransfer: data, bubbles: true, cancelable: true}));
 """
-WAIT = 30  # seconds for the page to answer: a loaded 2-core machine, not the expected time
 
 
 @pytest.fixture
 def browser() -> Iterator[object]:
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
-                 "--window-size=900,640"):
-        options.add_argument(flag)
-    driver = webdriver.Chrome(options=options, service=Service(executable_path=CHROMEDRIVER))
-    try:
+    with chrome(900, 640) as driver:
         yield driver
-    finally:
-        driver.quit()
 
 
 def test_the_page_shows_the_class_of_a_chosen_or_dropped_image_and_a_text_files_error(
