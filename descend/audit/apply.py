@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -27,11 +28,12 @@ from descend.audit.decisions import (
     check_decision,
     read_decisions,
 )
+from descend.data.folder import DROPPED  # in the dataset's root, never read as a class
 from descend.errors import DataError
 from descend.io import atomic_write_text
 
 JOURNAL_FILE = "applied.json"
-DROPPED = "_dropped"  # in the dataset's root
+SHOWN = 20  # moves listed when --apply or --undo reports
 
 
 @dataclass(frozen=True)
@@ -57,7 +59,8 @@ class ApplyResult:
 
     def __str__(self) -> str:
         lines = [f"moved {len(self.moved)} files, {len(self.already)} moved before, "
-                 f"{self.kept} kept", *(f"  {m.source} -> {m.target}" for m in self.moved)]
+                 f"{self.kept} kept",
+                 *listed(f"  {m.source} -> {m.target}" for m in self.moved)]
         lines += [f"  missing (deleted since the audit?): {p}" for p in self.missing]
         return "\n".join(lines + [f"  left alone: {c}" for c in self.conflicts])
 
@@ -70,9 +73,17 @@ class UndoResult:
 
     def __str__(self) -> str:
         lines = [f"moved {len(self.restored)} files back",
-                 *(f"  {m.target} -> {m.source}" for m in self.restored)]
+                 *listed(f"  {m.target} -> {m.source}" for m in self.restored)]
         lines += [f"  gone, not brought back: {p}" for p in self.missing]
         return "\n".join(lines + [f"  left alone: {c}" for c in self.conflicts])
+
+
+def listed(lines: Iterable[str], most: int = SHOWN) -> list[str]:
+    """The first ``most`` lines, and how many more there are (the journal has them all)."""
+    every = list(lines)
+    more = [f"  ... and {len(every) - most} more (all in {JOURNAL_FILE})"] if len(every) > most \
+        else []
+    return every[:most] + more
 
 
 def apply_decisions(audit_dir: Path) -> ApplyResult:

@@ -8,8 +8,10 @@
 - **Strays** (pictures of no class: a logo, a digit among photos): cleanlab's out-of-
   distribution score from the probabilities (the entropy of the prediction, adjusted by the
   class thresholds; 1 typical, 0 atypical). Embedding distance fails here: strays collected by
-  one keyword resemble each other. An image is a stray when its score falls below the lower
-  Tukey fence of all scores (Q1 - 1.5 IQR): a rule that needs no guess of how many there are.
+  one keyword resemble each other. An image is a stray when the logarithm of its score falls
+  below the lower Tukey fence of all of them (Q1 - 1.5 IQR): a rule that needs no guess of how
+  many there are. The logarithm, because the scores are positive and crowd near 0: on the
+  scores themselves the fence fell below 0 and flagged nothing (B13).
 - **Near duplicates across splits**: two images whose 64-bit perceptual hashes (``imagehash``,
   as the crawler uses) differ in at most `MAX_HASH_DISTANCE` bits. Candidates are each image's
   nearest neighbours by embedding (the out-of-sample model's last features) and the images that
@@ -76,11 +78,12 @@ def strays(labels: np.ndarray, probabilities: np.ndarray) -> list[Suspect]:
     from cleanlab.outlier import OutOfDistribution
 
     scores = OutOfDistribution().fit_score(pred_probs=probabilities, labels=labels)
-    q1, q3 = np.quantile(scores, [0.25, 0.75])
+    logs = np.log(np.maximum(scores, 1e-12))
+    q1, q3 = np.quantile(logs, [0.25, 0.75])
     fence = q1 - 1.5 * (q3 - q1)
     order = np.argsort(scores)
     return [Suspect(int(i), "outlier", float(1 - scores[i]), None)
-            for i in order if scores[i] < fence]
+            for i in order if logs[i] < fence]
 
 
 def find_suspects(labels: torch.Tensor, probabilities: torch.Tensor,
