@@ -178,7 +178,8 @@ def test_a_budgeted_run_plans_its_epochs_and_ends_in_time(image_folder: Path,
     assert "time budget 6s" in log and "steps planned" in log
     assert took < 6 + 10  # the budget, plus loading and the test pass on a slow machine
     assert result.budget is not None and result.budget["seconds"] == 6
-    assert 0.8 * 6 <= result.budget["spent"] <= 1.1 * 6  # spent, not left idle
+    # spent, not left idle; over by at most the last epoch and validation on a busy CI machine
+    assert 0.8 * 6 <= result.budget["spent"] <= 1.2 * 6
 
 
 def test_a_budget_shorter_than_an_epoch_trains_part_of_one(image_folder: Path,
