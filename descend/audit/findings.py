@@ -33,7 +33,6 @@ import torch
 # of the sample's photos: descend/crawl/dedup.py).
 MAX_HASH_DISTANCE = 6
 NEIGHBOURS = 5  # candidates per image from the embedding search
-_POPCOUNT = np.array([bin(i).count("1") for i in range(256)], dtype=np.uint8)
 
 
 @dataclass
@@ -136,11 +135,11 @@ def near_duplicates(hashes: np.ndarray, embeddings: torch.Tensor, splits: list[s
             if len(same) <= 64:  # a crowded quarter (a flat picture's) is the embedding's job
                 candidates.update((a, b) for x, a in enumerate(same) for b in same[x + 1:])
     found = []
+    bits = [int(h) for h in hashes.tolist()]
     for a, b in sorted(candidates):
         if cross_split_only and splits[a] == splits[b]:
             continue
-        distance = int(_POPCOUNT[np.array([hashes[a] ^ hashes[b]]).view(np.uint8)].sum())
-        cosine = float(embeddings[a] @ embeddings[b])
+        distance = (bits[a] ^ bits[b]).bit_count()
         if distance <= MAX_HASH_DISTANCE:
-            found.append(Duplicate(a, b, distance, cosine))
+            found.append(Duplicate(a, b, distance, float(embeddings[a] @ embeddings[b])))
     return found

@@ -128,7 +128,7 @@ def cross_validate(data: DataSplits, pool: Pool, cfg: TrainConfig, folds: int,
                        torch.ones(len(pool), dtype=torch.bool))
 
 
-def from_run(classifier: Classifier, data: DataSplits, pool: Pool) -> OutOfSample:
+def judged_by_run(classifier: Classifier, data: DataSplits, pool: Pool) -> OutOfSample:
     """``--from RUN``: the run's model has not trained on its validation images, so their
     probabilities are out of sample; the rest of the pool gets embeddings only."""
     if classifier.classes != data.classes:

@@ -28,6 +28,7 @@ import torch
 from descend.audit.findings import Findings
 from descend.audit.oos import OutOfSample, Pool
 from descend.config import TrainConfig
+from descend.data.paths import image_folder
 from descend.data.splits import DataSplits
 from descend.io import atomic_torch_save, atomic_write_text
 
@@ -41,8 +42,8 @@ def write_report(folder: Path, data: DataSplits, pool: Pool, oos: OutOfSample,
                  config: TrainConfig, from_run: str | Path | None = None) -> dict[str, Any]:
     """Write ``audit.json`` and ``suspects.png`` into ``folder``; returns the report."""
     folder.mkdir(parents=True, exist_ok=True)
-    root = (Path(data.name.split(":", 1)[1]).expanduser().resolve()
-            if data.name.startswith("imagefolder:") else None)
+    folder_of_data = image_folder(data.name)
+    root = folder_of_data.resolve() if folder_of_data is not None else None
     classes = data.classes
     labels = pool.images.labels.tolist()
 
@@ -89,15 +90,14 @@ def summary(classes: list[str], labels: list[int], findings: Findings,
             images: int) -> dict[str, Any]:
     """How many of each finding, in all and per given class, and the label noise estimate."""
     per_class = {c: {"images": 0, "label": 0, "outlier": 0, "duplicates": 0} for c in classes}
+    kinds = {"label": 0, "outlier": 0}
     for y in labels:
         per_class[classes[y]]["images"] += 1
     for s in findings.suspects:
         per_class[classes[labels[s.index]]][s.kind] += 1
+        kinds[s.kind] += 1
     for d in findings.duplicates:
         per_class[classes[labels[d.a]]]["duplicates"] += 1
-    kinds = {"label": 0, "outlier": 0}
-    for s in findings.suspects:
-        kinds[s.kind] += 1
     return {"images": images, "suspects": kinds, "duplicates": len(findings.duplicates),
             "label_noise_estimate": round(findings.noise_estimate, 4), "per_class": per_class}
 

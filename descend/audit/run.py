@@ -16,11 +16,11 @@ from typing import Any
 
 from descend.audit.decisions import AUDIT_FOLDER
 from descend.audit.findings import Findings, find_suspects, near_duplicates, phashes
-from descend.audit.oos import OutOfSample, Pool, cross_validate
-from descend.audit.oos import from_run as from_run_model
+from descend.audit.oos import OutOfSample, Pool, cross_validate, judged_by_run
 from descend.audit.report import write_report
 from descend.config import TrainConfig
 from descend.data.datasets import load_dataset
+from descend.data.paths import image_folder
 from descend.errors import ConfigError
 from descend.evaluation.predict import Classifier
 
@@ -36,8 +36,8 @@ def audit_folder(data: str, out: str | Path | None = None) -> Path:
     ``runs/audit-<name>``."""
     if out is not None:
         return Path(out)
-    if data.startswith("imagefolder:"):
-        return Path(data.split(":", 1)[1]).expanduser() / AUDIT_FOLDER
+    if (root := image_folder(data)) is not None:
+        return root / AUDIT_FOLDER
     return Path("runs") / f"audit-{data.replace(':', '-')}"
 
 
@@ -65,7 +65,7 @@ def run_audit(cfg: TrainConfig, folds: int = 3, out: str | Path | None = None,
     log(f"audit of {data.name}: {len(pool)} images ("
         + ", ".join(f"{n} {name}" for name, n in counts.items())
         + f"), {len(data.classes)} classes, {how}")
-    oos: OutOfSample = (from_run_model(classifier, data, pool) if classifier is not None
+    oos: OutOfSample = (judged_by_run(classifier, data, pool) if classifier is not None
                         else cross_validate(data, pool, cfg, folds, log))
     log(f"out-of-sample accuracy {oos.accuracy:.4f}; finding suspects and duplicates")
     suspects, noise = find_suspects(pool.images.labels, oos.probabilities, oos.covered)

@@ -20,6 +20,13 @@ def data_root(explicit: str | os.PathLike[str] | None = None) -> Path:
     return Path.home() / ".cache" / "descend" / "datasets"
 
 
+def image_folder(name: str | None) -> Path | None:
+    """The folder of an ``imagefolder:PATH`` dataset name (``~`` expanded), else None."""
+    if not name or not name.startswith("imagefolder:"):
+        return None
+    return Path(name.removeprefix("imagefolder:")).expanduser()
+
+
 def cache_dir(explicit: str | os.PathLike[str] | None = None) -> Path:
     if explicit:
         return Path(explicit).expanduser()

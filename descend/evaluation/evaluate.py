@@ -15,6 +15,7 @@ from descend.data.batching import LoaderOptions
 from descend.data.datasets import load_dataset
 from descend.data.images import BadImage
 from descend.data.loader import make_loader
+from descend.data.paths import image_folder
 from descend.data.splits import DataSplits, ImageFiles, ImageTensors
 from descend.errors import DataError
 from descend.evaluation.explain import Explainer
@@ -111,7 +112,7 @@ def run_data_name(checkpoint: dict[str, Any]) -> str:
     if not names:
         raise DataError("the checkpoint does not say what it was trained on; give --data")
     for n in names:
-        if not n.startswith("imagefolder:") or Path(n.split(":", 1)[1]).expanduser().is_dir():
+        if (folder := image_folder(n)) is None or folder.is_dir():
             return n
     return names[0]
 

@@ -27,7 +27,7 @@ from descend.data.augment import parse_augment
 from descend.data.batching import Normalize, epoch_seed
 from descend.data.datasets import load_dataset
 from descend.data.loader import make_loader
-from descend.data.paths import data_root
+from descend.data.paths import data_root, image_folder
 from descend.data.splits import DataSplits
 from descend.errors import DataError, DescendError
 from descend.models import ModelSpec, create_model
@@ -331,10 +331,10 @@ def load_data(cfg: TrainConfig, log: RunLog, folder: RunFolder) -> DataSplits:
             data = load_dataset("cifar10-sample", cfg.data_root, cfg.cache_dir, options)
     for note in data.notes:
         log(f"note: {note}")
-    if data.name.startswith("imagefolder:"):  # `descend audit` findings left open
+    if (root := image_folder(data.name)) is not None:  # `descend audit` findings left open
         from descend.audit.decisions import training_notice
 
-        if notice := training_notice(Path(data.name.split(":", 1)[1])):
+        if notice := training_notice(root):
             log(notice)
     if data.skipped:
         log(f"skipped {len(data.skipped)} unusable file(s); list in "

@@ -99,14 +99,18 @@ def test_with_every_connection_busy_a_new_one_gets_a_json_503(
             sock.close()
 
 
+# The headers of a 300 MB upload, its body yet to come.
+HUGE_UPLOAD = (b"POST /predict HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+               b"Content-Type: multipart/form-data; boundary=b\r\n"
+               b"Content-Length: 300000000\r\n\r\n")
+
+
 def test_a_413_closes_the_connection_and_reads_no_more_of_the_body(
         fixture_classifier: Classifier, serve: Serve) -> None:
     app = create_app(fixture_classifier, limits=Limits(max_upload_bytes=100_000))
     with serve(app) as url:
         sock = connect(url)
-        sock.sendall(b"POST /predict HTTP/1.1\r\nHost: 127.0.0.1\r\n"
-                     b"Content-Type: multipart/form-data; boundary=b\r\n"
-                     b"Content-Length: 300000000\r\n\r\n")
+        sock.sendall(HUGE_UPLOAD)
         sent, chunk = 0, b"\0" * 65536
         with pytest.raises(OSError):  # reset or broken pipe, long before 300 MB
             while sent < 300_000_000:
@@ -119,9 +123,7 @@ def test_413_says_connection_close(fixture_classifier: Classifier, serve: Serve)
     app = create_app(fixture_classifier, limits=Limits(max_upload_bytes=100_000))
     with serve(app) as url:
         sock = connect(url)
-        sock.sendall(b"POST /predict HTTP/1.1\r\nHost: 127.0.0.1\r\n"
-                     b"Content-Type: multipart/form-data; boundary=b\r\n"
-                     b"Content-Length: 300000000\r\n\r\n")
+        sock.sendall(HUGE_UPLOAD)
         answer = read_all(sock)
         assert answer.startswith(b"HTTP/1.1 413 ") and b"connection: close" in answer.lower()
 
