@@ -23,8 +23,8 @@ def add_parser(sub: Any) -> None:
         "lr-find", help="find a learning rate: the loss against an exponentially growing rate",
         description="The learning-rate range test (Smith 2017): train a copy of the model for "
         "--steps steps while the rate grows from --start to --end, plot the smoothed loss "
-        "against it, and suggest the rate of steepest descent. Every train setting applies; "
-        "--optimizer takes a comma-separated list to compare optimizers on one plot.")
+        "against it, and suggest a tenth of the rate at its lowest point. Every train setting "
+        "applies; --optimizer takes a comma-separated list to compare optimizers on one plot.")
     g = p.add_argument_group("sweep")
     g.add_argument("--steps", type=int, default=200, help="steps of the sweep (default "
                    "%(default)s; it stops early when the loss diverges)")

@@ -241,8 +241,8 @@ def auto_lr(cfg: TrainConfig, data: DataSplits, log: RunLog) -> TrainConfig:
     if finding.suggestion is None:
         raise DescendError("--lr auto: the learning-rate sweep diverged before it could "
                            "suggest a rate; give --lr, or run descend lr-find --start lower")
-    log(f"--lr auto: training at {finding.suggestion:.3g}, lr-find's rate of steepest "
-        "descent of the loss (descend lr-find draws the curve)")
+    log(f"--lr auto: training at {finding.suggestion:.3g}, a tenth of the rate at lr-find's "
+        "lowest loss (descend lr-find draws the curve)")
     return cfg.updated(lr=finding.suggestion)
 
 

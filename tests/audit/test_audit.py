@@ -57,6 +57,26 @@ def test_wrong_labels_and_strays_are_found_and_told_apart() -> None:
     assert 0.02 < noise < 0.12
 
 
+def test_a_photo_torn_between_two_classes_is_not_a_stray() -> None:
+    """The stray rule is a fixed level, not relative to the other images: a strong model's
+    hard photos (between two or three classes) are not strays, however many; an even
+    prediction is, however few."""
+    rng = np.random.default_rng(1)
+    labels = np.repeat(np.arange(10), 50)
+    p = np.full((500, 10), 0.001)
+    p[np.arange(500), labels] = 0.99
+    hard = np.arange(0, 500, 4)  # a quarter: torn between their class and the next two
+    for i in hard:
+        p[i] = 0.002
+        p[i, [labels[i], (labels[i] + 1) % 10, (labels[i] + 2) % 10]] = [0.4, 0.35, 0.234]
+    p[[1, 2]] = rng.dirichlet(np.ones(10) * 100, size=2)  # two even ones
+    p /= p.sum(1, keepdims=True)
+    given = labels.copy()
+    given[3::20] = (labels[3::20] + 5) % 10  # 5% wrong labels, as any folder has
+    suspects, _ = find_suspects(torch.tensor(given), torch.tensor(p))
+    assert {s.index for s in suspects if s.kind == "outlier"} == {1, 2}
+
+
 def test_near_duplicates_are_pairs_across_splits_within_six_bits() -> None:
     hashes = np.array([0b0, 0b111, 0xFFFF_0000_0000_0000, 0b1, 0xFFFF], dtype=np.uint64)
     embeddings = torch.nn.functional.normalize(torch.randn(5, 8, generator=torch.Generator()

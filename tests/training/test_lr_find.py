@@ -16,12 +16,12 @@ from descend.training.checkpoint import read_checkpoint
 from descend.training.lr_find import lr_find, suggest
 
 
-def test_the_suggestion_is_the_steepest_descent_before_the_minimum() -> None:
+def test_the_suggestion_is_a_tenth_of_the_minimum_and_steepest_descent_is_beside_it() -> None:
     lrs = list(np.logspace(-5, 1, 120))
     x = np.log10(lrs)
     # falls fastest at 1e-2, bottoms out near 10^-0.5, then blows up
     loss = 2.3 - 1.5 / (1 + np.exp(-(x + 2) * 3)) + np.where(x > -0.5, (x + 0.5) ** 2 * 8, 0)
-    steepest, minimum = suggest(lrs, list(loss))
+    minimum, steepest = suggest(lrs, list(loss))
     assert steepest is not None and minimum is not None
     assert math.isclose(math.log10(steepest), -2, abs_tol=0.1)
     assert math.isclose(math.log10(minimum * 10), -0.5, abs_tol=0.15)
