@@ -1,9 +1,10 @@
 """A screenshot of the ``descend serve`` page after it predicted an image, in headless Chromium.
 
-    python scripts/serve_screenshot.py CKPT IMAGE [--out /tmp/serve_screenshot.png]
+    python scripts/serve_screenshot.py CKPT IMAGE [--out /tmp/serve_screenshot.png] [--explain]
 
 Serves CKPT on a free port of 127.0.0.1 in this process, chooses IMAGE in the page's file
-input, waits for the answer and saves the window. Needs chromium and chromedriver (Debian:
+input (with the "explain" box ticked, for --explain), waits for the answer and saves the
+window. Needs chromium and chromedriver (Debian:
 ``apt-get install chromium chromium-driver``) and selenium (the ``test`` extra).
 """
 
@@ -31,6 +32,8 @@ def main() -> None:
     p.add_argument("image", type=Path)
     p.add_argument("--out", default="/tmp/serve_screenshot.png")
     p.add_argument("--size", default="900,720", help="window width,height in pixels")
+    p.add_argument("--explain", action="store_true",
+                   help="tick the page's explain box: the answer shows the heat map too")
     args = p.parse_args()
 
     app = create_app(Classifier.load(args.checkpoint, "cpu"), checkpoint=args.checkpoint)
@@ -51,8 +54,14 @@ def main() -> None:
         driver.get(url(sock) + "/")
         wait = WebDriverWait(driver, 30)
         wait.until(EC.text_to_be_present_in_element((By.ID, "model"), "classes"))
+        if args.explain:
+            driver.find_element(By.ID, "explain").click()
         driver.find_element(By.ID, "file").send_keys(str(args.image.resolve()))
         wait.until(EC.text_to_be_present_in_element((By.ID, "status"), ": top"))
+        if args.explain:
+            wait.until(lambda d: d.execute_script(
+                "const img = document.getElementById('overlay');"
+                "return img.complete && img.naturalWidth > 0"))
         driver.save_screenshot(args.out)
         print(f"{args.out}: " + "; ".join(
             li.text.replace("\n", " ") for li in driver.find_elements(By.CSS_SELECTOR,

@@ -42,8 +42,9 @@ def add_parser(sub: Any) -> None:
         defaults = {}
     p = sub.add_parser("serve", help="serve a model: a web page and a JSON endpoint",
                        description="Serve a checkpoint: a page at / to drop or choose an image, "
-                       "POST /predict (multipart field 'file', optional ?top_k=N) answering "
-                       "JSON, GET /health and GET /metrics (Prometheus).")
+                       "POST /predict (multipart field 'file', optional ?top_k=N, ?explain=1 for "
+                       "a heat map of the evidence) answering JSON, GET /health and GET "
+                       "/metrics (Prometheus).")
     p.add_argument("checkpoint", help="a best.pt / last.pt, or a run folder")
     p.add_argument("--host", default="127.0.0.1",
                    help="address to listen on (default: %(default)s, this machine only; "

@@ -14,12 +14,23 @@ decoded in a small thread pool, within a pixel limit derived from the model's in
 pixels run through the model in a batch with those of other requests (`Batcher`). The upload
 stays in its spooled file (on disk past 1 MB) until a decoding thread reads it, so that the
 requests waiting hold no image in memory. `Guard` (`descend.serving.guard`) wraps it all.
+
+``?explain=1`` adds a heat map of the evidence for the top class (`descend.evaluation.explain`:
+Grad-CAM, or Integrated Gradients for a model without convolutions), drawn over the picture the
+model saw. An explanation costs a backward pass (Integrated Gradients: 32), so explaining
+requests go one at a time (`PredictionService.explaining`, with a queue of ``--max-queue``):
+at most one of them holds a place in flight, and the batches of plain predictions wait behind
+at most one explanation in the model's thread, where it runs (`Batcher.call`): its tta off and
+its hooks on the model are never seen by a batch.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
+import functools
+import io
 import os
 import re
 from collections.abc import AsyncIterator, Iterable, Mapping
@@ -40,6 +51,7 @@ from starlette.routing import Route
 from starlette.types import Message, Receive
 
 from descend.data.images import BadImage
+from descend.evaluation.explain import Explainer
 from descend.evaluation.predict import Classifier
 from descend.serving.batching import Admission, Batcher, Busy
 from descend.serving.guard import LOCAL_NAMES, BodyTimeout, Guard, HostPolicy, drain
@@ -51,13 +63,18 @@ FIELD = "file"  # the form field that holds the image
 # reads), at most this many, and a value no answer needs more of.
 TOP_K = re.compile(r"[0-9]{1,4}")
 MAX_TOP_K = 1000
+# ?explain=1 explains the top class; 0, as absent, does not (the answer is the plain one).
+EXPLAIN = {"0": False, "1": True}
+QUERY = ("top_k", "explain")
 NAME_CHARS = 255  # of an upload's file name in an answer: a file system's longest name
 # Status of each reason `BadImage` gives for bytes (files on disk have more reasons).
 STATUS = {"empty": 400, "not-an-image": 415, "corrupt": 422, "too-large": 422,
           "too-small": 422}
-PAGE_HEADERS = {  # the page's own inline script and style only; previews are blob: URLs
+PAGE_HEADERS = {  # the page's own inline script and style only; previews are blob: URLs,
+    # explanations the data: URLs of the answers
     "Content-Security-Policy": "default-src 'none'; script-src 'unsafe-inline'; "
-    "style-src 'unsafe-inline'; img-src blob:; connect-src 'self'; frame-ancestors 'none'",
+    "style-src 'unsafe-inline'; img-src blob: data:; connect-src 'self'; "
+    "frame-ancestors 'none'",
 }
 CLOSE = {"connection": "close"}  # and read no more of the body: uvicorn closes the connection
 
@@ -136,11 +153,16 @@ class PredictionService:
         self.decoders = ThreadPoolExecutor(limits.workers, thread_name_prefix="descend-decode")
         self.big_decoder = ThreadPoolExecutor(1, thread_name_prefix="descend-decode-big")
         self.admission = Admission(limits.max_in_flight, limits.max_queue)
+        # Requests with ?explain=1 enter one at a time, before their place in flight (see the
+        # module's docstring).
+        self.explaining = Admission(1, limits.max_queue)
         self.batcher = Batcher(self.probabilities, limits.max_batch_size,
                                limits.max_batch_wait_ms / 1000,
                                on_batch=metrics.batch_size.observe)
+        self.explainer: Explainer | None = None  # made in the model's thread, when first asked
         self.counters = metrics
-        metrics.watch(lambda: self.admission.active, lambda: self.admission.waiting)
+        metrics.watch(lambda: self.admission.active,
+                      lambda: self.admission.waiting + self.explaining.waiting)
         self.html = resources.files("descend.serving").joinpath("page.html").read_text("utf-8")
 
     def close(self) -> None:
@@ -171,7 +193,7 @@ class PredictionService:
                 self.limits.max_body_bytes:
             return error(413, self.too_large_message(), CLOSE)  # before a byte of the body
         try:
-            top_k = self.query_top_k(request)
+            top_k, explain = self.query(request)
         except ValueError as e:
             # The body is read (and dropped) first, within the limit: a client that sends it
             # all before reading an answer would find the connection reset instead.
@@ -185,13 +207,24 @@ class PredictionService:
         except ValueError as e:  # the form's own problem, said in the message
             return error(400, str(e))
         try:
-            async with self.admission.slot():
-                loop = asyncio.get_running_loop()
-                cost = await loop.run_in_executor(self.decoders, decode_cost, upload.file)
-                lane = self.big_decoder if cost > self.limits.big_pixels else self.decoders
-                pixels = await loop.run_in_executor(lane, self.decode, upload.file, name)
-                probs = await self.batcher.submit(pixels)
-        except Busy:
+            async with self.explaining.slot() if explain else contextlib.nullcontext():
+                async with self.admission.slot():
+                    loop = asyncio.get_running_loop()
+                    cost = await loop.run_in_executor(self.decoders, decode_cost, upload.file)
+                    lane = self.big_decoder if cost > self.limits.big_pixels else self.decoders
+                    pixels = await loop.run_in_executor(lane, self.decode, upload.file, name)
+                    probs = await self.batcher.submit(pixels)
+                    prediction = self.classifier.top(probs[None], [name], top_k)[0]
+                    answer = prediction.to_dict()
+                    if explain:
+                        answer["explanation"] = await self.explanation(pixels,
+                                                                       prediction.top[0][0])
+        except Busy as e:
+            if e.args[0] is self.explaining:
+                self.counters.refused.labels("explain-busy").inc()
+                return error(503, "the server is busy explaining (one explanation at a time, "
+                             f"with {self.limits.max_queue} waiting); retry in a second, or "
+                             "ask without ?explain=1", {"retry-after": "1"})
             self.counters.refused.labels("busy").inc()
             return error(503, f"the server is busy ({self.limits.max_in_flight} requests in "
                          f"flight and {self.limits.max_queue} waiting); retry in a second",
@@ -200,25 +233,35 @@ class PredictionService:
             return error(STATUS.get(e.reason, 422), bad_image_message(e))
         finally:
             await form.close()
-        return JSONResponse(self.classifier.top(probs[None], [name], top_k)[0].to_dict())
+        return JSONResponse(answer)
 
-    def query_top_k(self, request: Request) -> int:
-        """``?top_k=N`` or the server's default; `ValueError` for anything else in the query."""
+    def query(self, request: Request) -> tuple[int, bool]:
+        """(``?top_k=N`` or the server's default, ``?explain=1``); `ValueError` for anything
+        else in the query."""
         items = request.query_params.multi_items()
-        unknown = sorted({k for k, _ in items} - {"top_k"})
+        unknown = sorted({k for k, _ in items} - set(QUERY))
         if unknown:
             listed = ", ".join(repr(k[:40]) for k in unknown[:3])
             raise ValueError(f"unknown query parameter(s) {listed}: /predict takes only "
-                             "?top_k=N")
-        values = [v for _, v in items]
-        if not values:
-            return self.top_k
-        if len(values) > 1:
-            raise ValueError(f"top_k is given {len(values)} times; give it once")
-        if not TOP_K.fullmatch(values[0]) or not 1 <= int(values[0]) <= MAX_TOP_K:
-            raise ValueError(f"top_k must be a whole number from 1 to {MAX_TOP_K} in ASCII "
-                             f"digits, got {values[0][:20]!r}")
-        return int(values[0])
+                             "?top_k=N and ?explain=1")
+        given = {key: [v for k, v in items if k == key] for key in QUERY}
+        for key, values in given.items():
+            if len(values) > 1:
+                raise ValueError(f"{key} is given {len(values)} times; give it once")
+        top_k, explain = self.top_k, False
+        if given["top_k"]:
+            value = given["top_k"][0]
+            if not TOP_K.fullmatch(value) or not 1 <= int(value) <= MAX_TOP_K:
+                raise ValueError(f"top_k must be a whole number from 1 to {MAX_TOP_K} in "
+                                 f"ASCII digits, got {value[:20]!r}")
+            top_k = int(value)
+        if given["explain"]:
+            value = given["explain"][0]
+            if value not in EXPLAIN:
+                raise ValueError("explain must be 1 (add a heat map of the evidence for the "
+                                 f"top class) or 0 (none), got {value[:20]!r}")
+            explain = EXPLAIN[value]
+        return top_k, explain
 
     def too_large_message(self) -> str:
         return (f"the upload is over this server's limit of "
@@ -268,6 +311,34 @@ class PredictionService:
         """Softmax probabilities (N, classes) of a batch of decoded images (in the model's
         thread)."""
         return F.softmax(self.classifier.logits(pixels), dim=1)
+
+    async def explanation(self, pixels: torch.Tensor, name: str) -> dict[str, object]:
+        """The ``explanation`` of an answer: how it was made, the class explained (``name``,
+        the answer's top one) and the picture the model saw under its heat map, as a PNG in a
+        data: URL."""
+        target = self.classifier.classes.index(name)
+        heat = await self.batcher.call(functools.partial(self.heat_map, pixels, target))
+        assert self.explainer is not None  # made by heat_map
+        overlay = await asyncio.get_running_loop().run_in_executor(
+            self.decoders, overlay_url, pixels, heat)
+        return {**self.explainer.describe(), "class": name, "overlay": overlay}
+
+    def heat_map(self, pixels: torch.Tensor, target: int) -> torch.Tensor:
+        """The heat map (H, W) of decoded ``pixels`` (C, H, W) for class ``target`` (in the
+        model's thread: `Batcher.call`)."""
+        if self.explainer is None:  # its layer is found by a forward pass of the model
+            self.explainer = Explainer(self.classifier.loaded, self.classifier.device)
+        return self.explainer.maps(pixels[None], torch.tensor([target]))[0]
+
+
+def overlay_url(pixels: torch.Tensor, heat: torch.Tensor) -> str:
+    """``data:image/png;base64,...``: the picture ``pixels`` (uint8 C, H, W) under its heat map
+    ``heat`` (H, W), at the size the model saw it."""
+    from descend.reports.plots import heat_overlay  # matplotlib: only for a server that explains
+
+    buf = io.BytesIO()
+    Image.fromarray(heat_overlay(pixels, heat)).save(buf, format="PNG")
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
 
 
 def decode_cost(file: BinaryIO) -> int:

@@ -6,7 +6,9 @@ wait for a place; past both the request is turned away at once (the app answers 
 
 `Batcher` runs the decoded images of requests that arrive within a few milliseconds of each
 other through the model as one batch, in one thread of its own: one forward pass of eight small
-images costs little more than one, and the model's thread never competes with itself.
+images costs little more than one, and the model's thread never competes with itself. Other
+work on the model (an explanation) runs in that thread too (`Batcher.call`), between batches,
+so that nothing it does to the model is seen by a batch.
 """
 
 from __future__ import annotations
@@ -17,12 +19,15 @@ import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
+from typing import TypeVar
 
 import torch
 
+T = TypeVar("T")
+
 
 class Busy(Exception):
-    """Every place in flight and in the queue is taken."""
+    """Every place in flight and in the queue of an `Admission` (its one argument) is taken."""
 
 
 class Admission:
@@ -55,7 +60,7 @@ class Admission:
                     self.waiters.remove(waiter)
                 raise
         else:
-            raise Busy
+            raise Busy(self)
         try:
             yield
         finally:
@@ -136,6 +141,13 @@ class Batcher:
         for (_, future), row in zip(batch, rows):
             if not future.done():
                 future.set_result(row)
+
+    async def call(self, work: Callable[[], T]) -> T:
+        """``work()`` in the model's thread, after the batches already in it and before those
+        yet to come: never beside a batch. An explanation turns fastres's test-time augmentation
+        off while it runs and hooks a layer of the model (Grad-CAM): a batch beside it would run
+        without its augmentation, and through the hook."""
+        return await asyncio.get_running_loop().run_in_executor(self.executor, work)
 
     def close(self) -> None:
         if self.worker is not None:

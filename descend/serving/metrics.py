@@ -33,7 +33,8 @@ class Metrics:
                                     buckets=BATCH_BUCKETS, registry=self.registry)
         self.in_flight = Gauge("descend_in_flight", "Requests being decoded or predicted",
                                registry=self.registry)
-        self.queued = Gauge("descend_queue_length", "Requests waiting for a place in flight",
+        self.queued = Gauge("descend_queue_length", "Requests waiting for a place in flight "
+                            "(or, with ?explain=1, for their turn to explain)",
                             registry=self.registry)
         self.refused = Counter("descend_refused", "Requests or connections turned away, by "
                                "reason", ["reason"], registry=self.registry)

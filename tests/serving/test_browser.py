@@ -80,3 +80,46 @@ def test_the_page_shows_the_class_of_a_chosen_or_dropped_image_and_a_text_files_
         wait.until(EC.text_to_be_present_in_element((By.ID, "error"), "notes.txt: not an image"))
         assert browser.find_element(By.ID, "error").is_displayed()
         assert browser.find_elements(By.CSS_SELECTOR, "#result li") == []
+
+
+def test_with_explain_on_the_page_shows_the_overlay_under_the_prediction(
+        browser, photo_run: Path, tmp_path: Path,
+        serve: Callable[[object], AbstractContextManager[str]]) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as EC
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    classifier = Classifier.load(photo_run / "best.pt", "cpu")
+    image = tmp_path / "blue.jpg"
+    photo(COLORS["blue"], (240, 320), np.random.default_rng(4)).save(image, quality=92)
+
+    with serve(create_app(classifier, checkpoint=str(photo_run / "best.pt"))) as url:
+        browser.get(url + "/")
+        wait = WebDriverWait(browser, WAIT)
+        wait.until(EC.text_to_be_present_in_element((By.ID, "model"), "mlp"))
+        toggle = browser.find_element(By.ID, "explain")
+        assert not toggle.is_selected()  # off until asked for
+        toggle.click()
+        browser.find_element(By.ID, "file").send_keys(str(image))
+        wait.until(EC.text_to_be_present_in_element((By.ID, "status"), "blue.jpg: top"))
+        overlay = browser.find_element(By.ID, "overlay")
+        wait.until(lambda d: d.execute_script("return arguments[0].complete", overlay))
+        assert overlay.get_attribute("src").startswith("data:image/png;base64,")
+        assert browser.execute_script("return arguments[0].naturalWidth", overlay) == \
+            classifier.input_size[1]
+        assert overlay.is_displayed()
+        caption = browser.find_element(By.ID, "method").text
+        assert "integrated-gradients" in caption and "blue" in caption  # mlp: no convolutions
+        # Below the prediction, not beside or over it.
+        rows = browser.find_elements(By.CSS_SELECTOR, "#result li")
+        assert rows[0].find_element(By.CLASS_NAME, "class").text == "blue"
+        assert overlay.location["y"] > rows[-1].location["y"]
+        if os.environ.get("DESCEND_SCREENSHOT"):
+            browser.save_screenshot(os.environ["DESCEND_SCREENSHOT"].replace(
+                ".png", "-explain.png"))
+
+        toggle.click()  # off again: the next answer has no explanation, and none is shown
+        browser.find_element(By.ID, "file").send_keys(str(image))
+        wait.until(EC.invisibility_of_element_located((By.ID, "explanation")))
+        wait.until(EC.text_to_be_present_in_element((By.ID, "status"), "blue.jpg: top"))
+        assert not overlay.is_displayed()
