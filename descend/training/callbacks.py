@@ -29,6 +29,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
+import torch
 from torch import nn
 from tqdm import tqdm
 
@@ -153,6 +154,24 @@ class MetricsLog(Callback):
         from descend.reports.plots import plot_curves
 
         plot_curves(run.history, self.run_dir / "curves.png")
+
+
+class StepLosses(Callback):
+    """The training loss of every step, one list per epoch (``descend optim compare`` draws
+    them). Each step's loss stays on the device until its epoch ends, then all are read at
+    once: one host sync per epoch, as the loop's own sums; a float per step is kept."""
+
+    def __init__(self) -> None:
+        self.epochs: list[list[float]] = []
+        self._pending: list[torch.Tensor] = []
+
+    def on_step_end(self, run: Run) -> None:
+        if run.epoch.running is not None and run.epoch.running.last_loss is not None:
+            self._pending.append(run.epoch.running.last_loss)
+
+    def on_epoch_end(self, run: Run) -> None:
+        self.epochs.append(torch.stack(self._pending).float().tolist() if self._pending else [])
+        self._pending = []
 
 
 class TensorBoard(Callback):
@@ -505,5 +524,5 @@ def default_callbacks(run: Run) -> list[Callback]:
 
 
 __all__ = ["METRIC_COLUMNS", "Callback", "CallbackList", "Checkpoint", "EMA", "EarlyStopping",
-           "FreezeBackbone", "MetricsLog", "Progress", "ReplaceOldRun", "RunLog", "TensorBoard",
-           "TimeBudget", "default_callbacks"]
+           "FreezeBackbone", "MetricsLog", "Progress", "ReplaceOldRun", "RunLog", "StepLosses",
+           "TensorBoard", "TimeBudget", "default_callbacks"]

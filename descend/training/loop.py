@@ -31,6 +31,7 @@ class RunningMetrics:
     correct: torch.Tensor
     seen: int = 0
     steps: int = 0
+    last_loss: torch.Tensor | None = None  # the latest step's mean loss, on the device too
 
     @property
     def loss(self) -> float:
@@ -71,6 +72,7 @@ def train_one_epoch(
         running.correct += (logits.detach().argmax(1) == y).sum()
         running.seen += len(y)
         running.steps += 1
+        running.last_loss = loss.detach()
         if on_step is not None:
             on_step(running)
     # Under torchrun, the sums over every rank's images: the metrics one process would report.

@@ -3,6 +3,7 @@
 from pathlib import Path
 
 import pytest
+from PIL import Image
 
 from descend.cli.main import main
 
@@ -32,5 +33,16 @@ def test_optim_compare_on_a_small_folder(image_folder: Path, tmp_path: Path,
     table = (out / "compare.txt").read_text()
     assert "sgd" in table and "adam" in table
     assert (out / "compare.png").is_file() and (out / "adam" / "best.pt").is_file()
+    assert "lr-find" not in capsys.readouterr().out
+    # --lr-find: a sweep per optimizer, drawn as a third panel (a wider page)
+    assert main(["optim", "compare", "--data", f"imagefolder:{image_folder}", "--model", "mlp",
+                 "--epochs", "2", "--batch-size", "8", "--optimizers", "sgd,adam",
+                 "--out", str(out), "--no-progress", "--lr-find",
+                 "--plot", str(tmp_path / "with_lr_find.png")]) == 0
+    printed = capsys.readouterr().out
+    assert "lr-find sgd: " in printed and "lr-find adam: " in printed
+    with Image.open(out / "compare.png") as two, \
+            Image.open(tmp_path / "with_lr_find.png") as three:
+        assert three.width > 1.2 * two.width
     assert main(["optim", "compare", "--optimizers", "sgd,lion", "--out", str(out)]) == 2
     assert "unknown optimizer 'lion'" in capsys.readouterr().err

@@ -3,8 +3,10 @@
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from descend.config import TrainConfig
-from descend.training.callbacks import Callback
+from descend.training.callbacks import Callback, StepLosses
 from descend.training.checkpoint import read_checkpoint
 from descend.training.monitor import BestMetric
 from descend.training.run import Run
@@ -76,6 +78,14 @@ def test_callback_state_survives_resume(image_folder: Path, tmp_path: Path) -> N
     train(resume=run, epochs=2, callbacks=[resumed])
     assert resumed.steps == 12  # loaded 6, then one more epoch of 6
     assert resumed.hooks[1] == "epoch_start 1"
+
+
+def test_step_losses_keeps_the_loss_of_every_step(image_folder: Path, tmp_path: Path) -> None:
+    steps = StepLosses()
+    result = train(_cfg(image_folder, tmp_path / "run"), callbacks=[steps])
+    assert [len(losses) for losses in steps.epochs] == [6, 6]  # 48 images, batch 8
+    for losses, row in zip(steps.epochs, result.history):  # whole batches: the epoch's mean
+        assert sum(losses) / len(losses) == pytest.approx(row["train_loss"], rel=1e-5)
 
 
 class StopAfterFirstEpoch(Callback):
