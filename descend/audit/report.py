@@ -9,7 +9,8 @@
                    "probabilities"}, ...],                   # most certain first
      "duplicates": [{"id", "a", "b", "splits", "hash_distance", "cosine"}, ...],
      "summary": {"images", "suspects": {"label", "outlier"}, "duplicates",
-                 "label_noise_estimate", "per_class": {class: {...}}}}
+                 "label_noise_estimate", "per_class": {class: {...}},
+                 "stray_rule": {"judged", "temperature", "median_evenness", "level", "gate"}}}
 
 Paths are relative to ``root`` with ``/`` separators (None for a dataset without files, where
 ``index`` is the image's place in the pool: train, then val, then test).
@@ -99,7 +100,8 @@ def summary(classes: list[str], labels: list[int], findings: Findings,
     for d in findings.duplicates:
         per_class[classes[labels[d.a]]]["duplicates"] += 1
     return {"images": images, "suspects": kinds, "duplicates": len(findings.duplicates),
-            "label_noise_estimate": round(findings.noise_estimate, 4), "per_class": per_class}
+            "label_noise_estimate": round(findings.noise_estimate, 4), "per_class": per_class,
+            **findings.extra}
 
 
 def contact_sheet(path: Path, pool: Pool, suspects: list[dict[str, Any]]) -> None:

@@ -68,9 +68,13 @@ def run_audit(cfg: TrainConfig, folds: int = 3, out: str | Path | None = None,
     oos: OutOfSample = (judged_by_run(classifier, data, pool) if classifier is not None
                         else cross_validate(data, pool, cfg, folds, log))
     log(f"out-of-sample accuracy {oos.accuracy:.4f}; finding suspects and duplicates")
-    suspects, noise = find_suspects(pool.images.labels, oos.probabilities, oos.covered)
+    suspects, noise, rule = find_suspects(pool.images.labels, oos.probabilities, oos.covered)
+    if not rule["judged"] and "median_evenness" in rule:
+        log(f"strays not judged: the out-of-sample model is unsure of the typical image (median "
+            f"evenness {rule['median_evenness']:.2f}, above {rule['gate']}); train the folds "
+            "longer (--time-budget) or start from a trained model (--init)")
     duplicates = near_duplicates(phashes(pool.images.images), oos.embeddings, pool.splits)
-    findings = Findings(suspects, duplicates, noise)
+    findings = Findings(suspects, duplicates, noise, {"stray_rule": rule})
     seconds = time.monotonic() - start
     report = write_report(folder, data, pool, oos, findings, folds=folds, seconds=seconds,
                           config=cfg, from_run=from_run)

@@ -86,7 +86,8 @@ def evaluate_checkpoint(
     preds = logits.argmax(1)
     matrix = confusion_matrix(labels, preds, len(loaded.classes))
     mistakes = _mistakes(logits, labels, loaded.classes, tensors)
-    out = Path(out_dir) if out_dir else Path(checkpoint).parent / f"eval-{split}"
+    run_dir = Path(checkpoint) if Path(checkpoint).is_dir() else Path(checkpoint).parent
+    out = Path(out_dir) if out_dir else run_dir / f"eval-{split}"
     explainer = Explainer(loaded, dev) if explain else None
     files = _plots(out, matrix, loaded.classes, tensors, mistakes, explainer)
     return {

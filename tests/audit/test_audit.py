@@ -47,7 +47,8 @@ def test_wrong_labels_and_strays_are_found_and_told_apart() -> None:
     flipped = list(range(0, 400, 20))  # 20 of 400 (5%)
     strays = list(range(7, 400, 40))  # 10
     probabilities = _probabilities(labels, flipped, strays, rng)
-    suspects, noise = find_suspects(torch.tensor(labels), probabilities)
+    suspects, noise, rule = find_suspects(torch.tensor(labels), probabilities)
+    assert rule["judged"]
     wrong = {s.index for s in suspects if s.kind == "label"}
     outliers = {s.index for s in suspects if s.kind == "outlier"}
     assert wrong == set(flipped)
@@ -73,8 +74,23 @@ def test_a_photo_torn_between_two_classes_is_not_a_stray() -> None:
     p /= p.sum(1, keepdims=True)
     given = labels.copy()
     given[3::20] = (labels[3::20] + 5) % 10  # 5% wrong labels, as any folder has
-    suspects, _ = find_suspects(torch.tensor(given), torch.tensor(p))
+    suspects, _, _ = find_suspects(torch.tensor(given), torch.tensor(p))
     assert {s.index for s in suspects if s.kind == "outlier"} == {1, 2}
+
+
+def test_strays_are_not_judged_by_a_model_unsure_of_every_image() -> None:
+    """Two classes and a weak model: every prediction near 50/50 (B13's two-class folder).
+    Nothing is called a stray, and the rule says why; the wrong labels are still ranked."""
+    rng = np.random.default_rng(2)
+    labels = np.repeat(np.arange(2), 150)
+    right = rng.uniform(0.5, 0.7, size=300)
+    p = np.where(labels == 0, right, 1 - right)
+    wrong = rng.random(300) < 0.37  # a 63% model
+    p[wrong] = 1 - p[wrong]
+    probabilities = torch.tensor(np.stack([p, 1 - p], 1))
+    suspects, _, rule = find_suspects(torch.tensor(labels), probabilities)
+    assert not rule["judged"] and rule["median_evenness"] > 0.5
+    assert all(s.kind == "label" for s in suspects)
 
 
 def test_near_duplicates_are_pairs_across_splits_within_six_bits() -> None:

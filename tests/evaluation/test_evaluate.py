@@ -57,6 +57,18 @@ def test_eval_report_lists_the_top_losses_worst_first(photo_run: Path, tmp_path:
         assert r["loss"] == pytest.approx(-math.log(p_true), rel=1e-4, abs=1e-5)
 
 
+def test_a_run_folder_is_evaluated_into_its_own_eval_folder(photo_run: Path,
+                                                              tmp_path: Path) -> None:
+    """`descend eval runs/NAME` writes runs/NAME/eval-SPLIT, as `descend eval
+    runs/NAME/best.pt` does, not runs/eval-SPLIT beside every other run."""
+    import shutil
+
+    run = shutil.copytree(photo_run, tmp_path / "runs" / "one")
+    report = descend.evaluate(run, device="cpu", progress=False, explain=False)
+    assert Path(report["files"]["misclassified"]).parent == run / f"eval-{report['split']}"
+    assert not (tmp_path / "runs" / f"eval-{report['split']}").exists()
+
+
 def test_a_streamed_split_ranks_and_draws_the_same_mistakes(
         photo_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     kept = descend.evaluate(photo_run / "best.pt", out_dir=tmp_path / "memory", device="cpu",
