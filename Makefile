@@ -9,7 +9,7 @@ TORCH ?= torch==2.14.1 torchvision==0.29.1
 DESCEND_DATA ?= $(if $(wildcard ../shared/datasets),$(abspath ../shared/datasets),)
 export DESCEND_DATA
 
-.PHONY: install train test test-slow lint clean
+.PHONY: install train test test-slow lint tutorial clean
 
 $(BIN)/descend: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -33,6 +33,11 @@ test-slow: install
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/mypy
+
+# Runs every step of docs/tutorial/{en,zh}.md and writes their real output and figures back
+# (tests/support/tutorial.py; needs the datasets, DESCEND_DATA).
+tutorial: install
+	$(BIN)/python -m tests.support.tutorial
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

@@ -44,10 +44,11 @@ class FakeWeb:
     """A threaded HTTP server on 127.0.0.1 (a free port) with a log of every request.
 
     ``host`` puts it on another local address: ``127.0.0.2`` (any 127/8 address is this
-    machine on Linux) or ``::1``, for tests of which addresses the crawler may reach.
+    machine on Linux) or ``::1``, for tests of which addresses the crawler may reach. ``port``
+    fixes the port (the tutorial's commands name it); 0 picks a free one.
     """
 
-    def __init__(self, delay: float = 0.0, host: str = "127.0.0.1") -> None:
+    def __init__(self, delay: float = 0.0, host: str = "127.0.0.1", port: int = 0) -> None:
         self.delay = delay  # added to every response, like network latency
         self.routes: dict[str, Route] = {}
         self.baidu: dict[str, list[str]] = {}
@@ -61,7 +62,7 @@ class FakeWeb:
         self.served: list[str] = []  # path of each response sent completely
         self._lock = threading.Lock()
         server = _QuietServer6 if ":" in host else _QuietServer
-        self._server = server((host, 0), _handler(self))
+        self._server = server((host, port), _handler(self))
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,),
                                         daemon=True)
@@ -301,8 +302,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Serve a fake image-search site locally.")
     parser.add_argument("--per-class", type=int, default=40)
     parser.add_argument("--delay", type=float, default=0.0, help="seconds added to each answer")
+    parser.add_argument("--port", type=int, default=0, help="port on 127.0.0.1 (default: any free)")
     args = parser.parse_args(argv)
-    with FakeWeb(delay=args.delay) as web:
+    with FakeWeb(delay=args.delay, port=args.port) as web:
         words = demo_site(web, args.per_class)
         classes = " ".join(f"--class {k}={w}" for k, w in words.items())
         print(f"serving on {web.url}; try:\n  descend crawl {classes} --per-class 30 "
