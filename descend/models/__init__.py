@@ -4,7 +4,13 @@ Each model file registers itself and its recipe (`registry.register`); a new mod
 and its name in the import line below.
 """
 
-from descend.models import cnn, fastres, mlp, torchvision_models  # noqa: F401  (they register)
+from descend.models import (  # noqa: F401  (they register)
+    cnn,
+    efficientnet_lite,
+    fastres,
+    mlp,
+    torchvision_models,
+)
 from descend.models.registry import (
     DEFAULT_MODEL,
     MODELS,

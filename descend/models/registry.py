@@ -33,7 +33,7 @@ class Recipe:
     ``min_epochs`` epochs; ``model_args`` gives the model's arguments that follow from the
     training augmentation (fastres's test-time augmentation). ``fine_tuning`` is the recipe for
     starting from trained weights (``--pretrained``, ``--weights``, ``--init``), where it
-    differs."""
+    differs; its ``cached_head`` and ``epochs`` fill ``--cached-head`` and ``--epochs``."""
 
     peak_lr: float = 0.2
     label_smoothing: float = 0.1  # cheap regularisation, worth ~1% on CIFAR-10 (ResNet recipes)
@@ -43,6 +43,10 @@ class Recipe:
     min_epochs: int = 1
     model_args: Callable[[str | None], dict[str, Any]] | None = None
     fine_tuning: Recipe | None = None
+    # Starting from trained weights: fit the new head on cached features first
+    # (`descend.training.features`), then ``epochs`` of fine-tuning (None: as sized otherwise).
+    cached_head: bool = False
+    epochs: int | None = None
 
     def for_start(self, fine_tuning: bool) -> Recipe:
         """This recipe, or its fine-tuning one when the run starts from trained weights."""

@@ -23,6 +23,13 @@ from torch import nn
 from descend.config import TrainConfig
 from descend.data.splits import ImageFiles, ImageTensors
 from descend.errors import CheckpointError, ConfigError
+from descend.models.efficientnet_lite import (
+    BACKBONES,
+    MEAN,
+    STD,
+    imagenet_classes,
+    imagenet_state_dict,
+)
 from descend.training.checkpoint import read_checkpoint
 
 
@@ -49,6 +56,8 @@ def starting_weights(cfg: TrainConfig) -> StartingWeights | None:
     """The weights ``--init``, ``--pretrained`` or ``--weights`` names, or None."""
     if cfg.init:
         return _from_run(cfg.init)
+    if cfg.pretrained and (cfg.model or "") in BACKBONES:
+        return _from_package(cfg)
     if cfg.pretrained:
         return _from_torchvision(cfg)
     if cfg.weights:
@@ -68,6 +77,19 @@ def _from_run(path: str) -> StartingWeights:
                 "std": list(norm["std"])}
     return StartingWeights(str(path), ckpt["state_dict"], settings,
                            classes=list(ckpt.get("classes", [])) or None)
+
+
+def _from_package(cfg: TrainConfig) -> StartingWeights:
+    """An efficientnet_lite model's ImageNet weights, from its installed package (offline)."""
+    name = cfg.model or ""
+    backbone = BACKBONES[name]
+    settings: dict[str, Any] = {"mean": list(MEAN), "std": list(STD)}
+    if (cfg.data or "").startswith("imagefolder:") and cfg.image_size is None \
+            and cfg.resize is None and cfg.center_crop is None:
+        # Photos have no size of their own: the centre crop the weights were trained on.
+        settings.update(resize=backbone.resize, center_crop=backbone.image_size)
+    return StartingWeights(f"{name}'s ImageNet weights ({backbone.package.replace('_', '-')})",
+                           imagenet_state_dict(name), settings, classes=imagenet_classes())
 
 
 def _from_torchvision(cfg: TrainConfig) -> StartingWeights:

@@ -113,6 +113,9 @@ def plan_new(cfg: TrainConfig, data: DataSplits, device: torch.device,
     cfg = cfg.updated(model_args=dict(spec.kwargs))
 
     probe = Probe(cfg, spec, data, mean, std, device)
+    if cfg.epochs == 0 and budget is None:  # the cached head alone: no training step to time
+        return head_only(RunPlan(cfg, spec, mean, std, False, probe.steps_per_epoch, 0), device,
+                         why)
     amp = probe_precision(cfg, device, probe, why)
     threads = probe.threads = probe_threads(cfg, device, probe, amp, why)
     spe = probe.steps_per_epoch
@@ -126,6 +129,18 @@ def plan_new(cfg: TrainConfig, data: DataSplits, device: torch.device,
     return dataclasses.replace(plan, reasons=tuple(why))
 
 
+def head_only(plan: RunPlan, device: torch.device, why: list[str]) -> RunPlan:
+    """``--cached-head`` with ``--epochs 0``: one pass of the backbone over the images, in
+    bfloat16 autocast where the device has it natively (the features feed a logistic
+    regression solved in float64), and a constant schedule that never steps."""
+    amp = plan.cfg.amp and (device.type == "cuda" or (device.type == "cpu"
+                                                      and bool(native_bf16())))
+    why.append(f"the head alone on cached features (--epochs 0): features in "
+               f"{'bfloat16 autocast' if amp else 'float32'}; --epochs N fine-tunes after it")
+    return dataclasses.replace(plan, cfg=plan.cfg.updated(schedule="constant"), amp=amp,
+                               reasons=tuple(why))
+
+
 def plan_resumed(cfg: TrainConfig, state: dict[str, Any], data: DataSplits,
                  device: torch.device) -> RunPlan:
     """The plan of a run resumed from ``last.pt`` (``state``): as it began, with the budget
@@ -137,7 +152,7 @@ def plan_resumed(cfg: TrainConfig, state: dict[str, Any], data: DataSplits,
     probe = Probe(cfg, spec, data, norm["mean"], norm["std"], device)
     spe = probe.steps_per_epoch
     threads = probe.threads = probe_threads(cfg, device, probe, amp, why)  # today's load
-    total = (cfg.epochs or DEFAULT_EPOCHS) * spe
+    total = (cfg.epochs if cfg.epochs is not None else DEFAULT_EPOCHS) * spe
     budget = None
     kept = state.get("time_budget")
     if cfg.time_budget is not None and kept is not None:

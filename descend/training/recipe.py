@@ -33,6 +33,10 @@ def with_recipe(cfg: TrainConfig, data_name: str | None = None,
                             "augment": recipe.augment}
     if data_name in NOT_MIRRORED:
         fill["augment"] = unmirrored(recipe.augment)
+    if cfg.cached_head is None:
+        fill["cached_head"] = recipe.cached_head
+        if recipe.cached_head and recipe.epochs is not None:
+            fill["epochs"] = recipe.epochs
     changes: dict[str, Any] = {k: v for k, v in fill.items() if getattr(cfg, k) is None}
     changes["model"] = model
     if recipe.model_args is not None:

@@ -82,9 +82,10 @@ class Run:
 
     @property
     def planned_epochs(self) -> int:
-        """The epochs the horizon holds now: every epoch is whole but the last, which may be
-        cut short."""
-        return max(1, math.ceil(self.horizon.total / self.steps_per_epoch))
+        """The epochs the horizon holds now (and the cached head's): every epoch is whole but
+        the last, which may be cut short."""
+        head = 1 if self.cfg.cached_head else 0  # epoch 1 fits the head (`trainer.head_epoch`)
+        return max(1, head + math.ceil(self.horizon.total / self.steps_per_epoch))
 
     def validates(self) -> bool:
         """Whether the epoch that just trained is validated: every ``--val-every``-th, and the

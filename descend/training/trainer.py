@@ -56,6 +56,7 @@ from descend.training.initialize import (
 )
 from descend.training.loop import RunningMetrics, loss_and_accuracy, train_one_epoch
 from descend.training.monitor import BestMetric
+from descend.training.photos import photo_default
 from descend.training.plan import (
     RunPlan,
     eval_options,
@@ -95,6 +96,10 @@ def train(cfg: TrainConfig | None = None, resume: str | Path | None = None,
     """
     cfg, state, restart = read_request(cfg, resume, overrides)
     start = None
+    notes: list[str] = []
+    if state is None and splits is None:  # a folder of photos starts from ImageNet
+        cfg, note = photo_default(cfg)
+        notes += [note] if note else []
     if state is None:  # the weights to start from may fill the model, size and normalization
         start = starting_weights(cfg)
         cfg = start.complete(cfg) if start else cfg
@@ -106,7 +111,7 @@ def train(cfg: TrainConfig | None = None, resume: str | Path | None = None,
         try:
             try:
                 run = setup(cfg.updated(out=str(folder.path)), state, folder, start,
-                            callbacks or [], allow_added_data, splits)
+                            callbacks or [], allow_added_data, splits, notes)
             except BaseException:
                 folder.abandon()  # a new folder that never got a run is not left behind
                 raise
@@ -136,6 +141,12 @@ def fit(run: Run) -> None:
     run.epoch = Epoch(run.start_epoch, run.optimizer.param_groups[0]["lr"])
     callbacks.on_train_start(run)
     index = run.start_epoch
+    if cfg.cached_head and index == 0:  # epoch 1: the new head on cached features
+        head_epoch(run)
+        if run.epoch.stop:
+            callbacks.on_train_end(run)
+            return
+        index = 1
     while run.horizon.steps_left:  # the horizon may be revised as the run goes (a budget)
         # Every random stream of the epoch is a function of (seed, epoch): exact resumes (and
         # under torchrun of the rank too, so that ranks draw different dropout masks).
@@ -154,20 +165,50 @@ def fit(run: Run) -> None:
             val_loss, val_acc = loss_and_accuracy(run.averaged_model() or run.step_model,
                                                   run.val_batches, run.device, run.amp)
             callbacks.on_validation_end(run)
-        epoch.row = {"epoch": index + 1, "train_loss": result.loss, "train_acc": result.acc,
-                     "val_loss": val_loss, "val_acc": val_acc, "lr": epoch.lr,
-                     "seconds": result.seconds, "images_per_sec": result.images / result.seconds,
-                     "val_seconds": time.perf_counter() - validation_start
-                     if val_acc is not None else None}
-        run.history.append(epoch.row)
-        metric = epoch.row[cfg.monitor]
-        run.schedule.step_epoch(metric)
-        epoch.improved = metric is not None and run.best.update(index + 1, metric)
-        callbacks.on_epoch_end(run)
+        end_epoch(run, {"epoch": index + 1, "train_loss": result.loss, "train_acc": result.acc,
+                        "val_loss": val_loss, "val_acc": val_acc, "lr": epoch.lr,
+                        "seconds": result.seconds,
+                        "images_per_sec": result.images / result.seconds,
+                        "val_seconds": time.perf_counter() - validation_start
+                        if val_acc is not None else None})
         if epoch.stop:
             break
         index += 1
     callbacks.on_train_end(run)
+
+
+def end_epoch(run: Run, row: dict[str, Any], trained: bool = True) -> None:
+    """Record the epoch's metrics, step the schedule on them (an epoch that ``trained`` the
+    optimizer's parameters), and run the epoch-end callbacks (checkpoints, metrics.csv, early
+    stopping...)."""
+    run.epoch.row = row
+    run.history.append(row)
+    metric = row[run.cfg.monitor]
+    if trained:
+        run.schedule.step_epoch(metric)
+    run.epoch.improved = metric is not None and run.best.update(row["epoch"], metric)
+    run.callbacks.on_epoch_end(run)
+
+
+def head_epoch(run: Run) -> None:
+    """``--cached-head``: epoch 1 fits the new head on the frozen backbone's features, computed
+    once (`descend.training.features`), and is validated on them; its checkpoints are an
+    ordinary model's. Fine-tuning epochs, if any, follow it."""
+    from descend.training.features import fit_head
+
+    run.epoch = Epoch(0, 0.0)
+    result = fit_head(run.model, make_loader(run.data.train, eval_options(run.loader_options,
+                                                                           run.cfg)),
+                      run.val_batches, len(run.data.classes), run.device, run.amp, run.cfg.seed)
+    run.log(f"head fitted on cached features of {result.images // 2} training images and "
+            f"their mirror images in {result.seconds:.1f} s (L2 strength {result.strength:g}, "
+            f"{result.cv_acc:.1%} in 5-fold cross-validation on the training split)")
+    end_epoch(run, {"epoch": 1, "train_loss": result.train_loss, "train_acc": result.train_acc,
+                    "val_loss": result.val_loss, "val_acc": result.val_acc, "lr": 0.0,
+                    "seconds": result.seconds,
+                    "images_per_sec": result.images / max(result.seconds, 1e-9),
+                    "val_seconds": None}, trained=False)
+    run.start_epoch = 1
 
 
 def budget_report(run: Run) -> dict[str, Any] | None:
@@ -198,12 +239,15 @@ def test_accuracy(run: Run) -> float | None:
 
 def setup(cfg: TrainConfig, state: dict[str, Any] | None, folder: RunFolder,
           start: StartingWeights | None, extra_callbacks: list[Callback],
-          allow_added_data: bool = False, given: DataSplits | None = None) -> Run:
+          allow_added_data: bool = False, given: DataSplits | None = None,
+          notes: list[str] | None = None) -> Run:
     """The data, the plan (`descend.training.plan`: a new run's, or a resumed run's from
-    ``state``), then the `Run` built from it."""
+    ``state``), then the `Run` built from it; ``notes`` are logged first."""
     # A folder this process follows (under torchrun, any rank but 0) gets a silent log.
     log = (RunLog(folder.path / "train.log", hold=bool(folder.replaced)) if folder.owned
            else RunLog(None, echo=False))
+    for note in notes or []:
+        log(note)
     device = distributed.local_device(pick_device(cfg.device))
     set_deterministic(cfg.deterministic)
     seed_everything(cfg.seed)
