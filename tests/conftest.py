@@ -89,3 +89,24 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if "real_data" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.slow)
+
+
+@pytest.fixture(scope="session")
+def photo_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A photo-sized folder (``train/`` and ``val/``, airplane and frog, 20 and 8 a class):
+    the built-in sample's 32-pixel pictures scaled to 128-pixel JPEGs, so descend measures them
+    as photos. Shared by the session: nothing may write inside it."""
+    from descend.data.datasets import load_dataset
+
+    root = tmp_path_factory.mktemp("photos")
+    data = load_dataset("cifar10-sample", cache=tmp_path_factory.mktemp("photo-cache"))
+    for split, source, count in (("train", data.train, 20), ("val", data.test, 8)):
+        for name in ("airplane", "frog"):
+            folder = root / split / name
+            folder.mkdir(parents=True)
+            pictures = source.images[source.labels == data.classes.index(name)][:count]
+            for i, pixels in enumerate(pictures):
+                image = Image.fromarray(pixels.permute(1, 2, 0).numpy()).resize(
+                    (128, 128), Image.Resampling.BICUBIC)
+                image.save(folder / f"{name}_{i:03d}.jpg", quality=92)
+    return root

@@ -16,13 +16,18 @@ from typing import Any
 
 from descend.audit.decisions import AUDIT_FOLDER
 from descend.audit.findings import Findings, find_suspects, near_duplicates, phashes
-from descend.audit.oos import OutOfSample, Pool, cross_validate, judged_by_run
+from descend.audit.oos import OutOfSample, Pool, cross_validate, from_features, judged_by_run
 from descend.audit.report import write_report
 from descend.config import TrainConfig
 from descend.data.datasets import load_dataset
 from descend.data.paths import image_folder
 from descend.errors import ConfigError
 from descend.evaluation.predict import Classifier
+from descend.models.efficientnet_lite import BACKBONES
+from descend.training.photos import photo_default
+
+TRAINED_FOLDS = 3  # each fold model trains on two thirds of the images
+FEATURE_FOLDS = 10  # a head on cached features is seconds: nine tenths of the images each
 
 
 @dataclass
@@ -41,32 +46,49 @@ def audit_folder(data: str, out: str | Path | None = None) -> Path:
     return Path("runs") / f"audit-{data.replace(':', '-')}"
 
 
-def run_audit(cfg: TrainConfig, folds: int = 3, out: str | Path | None = None,
+def run_audit(cfg: TrainConfig, folds: int | None = None, out: str | Path | None = None,
               log: Callable[[str], None] = print,
               from_run: str | Path | None = None) -> AuditResult:
     """Audit the dataset ``cfg.data`` with models trained by ``cfg``, or with the model of
-    ``from_run`` (its validation images only are judged); see the module docstring. Returns
-    where the report went and the report itself."""
+    ``from_run`` (its validation images only are judged), or, for a folder of photos with
+    ``descend[pretrained]`` installed (`descend.training.photos`) or an efficientnet_lite
+    ``cfg.model``, with heads on ImageNet features; see the module docstring. ``folds``: 3 for
+    trained models, `FEATURE_FOLDS` for heads. Returns where the report went and the report."""
     if cfg.data is None:
         raise ConfigError("name the dataset to audit, e.g. descend audit imagefolder:photos")
     start = time.monotonic()
     folder = audit_folder(cfg.data, out)
     classifier = None
     options = cfg.data_options()
+    backbone = None
     if from_run is not None:  # decode as the run did
         classifier = Classifier.load(from_run, cfg.device)
         options = options.changed(image_size=classifier.size[0], resize=classifier.resize,
                                   center_crop=None)
+    else:
+        cfg, note = photo_default(cfg)
+        if note:
+            log(note)
+        if cfg.model in BACKBONES:  # decoded as the backbone was trained
+            backbone = cfg.model
+            b = BACKBONES[backbone]
+            options = options.changed(image_size=None, resize=b.resize, center_crop=b.image_size)
+    folds = folds or (FEATURE_FOLDS if backbone else TRAINED_FOLDS)
     data = load_dataset(cfg.data, cfg.data_root, cfg.cache_dir, options)
     pool = Pool.of(data)
     counts = {name: pool.splits.count(name) for name in dict.fromkeys(pool.splits)}
     how = (f"the validation images judged by {from_run}" if classifier is not None
-           else f"{folds}-fold cross-validation")
+           else f"{folds}-fold cross-validation"
+           + (f" of heads on {backbone}'s ImageNet features" if backbone else ""))
     log(f"audit of {data.name}: {len(pool)} images ("
         + ", ".join(f"{n} {name}" for name, n in counts.items())
         + f"), {len(data.classes)} classes, {how}")
-    oos: OutOfSample = (judged_by_run(classifier, data, pool) if classifier is not None
-                        else cross_validate(data, pool, cfg, folds, log))
+    if classifier is not None:
+        oos: OutOfSample = judged_by_run(classifier, data, pool)
+    elif backbone is not None:
+        oos = from_features(data, pool, backbone, folds, cfg.seed, cfg.device, log)
+    else:
+        oos = cross_validate(data, pool, cfg, folds, log)
     log(f"out-of-sample accuracy {oos.accuracy:.4f}; finding suspects and duplicates")
     suspects, noise, rule = find_suspects(pool.images.labels, oos.probabilities, oos.covered)
     if not rule["judged"] and "median_evenness" in rule:

@@ -28,8 +28,9 @@ def add_parser(sub: Any) -> None:
     p.add_argument("dataset", metavar="DATA", help="imagefolder:PATH, or any dataset descend "
                    "reads (mnist, cifar10, ...)")
     g = p.add_argument_group("audit")
-    g.add_argument("--folds", type=int, default=3, help="cross-validation folds (default "
-                   "%(default)s: each model trains on two thirds of the images)")
+    g.add_argument("--folds", type=int, default=None, help="cross-validation folds (default "
+                   "3: each model trains on two thirds of the images; 10 for heads on ImageNet "
+                   "features, a folder of photos with descend[pretrained] installed)")
     g.add_argument("--from", dest="from_run", metavar="RUN", help="judge with this run's "
                    "model instead of training folds: only its validation images are out of "
                    "sample, so only they are judged (duplicates cover every split)")
@@ -74,7 +75,7 @@ def _audit(args: argparse.Namespace) -> int:
     from descend.config import TrainConfig
     from descend.errors import ConfigError
 
-    if args.folds < 2:
+    if args.folds is not None and args.folds < 2:
         raise ConfigError(f"--folds must be at least 2, got {args.folds}")
     cfg = TrainConfig.from_dict({**config_values(args), "data": args.dataset}, "flags")
     cfg.validate()

@@ -84,11 +84,9 @@ DEFAULT_BACKBONE = "efficientnet_lite2"  # a photo folder's default (B15)
 
 def installed() -> bool:
     """Whether timm and the weights packages are importable (``descend[pretrained]``)."""
-    try:
-        importlib.import_module("timm")
-    except ImportError:
-        return False
-    return all(importlib.util.find_spec(b.package) is not None for b in BACKBONES.values())
+    from descend.extras import missing
+
+    return not missing(EXTRA)
 
 
 def _need_timm() -> object:

@@ -33,7 +33,7 @@ from descend.errors import ConfigError
 from descend.training.precision import autocast
 
 # The regularisation strengths cross-validation chooses from (on standardised features).
-STRENGTHS = (1e-4, 1e-3, 1e-2, 1e-1, 1.0)
+STRENGTHS = (1e-3, 1e-2, 1e-1, 1.0, 10.0)
 FOLDS = 5
 LBFGS_STEPS = 200
 
