@@ -134,10 +134,13 @@ class TrainConfig:
     download: bool = _data(True, "download a missing public dataset (--no-download never "
                            "touches the network)")
     # --- model ----------------------------------------------------------------------------
-    model: str | None = _model(None, "fastres, cnn, mlp or tv:NAME",
+    model: str | None = _model(None, "fastres, cnn, mlp, efficientnet_lite0/1/2 (ImageNet "
+                               "weights with --pretrained) or tv:NAME",
                                default_text="fastres with its recipe (descend/models/fastres.py),"
-                               " the fastest to a good accuracy (BENCHMARKS.md B3); with --init, "
-                               "the checkpoint's model")
+                               " the fastest to a good accuracy (BENCHMARKS.md B3); for a folder "
+                               "of photos, efficientnet_lite2 --pretrained when descend[pretrained]"
+                               " is installed (descend/training/photos.py); with --init, the "
+                               "checkpoint's model")
     model_args: dict[str, Any] = _model({}, "model argument, e.g. widths=[32,64,128] "
                                         "dropout=0.1", flag="--model-arg", metavar="KEY=VALUE")
     init: str | None = _model(

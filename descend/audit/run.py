@@ -74,7 +74,7 @@ def run_audit(cfg: TrainConfig, folds: int | None = None, out: str | Path | None
             b = BACKBONES[backbone]
             options = options.changed(image_size=None, resize=b.resize, center_crop=b.image_size)
     folds = folds or (FEATURE_FOLDS if backbone else TRAINED_FOLDS)
-    data = load_dataset(cfg.data, cfg.data_root, cfg.cache_dir, options)
+    data = load_dataset(cfg.data or "", cfg.data_root, cfg.cache_dir, options)
     pool = Pool.of(data)
     counts = {name: pool.splits.count(name) for name in dict.fromkeys(pool.splits)}
     how = (f"the validation images judged by {from_run}" if classifier is not None

@@ -23,6 +23,7 @@ import importlib
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -89,7 +90,7 @@ def installed() -> bool:
     return not missing(EXTRA)
 
 
-def _need_timm() -> object:
+def _need_timm() -> Any:
     try:
         return importlib.import_module("timm")
     except ImportError:
@@ -108,7 +109,7 @@ class EfficientNetLite(nn.Module):
             raise ValueError(f"{name} needs 1- or 3-channel images, got {in_channels}")
         timm = _need_timm()
         self.repeat = 3 if in_channels == 1 else 1
-        self.net = timm.create_model(BACKBONES[name].timm_name, pretrained=False,  # type: ignore[attr-defined]
+        self.net = timm.create_model(BACKBONES[name].timm_name, pretrained=False,
                                      num_classes=num_classes, drop_rate=drop_rate)
 
     def _body(self, x: torch.Tensor) -> torch.Tensor:
@@ -126,7 +127,7 @@ class EfficientNetLite(nn.Module):
         return self.net.forward_head(self._body(x))  # pool, dropout, classifier
 
 
-def _factory(name: str):  # type: ignore[no-untyped-def]
+def _factory(name: str) -> Any:
     def create(num_classes: int, in_channels: int, image_size: tuple[int, int],
                drop_rate: float = 0.2) -> EfficientNetLite:
         return EfficientNetLite(name, num_classes, in_channels, drop_rate)
@@ -152,8 +153,9 @@ def weights_path(name: str) -> Path:
 
 def _block_names(timm_model: nn.Module) -> list[str]:
     """timm's ``blocks.S.B`` for each of the package's flat ``_blocks.N``, in order."""
-    blocks = timm_model.blocks  # type: ignore[union-attr]
-    return [f"blocks.{s}.{b}" for s, stage in enumerate(blocks) for b in range(len(stage))]
+    stages = list(timm_model.get_submodule("blocks").children())
+    return [f"blocks.{s}.{b}" for s, stage in enumerate(stages)
+            for b in range(len(list(stage.children())))]
 
 
 # Within a block: lukemelas' names to timm's. The first block has no expansion (timm's

@@ -51,12 +51,19 @@ def train_one_epoch(
     device: torch.device,
     amp: bool = False,
     on_step: Callable[[RunningMetrics], None] | None = None,
+    frozen_norm: bool = False,
 ) -> EpochResult:
     """Mean loss and accuracy are over every image seen, so a short last batch weighs less.
 
-    ``on_step`` is called after every optimizer step with the running sums.
+    ``on_step`` is called after every optimizer step with the running sums. ``frozen_norm``:
+    batch-norm layers normalize with their running statistics and keep them (eval mode) while
+    the rest trains.
     """
     model.train()
+    if frozen_norm:
+        for module in model.modules():
+            if isinstance(module, nn.modules.batchnorm._BatchNorm):
+                module.eval()
     running = RunningMetrics(torch.zeros((), device=device),
                              torch.zeros((), device=device, dtype=torch.int64))
     start = time.perf_counter()

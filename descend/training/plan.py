@@ -94,10 +94,13 @@ def plan_new(cfg: TrainConfig, data: DataSplits, device: torch.device,
     fine_tuning = not from_scratch
     cfg = with_recipe(cfg.updated(data=cfg.data or data.name), data.name, fine_tuning)
     recipe = recipe_for(cfg.model or DEFAULT_MODEL, fine_tuning)
-    batch = cfg.batch_size or distributed.divisible_batch(default_batch(len(data.train), why))
+    # The cached head alone takes no step: its batch and rate are filled but not worth a line.
+    trains = cfg.epochs != 0 or cfg.time_budget is not None
+    told = why if trains else []
+    batch = cfg.batch_size or distributed.divisible_batch(default_batch(len(data.train), told))
     lr = cfg.lr if cfg.lr is not None else peak_lr(cfg.model, batch, fine_tuning)
     if cfg.lr is None and (batch != 256 or fine_tuning):
-        why.append(f"learning rate {lr:g}: {cfg.model}'s one-cycle peak "
+        told.append(f"learning rate {lr:g}: {cfg.model}'s one-cycle peak "
                    f"{'for fine-tuning ' if fine_tuning else ''}at batch 256"
                    f"{f', scaled to batch {batch}' if batch != 256 else ''}; --lr sets it")
     budget = parse_duration(cfg.time_budget) if cfg.time_budget is not None else None
@@ -113,7 +116,7 @@ def plan_new(cfg: TrainConfig, data: DataSplits, device: torch.device,
     cfg = cfg.updated(model_args=dict(spec.kwargs))
 
     probe = Probe(cfg, spec, data, mean, std, device)
-    if cfg.epochs == 0 and budget is None:  # the cached head alone: no training step to time
+    if not trains:  # the cached head alone: no training step to time
         return head_only(RunPlan(cfg, spec, mean, std, False, probe.steps_per_epoch, 0), device,
                          why)
     amp = probe_precision(cfg, device, probe, why)

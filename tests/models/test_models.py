@@ -37,7 +37,8 @@ def test_model_arguments_pass_through() -> None:
 
 
 def test_unknown_names_list_the_valid_ones() -> None:
-    with pytest.raises(ConfigError, match="cnn, fastres, mlp"):
+    known = "cnn, efficientnet_lite0, efficientnet_lite1, efficientnet_lite2, fastres, mlp"
+    with pytest.raises(ConfigError, match=known):
         create_model(ModelSpec("resnet", 10, 3, (32, 32)))
     with pytest.raises(ConfigError, match="resnet18"):
         create_model(ModelSpec("tv:resnet", 10, 3, (32, 32)))
