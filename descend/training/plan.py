@@ -95,7 +95,8 @@ def plan_new(cfg: TrainConfig, data: DataSplits, device: torch.device,
     cfg = with_recipe(cfg.updated(data=cfg.data or data.name), data.name, fine_tuning)
     recipe = recipe_for(cfg.model or DEFAULT_MODEL, fine_tuning)
     # The cached head alone takes no step: its batch and rate are filled but not worth a line.
-    trains = cfg.epochs != 0 or cfg.time_budget is not None
+    # A budget does not buy it fine-tuning (it did not pay on photos, B15): --epochs N does.
+    trains = cfg.epochs != 0 or (cfg.time_budget is not None and not cfg.cached_head)
     told = why if trains else []
     batch = cfg.batch_size or distributed.divisible_batch(default_batch(len(data.train), told))
     lr = cfg.lr if cfg.lr is not None else peak_lr(cfg.model, batch, fine_tuning)
@@ -104,7 +105,7 @@ def plan_new(cfg: TrainConfig, data: DataSplits, device: torch.device,
                    f"{'for fine-tuning ' if fine_tuning else ''}at batch 256"
                    f"{f', scaled to batch {batch}' if batch != 256 else ''}; --lr sets it")
     budget = parse_duration(cfg.time_budget) if cfg.time_budget is not None else None
-    cfg = cfg.updated(batch_size=batch, lr=lr, val_every=validation_every(cfg, budget, why))
+    cfg = cfg.updated(batch_size=batch, lr=lr, val_every=validation_every(cfg, budget, told))
     mean, std = normalization(cfg, data)
     started = time.monotonic()  # --time-budget counts from the first probe
 
@@ -116,7 +117,7 @@ def plan_new(cfg: TrainConfig, data: DataSplits, device: torch.device,
     cfg = cfg.updated(model_args=dict(spec.kwargs))
 
     probe = Probe(cfg, spec, data, mean, std, device)
-    if not trains:  # the cached head alone: no training step to time
+    if not trains:  # the cached head alone: no training step to time, nothing to budget
         return head_only(RunPlan(cfg, spec, mean, std, False, probe.steps_per_epoch, 0), device,
                          why)
     amp = probe_precision(cfg, device, probe, why)
@@ -138,8 +139,11 @@ def head_only(plan: RunPlan, device: torch.device, why: list[str]) -> RunPlan:
     regression solved in float64), and a constant schedule that never steps."""
     amp = plan.cfg.amp and (device.type == "cuda" or (device.type == "cpu"
                                                       and bool(native_bf16())))
+    budget = (f"; time budget {plan.cfg.time_budget}: the head alone fits it (fine-tuning did "
+              "not pay on photos, BENCHMARKS.md B15)" if plan.cfg.time_budget else "")
     why.append(f"the head alone on cached features (--epochs 0): features in "
-               f"{'bfloat16 autocast' if amp else 'float32'}; --epochs N fine-tunes after it")
+               f"{'bfloat16 autocast' if amp else 'float32'}; --epochs N fine-tunes after it"
+               f"{budget}")
     return dataclasses.replace(plan, cfg=plan.cfg.updated(schedule="constant"), amp=amp,
                                reasons=tuple(why))
 
