@@ -91,7 +91,7 @@ def test_none_is_allowed_only_where_the_default_is_none() -> None:
 
 
 @pytest.mark.parametrize("values, message", [
-    ({"epochs": 0}, "--epochs must be a positive number, got 0"),
+    ({"epochs": -1}, "--epochs must be 0 or more, got -1"),
     ({"lr": -1.0}, "--lr must be a positive number, got -1.0"),
     ({"momentum": 1.0}, r"--momentum must be in \[0, 1\), got 1.0"),
     ({"label_smoothing": -0.1}, r"--label-smoothing must be in \[0, 1\)"),

@@ -8,9 +8,11 @@ that each command exits with status 0 and still prints the lines the markdown ma
 
 Steps marked ``<!-- needs: data -->`` read MNIST or CIFAR-10 (a minute of CIFAR-10 training
 among them): they are `slow`, as every real-data test is, and skip without ``$DESCEND_DATA``.
-The others run in the default suite (about 75 s on a 2-core CPU); none of them depends on a
-data step. When a data step is selected, every step before it runs too, since it builds on
-them (the photos folder, the test web): the whole tutorial, about 3 minutes.
+Steps marked ``<!-- needs: time -->`` (chapter 7's photos at photo size, about 2 minutes) are
+`slow` too, but run without the data. The others run in the default suite (about 75 s on a
+2-core CPU); none of them depends on a slow step. When a slow step is selected, every step
+before it runs too, since it builds on them (the photos folder, the test web): the whole
+tutorial, about 6 minutes.
 """
 
 from __future__ import annotations
@@ -89,8 +91,10 @@ def ran(request: pytest.FixtureRequest,
     # selected data step will run. Without the data, a data step skips and needs nothing.
     running = {n for n in selected if data is not None or not STEPS[n].needs_data}
     with_data = any(STEPS[n].needs_data for n in running)
+    with_slow = any(STEPS[n].slow for n in running)
     only = selected | {n for n in range(max(running, default=-1))
-                       if with_data or not STEPS[n].needs_data}
+                       if (with_data or not STEPS[n].needs_data)
+                       and (with_slow or not STEPS[n].slow)}
     session = tutorial.Session(tmp_path_factory.mktemp("tutorial"), data)
     try:
         return tutorial.run_steps(STEPS, session, only=only)
@@ -98,7 +102,8 @@ def ran(request: pytest.FixtureRequest,
         session.close()
 
 
-@pytest.mark.parametrize("n", [pytest.param(n, marks=[pytest.mark.slow] if s.needs_data else [],
+@pytest.mark.parametrize("n", [pytest.param(n, marks=[pytest.mark.slow]
+                                            if s.needs_data or s.slow else [],
                                             id=_id(n + 1, s)) for n, s in enumerate(STEPS)])
 def test_step_runs_and_prints_its_stable_lines(ran: list[tutorial.Result], n: int) -> None:
     result = ran[n]

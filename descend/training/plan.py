@@ -118,8 +118,7 @@ def plan_new(cfg: TrainConfig, data: DataSplits, device: torch.device,
 
     probe = Probe(cfg, spec, data, mean, std, device)
     if not trains:  # the cached head alone: no training step to time, nothing to budget
-        return head_only(RunPlan(cfg, spec, mean, std, False, probe.steps_per_epoch, 0), device,
-                         why)
+        return head_only(RunPlan(cfg, spec, mean, std, False, probe.steps_per_epoch, 0), why)
     amp = probe_precision(cfg, device, probe, why)
     threads = probe.threads = probe_threads(cfg, device, probe, amp, why)
     spe = probe.steps_per_epoch
@@ -133,18 +132,14 @@ def plan_new(cfg: TrainConfig, data: DataSplits, device: torch.device,
     return dataclasses.replace(plan, reasons=tuple(why))
 
 
-def head_only(plan: RunPlan, device: torch.device, why: list[str]) -> RunPlan:
+def head_only(plan: RunPlan, why: list[str]) -> RunPlan:
     """``--cached-head`` with ``--epochs 0``: one pass of the backbone over the images, in
-    bfloat16 autocast where the device has it natively (the features feed a logistic
-    regression solved in float64), and a constant schedule that never steps."""
-    amp = plan.cfg.amp and (device.type == "cuda" or (device.type == "cpu"
-                                                      and bool(native_bf16())))
+    float32 (`trainer.head_epoch`), and a constant schedule that never steps."""
     budget = (f"; time budget {plan.cfg.time_budget}: the head alone fits it (fine-tuning did "
               "not pay on photos, BENCHMARKS.md B15)" if plan.cfg.time_budget else "")
-    why.append(f"the head alone on cached features (--epochs 0): features in "
-               f"{'bfloat16 autocast' if amp else 'float32'}; --epochs N fine-tunes after it"
-               f"{budget}")
-    return dataclasses.replace(plan, cfg=plan.cfg.updated(schedule="constant"), amp=amp,
+    why.append("the head alone on cached features (--epochs 0); --epochs N fine-tunes after it"
+               + budget)
+    return dataclasses.replace(plan, cfg=plan.cfg.updated(schedule="constant"),
                                reasons=tuple(why))
 
 

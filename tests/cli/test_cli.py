@@ -64,11 +64,12 @@ def test_predict_any_mode_and_size_and_reports_unreadable(
 
 @pytest.mark.parametrize("argv, message", [
     (["train", "--data", "imagenet"], "unknown dataset 'imagenet'; choose one of: cifar10"),
-    (["train", "--model", "vgg"], "unknown model 'vgg'; choose one of: cnn, fastres, mlp"),
+    (["train", "--model", "vgg"], "unknown model 'vgg'; choose one of: cnn, efficientnet_lite0"),
     (["train", "--optimizer", "lion"], "unknown optimizer 'lion'; choose one of: adagrad"),
     (["train", "--schedule", "linear"], "unknown schedule 'linear'; choose one of: constant"),
     (["train", "--lr", "-1"], "--lr must be a positive number"),
-    (["train", "--epochs", "0"], "--epochs must be a positive number"),
+    (["train", "--epochs", "0"], "--epochs 0 trains nothing: it is for --cached-head"),
+    (["train", "--epochs", "-1"], "--epochs must be 0 or more"),
     (["train", "--resume", "/nonexistent/run"], "cannot resume /nonexistent/run"),
     (["train", "--config", "/nonexistent.toml"], "config file /nonexistent.toml does not exist"),
 ])

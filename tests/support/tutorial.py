@@ -6,8 +6,11 @@ Regenerate both files and their figures (from the repository root, with the data
     DESCEND_DATA=../shared/datasets .venv/bin/python -m tests.support.tutorial
 
 (``make tutorial`` runs the same.) ``--keep DIR`` runs in DIR and leaves it there, to look at
-what the steps wrote. tests/test_tutorial.py runs the same steps through `run_steps` and checks
-them, without writing anything.
+what the steps wrote. ``--section N`` runs only the steps of section N (under its ``## N.``
+heading) and rewrites only their outputs and figures, the rest of both files as it is: for a
+section that builds on no earlier one (it needs ``DESCEND_DATA`` only if one of its steps
+does). tests/test_tutorial.py runs the same steps through `run_steps` and checks them, without
+writing anything.
 
 What the markdown holds:
 
@@ -21,6 +24,8 @@ What the markdown holds:
 - Any other block (```sh, ```toml, a ```text block of its own) is shown and never run.
 - HTML comments on the lines just before a run block describe it; they are kept as they are:
 
+  ``<!-- needs: time -->``: the step takes long (minutes of photo-sized work): the tests
+  leave it to the slow suite, and no step of the default suite may depend on it.
   ``<!-- needs: data -->``: the step reads MNIST or CIFAR-10 (``$DESCEND_DATA``), or a run
   made from them; without the datasets the test skips it, and no other step may depend on it.
   ``<!-- expect: REGEX -->``: some line of the block's output must match (``re.search``). These
@@ -61,6 +66,7 @@ SERVER_START = 60  # seconds a background server may take to print its first lin
 SERVER_QUIET = 0.5  # after its first line, a server's output ends at this long a pause
 
 _DIRECTIVE = re.compile(r"^<!-- (needs|expect|figure): (.*?) -->\s*$")
+_SECTION = re.compile(r"^## (\d+)\. ")
 _FENCE = re.compile(r"^```(\S*)\s*$")
 
 
@@ -85,6 +91,7 @@ class Step:
     code: str = ""
     output: list[str] = field(default_factory=list)  # a python block's recorded output
     needs_data: bool = False
+    slow: bool = False  # ``needs: time``: a long step, left to the slow tests
     expects: list[str] = field(default_factory=list)
     figures: list[tuple[str, str]] = field(default_factory=list)  # (path written, name in img/)
 
@@ -99,7 +106,8 @@ class Step:
     def signature(self) -> tuple[object, ...]:
         """What must be the same in every language: what runs and what is checked."""
         what = tuple(c.text for c in self.commands) if self.kind == "console" else self.code
-        return (self.kind, what, self.needs_data, tuple(self.expects), tuple(self.figures))
+        return (self.kind, what, self.needs_data, self.slow, tuple(self.expects),
+                tuple(self.figures))
 
     def recorded(self) -> list[str]:
         """The output the markdown shows for the whole block."""
@@ -120,6 +128,22 @@ class Document:
     @property
     def steps(self) -> list[Step]:
         return [p for p in self.parts if isinstance(p, Step)]
+
+    def section_steps(self, number: int) -> set[int]:
+        """The indices (in `steps`) of the steps under the heading ``## NUMBER.``, up to the
+        next ``## `` heading."""
+        found: set[int] = set()
+        current: int | None = None
+        n = 0
+        for part in self.parts:
+            if isinstance(part, Step):
+                if current == number:
+                    found.add(n)
+                n += 1
+            elif part.startswith("## "):
+                heading = _SECTION.match(part)
+                current = int(heading[1]) if heading else None
+        return found
 
     def render(self) -> str:
         out: list[str] = []
@@ -218,9 +242,10 @@ def _commands(body: list[str], path: Path, at: int) -> list[Command]:
 def _describe(step: Step, directives: list[tuple[str, str]], path: Path, at: int) -> None:
     for kind, value in directives:
         if kind == "needs":
-            if value != "data":
-                raise ValueError(f"{path}: 'needs: {value}': the one need is 'data'")
-            step.needs_data = True
+            if value not in ("data", "time"):
+                raise ValueError(f"{path}: 'needs: {value}': the needs are 'data' and 'time'")
+            step.needs_data = step.needs_data or value == "data"
+            step.slow = step.slow or value == "time"
         elif kind == "expect":
             re.compile(value)  # a bad pattern fails here, at parse time
             step.expects.append(value)
@@ -398,13 +423,16 @@ def run_steps(steps: list[Step], session: Session, stop_on_failure: bool = False
 
 # --- regenerating ------------------------------------------------------------------------------
 
-def regenerate(workdir: Path, data: Path) -> int:
+def regenerate(workdir: Path, data: Path | None, section: int | None = None) -> int:
+    """Run the steps (all, or those of ``section``) and write their outputs and figures back
+    into both files; nothing is written if a step fails."""
     docs = load()
     steps = docs[LANGUAGES[0]].steps
+    only = None if section is None else docs[LANGUAGES[0]].section_steps(section)
     session = Session(workdir, data)
     start = time.perf_counter()
     try:
-        results = run_steps(steps, session, stop_on_failure=True, log=True)
+        results = run_steps(steps, session, stop_on_failure=True, log=True, only=only)
     finally:
         session.close()
     failed = [(n, r) for n, r in enumerate(results, start=1) if r.problems]
@@ -416,19 +444,22 @@ def regenerate(workdir: Path, data: Path) -> int:
         return 1
     for doc in docs.values():
         for step, result in zip(doc.steps, results):
+            if result.skipped:  # not selected (--section): its recorded output stays
+                continue
             if step.kind == "python":
                 step.output = result.outputs[0]
             else:
                 for command, out in zip(step.commands, result.outputs):
                     command.output = out
         doc.path.write_text(doc.render(), encoding="utf-8")
+    ran = [step for step, result in zip(steps, results) if not result.skipped]
     IMG.mkdir(exist_ok=True)
-    for step in steps:
+    for step in ran:
         for src, name in step.figures:
             shutil.copyfile(session.workdir / src, IMG / name)
     print(f"rewrote {', '.join(str(d.path.relative_to(ROOT)) for d in docs.values())} and "
-          f"{sum(len(s.figures) for s in steps)} figures in {IMG.relative_to(ROOT)}/: "
-          f"{len(steps)} steps in {time.perf_counter() - start:.0f} s", file=sys.stderr)
+          f"{sum(len(s.figures) for s in ran)} figures in {IMG.relative_to(ROOT)}/: "
+          f"{len(ran)} steps in {time.perf_counter() - start:.0f} s", file=sys.stderr)
     return 0
 
 
@@ -440,9 +471,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--keep", type=Path, metavar="DIR",
                         help="run in DIR (empty or new) and keep it; default: a temporary "
                         "folder, removed after")
+    parser.add_argument("--section", type=int, metavar="N",
+                        help="run only the steps of section N ('## N.') and rewrite only their "
+                        "outputs and figures; default: every step")
     args = parser.parse_args(argv)
-    data = os.environ.get("DESCEND_DATA")
-    if not data or not Path(data).is_dir():
+    root = os.environ.get("DESCEND_DATA")
+    data = Path(root) if root and Path(root).is_dir() else None
+    needs_data = True
+    if args.section is not None:
+        en = load()[LANGUAGES[0]]
+        chosen = en.section_steps(args.section)
+        if not chosen:
+            print(f"--section {args.section}: no '## {args.section}.' section with steps",
+                  file=sys.stderr)
+            return 2
+        needs_data = any(en.steps[n].needs_data for n in chosen)
+    if needs_data and data is None:
         print("set DESCEND_DATA to the datasets folder (MNIST and CIFAR-10): every step of the "
               "tutorial is run before it is rewritten", file=sys.stderr)
         return 2
@@ -452,9 +496,9 @@ def main(argv: list[str] | None = None) -> int:
                   "would be refused as existing)", file=sys.stderr)
             return 2
         args.keep.mkdir(parents=True, exist_ok=True)
-        return regenerate(args.keep, Path(data))
+        return regenerate(args.keep, data, args.section)
     with tempfile.TemporaryDirectory(prefix="descend-tutorial-") as tmp:
-        return regenerate(Path(tmp), Path(data))
+        return regenerate(Path(tmp), data, args.section)
 
 
 if __name__ == "__main__":

@@ -91,7 +91,8 @@ def test_freeze_epochs_train_the_head_first(image_folder: Path, two_classes: Pat
 def test_freeze_epochs_need_weights_from_elsewhere() -> None:
     with pytest.raises(ConfigError, match="--freeze-epochs .* add --init"):
         TrainConfig(freeze_epochs=1).validate()
-    with pytest.raises(ConfigError, match="--pretrained is for torchvision models"):
+    with pytest.raises(ConfigError, match="--pretrained starts from ImageNet weights: add "
+                       "--model efficientnet_lite0"):
         TrainConfig(pretrained=True, model="cnn").validate()
 
 
