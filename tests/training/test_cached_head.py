@@ -146,3 +146,17 @@ def test_the_audit_of_photos_uses_heads_on_imagenet_features(photo_folder: Path,
     assert result.report["method"]["folds"] == 10
     found = {s["path"] for s in result.report["suspects"] if s["kind"] == "label"}
     assert {f"train/airplane/{p.name}" for p in wrong} <= found
+
+
+@needs_weights
+def test_a_time_budget_runs_the_head_alone(photo_folder: Path, tmp_path: Path,
+                                           capsys: pytest.CaptureFixture[str]) -> None:
+    """Fine-tuning did not pay on photos (B15), so a budget buys no fine-tuning and spends no
+    time on probes of the backbone's steps."""
+    result = descend.train(data=f"imagefolder:{photo_folder}", model="efficientnet_lite0",
+                           pretrained=True, time_budget="1m", out=str(tmp_path / "run"),
+                           progress=False)
+    log = capsys.readouterr().out
+    assert "time budget 1m: the head alone fits it" in log
+    assert "a training step took" not in log  # no precision probe
+    assert len(metrics(result.run_dir)) == 1
