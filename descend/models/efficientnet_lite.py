@@ -74,12 +74,11 @@ STD = [0.5, 0.5, 0.5]
 # (``--cached-head``, ``--epochs 0``): the most accuracy per second on a 2-core CPU. Measured
 # on B15's stand-in folder (CIFAR-10 cats and dogs as 256-pixel JPEGs, 245 training and 153
 # validation photos), efficientnet_lite2, best validation accuracy (BENCHMARKS.md B15):
-#   the head on cached features alone:                 85.0% (16 s of features and fit)
+#   the head on cached features alone:                 84.3% (19 s of features and fit)
 #   the head, then 2 epochs fine-tuning (BN kept):      84.3% (head 84.3, then 82.4, 84.3)
 #   the whole network fine-tuned, 3 epochs, new head:   56.9% (about 45 s an epoch, busy)
 #   --freeze-epochs 1 then 2 epochs, new head by SGD:   56.2%
-# (those four with the features in bfloat16), and over 3 such folders the head alone, in
-# float32, reached 85.8% against fastres's 72.6% from scratch.
+# and over 3 such folders the head alone reached 85.8% against fastres's 72.6% from scratch.
 # Lite0 and Lite2 heads tied on the stand-ins (cats/dogs: 85.0 and 83.0% on one folder, 83.7
 # and 86.3% on another; airplanes/ships 92.2 and 92.8%); on the issue's 398 real photos Lite2
 # reached 98.0% and Lite0 94.8%, so Lite2 is the default (its 260-pixel features cost 1.5x
