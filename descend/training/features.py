@@ -156,12 +156,18 @@ def cross_val_probabilities(data: Features, classes: int, strength: float, k: in
     return probs
 
 
+def fold_count(data: Features, classes: int, k: int = FOLDS) -> int:
+    """``k``, or fewer where a class has fewer than ``k`` images (at least 2)."""
+    per_class = torch.bincount(data.labels[_first_rows(data.groups)], minlength=classes)
+    return max(2, min(k, int(per_class.min())))
+
+
 def choose_strength(data: Features, classes: int, seed: int = 0,
                     k: int = FOLDS) -> tuple[float, dict[float, float]]:
     """The strength of `STRENGTHS` with the lowest k-fold held-out cross-entropy, and each
-    one's held-out accuracy (for the log). Fewer than k images a class: fewer folds."""
-    per_class = torch.bincount(data.labels[_first_rows(data.groups)], minlength=classes)
-    k = max(2, min(k, int(per_class.min())))
+    one's held-out accuracy (for the log). Fewer than k images a class: fewer folds
+    (`fold_count`)."""
+    k = fold_count(data, classes, k)
     scores: dict[float, tuple[float, float]] = {}
     for strength in STRENGTHS:
         probs = cross_val_probabilities(data, classes, strength, k, seed)
@@ -193,6 +199,7 @@ class HeadResult:
     images: int
     strength: float
     cv_acc: float
+    folds: int
 
 
 def fit_head(model: nn.Module, train: Iterable[tuple[torch.Tensor, torch.Tensor]],
@@ -218,4 +225,4 @@ def fit_head(model: nn.Module, train: Iterable[tuple[torch.Tensor, torch.Tensor]
     return HeadResult(F.cross_entropy(train_logits, data.labels).item(),
                       (train_logits.argmax(1) == data.labels).float().mean().item(),
                       val_loss, val_acc, time.perf_counter() - start, len(data), strength,
-                      cv[strength])
+                      cv[strength], fold_count(data, classes))

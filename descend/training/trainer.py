@@ -209,7 +209,8 @@ def head_epoch(run: Run) -> None:
                       run.val_batches, len(run.data.classes), run.device, False, run.cfg.seed)
     run.log(f"head fitted on cached features of {result.images // 2} training images and "
             f"their mirror images in {result.seconds:.1f} s (L2 strength {result.strength:g}, "
-            f"{result.cv_acc:.1%} in 5-fold cross-validation on the training split)")
+            f"{result.cv_acc:.1%} in {result.folds}-fold cross-validation on the training "
+            "split)")
     end_epoch(run, {"epoch": 1, "train_loss": result.train_loss, "train_acc": result.train_acc,
                     "val_loss": result.val_loss, "val_acc": result.val_acc, "lr": 0.0,
                     "seconds": result.seconds,
