@@ -205,6 +205,7 @@ def main() -> None:
     built = build(args)
     faulty, truth = built["faulty"], built["truth"]
     assert isinstance(faulty, Path) and isinstance(truth, dict)
+    (Path(args.out) / "truth.json").write_text(json.dumps(truth, indent=1))
     print(f"built {faulty}: {len(truth['flipped'])} flipped labels, {len(truth['strays'])} "
           f"strays, {len(truth['leaks'])} leaked copies", flush=True)
     start = time.monotonic()

@@ -92,9 +92,10 @@ def run_audit(cfg: TrainConfig, folds: int | None = None, out: str | Path | None
     log(f"out-of-sample accuracy {oos.accuracy:.4f}; finding suspects and duplicates")
     suspects, noise, rule = find_suspects(pool.images.labels, oos.probabilities, oos.covered)
     if not rule["judged"] and "median_evenness" in rule:
+        hint = ("more photos a class make the heads surer" if backbone else
+                "train the folds longer (--time-budget)")
         log(f"strays not judged: the out-of-sample model is unsure of the typical image (median "
-            f"evenness {rule['median_evenness']:.2f}, above {rule['gate']}); train the folds "
-            "longer (--time-budget) or start from a trained model (--init)")
+            f"evenness {rule['median_evenness']:.2f}, above {rule['gate']}); {hint}")
     duplicates = near_duplicates(phashes(pool.images.images), oos.embeddings, pool.splits)
     findings = Findings(suspects, duplicates, noise, {"stray_rule": rule})
     seconds = time.monotonic() - start
