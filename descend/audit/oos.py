@@ -27,7 +27,6 @@ from descend.config import TrainConfig, parse_duration
 from descend.data.splits import DataSplits, ImageTensors
 from descend.errors import DataError
 from descend.evaluation.predict import Classifier
-from descend.training.precision import autocast
 from descend.training.trainer import train
 
 
@@ -141,30 +140,30 @@ def from_features(data: DataSplits, pool: Pool, backbone: str, folds: int, seed:
     from descend.models import ModelSpec, create_model
     from descend.models.efficientnet_lite import MEAN, STD, imagenet_state_dict
     from descend.training.device import pick_device
-    from descend.training.features import Features, choose_strength, cross_val_probabilities
+    from descend.training.features import (
+        choose_strength,
+        cross_val_probabilities,
+        extract,
+        first_rows,
+    )
     from descend.training.precision import native_bf16
 
     start = time.monotonic()
     where = pick_device(device)
     model = create_model(ModelSpec(backbone, 1000, 3, data.image_size)).to(where)
     model.load_state_dict(imagenet_state_dict(backbone))
-    model.eval()
     normalize = Normalize(MEAN, STD, where)
     amp = where.type == "cuda" or (where.type == "cpu" and bool(native_bf16()))
-    values = []
-    with torch.no_grad(), autocast(where, amp):
-        for i in range(0, len(pool), 64):
-            x = normalize(pool.images.images[i:i + 64].to(where))
-            values += [model.features(x).float().cpu(),  # type: ignore[operator]
-                       model.features(x.flip(-1)).float().cpu()]  # type: ignore[operator]
-    plain = torch.cat(values[0::2])
-    rows = torch.stack([plain, torch.cat(values[1::2])], 1).flatten(0, 1)  # image, mirror, ...
-    index = torch.arange(len(pool)).repeat_interleave(2)
-    features = Features(rows, pool.images.labels[index], index)
+    images, labels = pool.images.images, pool.images.labels
+    batches = ((normalize(images[i:i + 64].to(where)), labels[i:i + 64])
+               for i in range(0, len(pool), 64))
+    features = extract(model, batches, where, amp, mirrored=True)
     classes = len(data.classes)
     strength, cv = choose_strength(features, classes, seed, folds)
     probs = cross_val_probabilities(features, classes, strength, folds, seed)
-    probabilities = probs.view(len(pool), 2, classes).mean(1)
+    # An image's two rows (itself, then its mirror image) share its group: their mean.
+    probabilities = torch.zeros(len(pool), classes).index_add_(0, features.groups, probs) / 2
+    plain = features.values[first_rows(features.groups)]  # each image's own view, in order
     accuracy = float((probabilities.argmax(1) == pool.images.labels).float().mean())
     seconds = time.monotonic() - start
     log(f"{backbone}'s ImageNet features of {len(pool)} images and their mirror images, "

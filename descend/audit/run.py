@@ -71,8 +71,7 @@ def run_audit(cfg: TrainConfig, folds: int | None = None, out: str | Path | None
             log(note)
         if cfg.model in BACKBONES:  # decoded as the backbone was trained
             backbone = cfg.model
-            b = BACKBONES[backbone]
-            options = options.changed(image_size=None, resize=b.resize, center_crop=b.image_size)
+            options = options.changed(image_size=None, **BACKBONES[backbone].decode())
     folds = folds or (FEATURE_FOLDS if backbone else TRAINED_FOLDS)
     data = load_dataset(cfg.data or "", cfg.data_root, cfg.cache_dir, options)
     pool = Pool.of(data)

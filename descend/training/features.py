@@ -158,7 +158,7 @@ def cross_val_probabilities(data: Features, classes: int, strength: float, k: in
 
 def fold_count(data: Features, classes: int, k: int = FOLDS) -> int:
     """``k``, or fewer where a class has fewer than ``k`` images (at least 2)."""
-    per_class = torch.bincount(data.labels[_first_rows(data.groups)], minlength=classes)
+    per_class = torch.bincount(data.labels[first_rows(data.groups)], minlength=classes)
     return max(2, min(k, int(per_class.min())))
 
 
@@ -177,7 +177,9 @@ def choose_strength(data: Features, classes: int, seed: int = 0,
     return best, {s: acc for s, (_, acc) in scores.items()}
 
 
-def _first_rows(groups: torch.Tensor) -> list[int]:
+def first_rows(groups: torch.Tensor) -> list[int]:
+    """The first row of each group, in order: an image's own view (`extract` writes it before
+    its mirror image)."""
     seen: set[int] = set()
     rows = []
     for i, gr in enumerate(groups.tolist()):

@@ -87,7 +87,7 @@ def _from_package(cfg: TrainConfig) -> StartingWeights:
     if (cfg.data or "").startswith("imagefolder:") and cfg.image_size is None \
             and cfg.resize is None and cfg.center_crop is None:
         # Photos have no size of their own: the centre crop the weights were trained on.
-        settings.update(resize=backbone.resize, center_crop=backbone.image_size)
+        settings.update(backbone.decode())
     return StartingWeights(f"{name}'s ImageNet weights ({backbone.package.replace('_', '-')})",
                            imagenet_state_dict(name), settings, classes=imagenet_classes())
 
