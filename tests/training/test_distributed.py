@@ -357,9 +357,11 @@ def test_a_two_process_checkpoint_works_in_one_process(ddp_run: dict[str, Any], 
 
 def test_accuracy_is_in_the_band_of_a_one_process_run(ddp_run: dict[str, Any], colors: Path,
                                                       tmp_path: Path) -> None:
+    # The reference's precision and threads fixed (--deterministic), not timed: a clean-clone CI
+    # run timed bfloat16 and one thread, and its third epoch validated at 10 of 12 (0.833).
     one = train(data=f"imagefolder:{colors}", model="cnn", ema_decay=0.9, epochs=EPOCHS,
                 batch_size=8, image_size=16, out=str(tmp_path / "one"), progress=False,
-                download=False, lr=0.05, augment="none", device="cpu")
+                download=False, lr=0.05, augment="none", device="cpu", deterministic=True)
     two = ddp_run["records"][0]["rows"]
     assert one.history[-1]["val_acc"] >= 0.9 and two[-1]["val_acc"] >= 0.9
     assert abs(one.history[-1]["val_acc"] - two[-1]["val_acc"]) <= 0.1
