@@ -16,8 +16,8 @@ import torch
 from descend.data.batching import LoaderOptions
 from descend.data.loader import make_loader
 from descend.evaluation.evaluate import _load_run_data, run_data_name
-from descend.training.checkpoint import load_model
-from descend.training.precision import autocast, native_bf16
+from descend.runtime.checkpoint import load_model
+from descend.runtime.precision import autocast, native_bf16
 
 
 def main(checkpoints: list[str]) -> None:

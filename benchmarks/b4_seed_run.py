@@ -43,7 +43,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from machine import describe  # noqa: E402
 from seed_pipeline import ArrayCIFAR  # noqa: E402
 
-from descend.training.precision import native_bf16  # noqa: E402
+from descend.runtime.precision import native_bf16  # noqa: E402
 
 CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
 
@@ -136,7 +136,7 @@ def descend_run(args: list[str], out: Path) -> dict[str, object]:
 FLOOR = """
 import json, sys, torch
 from descend.models.mlp import MLP
-from descend.training.device import keep_freed_memory
+from descend.runtime.device import keep_freed_memory
 from steps import median_step_seconds
 keep_freed_memory()
 torch.manual_seed(0)

@@ -31,7 +31,7 @@ def child(widths: list[int], amp: bool, steps: int) -> None:
     from steps import median_step_seconds
 
     from descend.models.fastres import FastRes
-    from descend.training.device import keep_freed_memory
+    from descend.runtime.device import keep_freed_memory
 
     tuned = keep_freed_memory()
     torch.manual_seed(0)
@@ -67,7 +67,7 @@ def main() -> None:
         widths, amp = json.loads(a.child)
         child(widths, amp, a.steps)
         return
-    from descend.training.precision import native_bf16
+    from descend.runtime.precision import native_bf16
 
     print(describe(), flush=True)
     precisions = (False, True) if native_bf16() else (False,)

@@ -15,7 +15,7 @@ def describe() -> str:
             cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
     except (OSError, StopIteration):
         pass
-    from descend.training.precision import native_bf16
+    from descend.runtime.precision import native_bf16
 
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none"
     bf16 = native_bf16() or "none (no amx_bf16/avx512_bf16)"

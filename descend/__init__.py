@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-__version__ = "0.3.0"
+from descend.version import __version__
 
 if TYPE_CHECKING:
     from descend.evaluation.predict import Classifier
@@ -22,9 +22,10 @@ if TYPE_CHECKING:
 
 def train(config: Any = None, resume: Any = None, **settings: Any) -> TrainResult:
     """`descend train`: a `TrainConfig` and/or its settings as keywords."""
+    from descend.audit.decisions import training_notice
     from descend.training.trainer import train as _train
 
-    return _train(config, resume, **settings)
+    return _train(config, resume, folder_notice=training_notice, **settings)
 
 
 def load(checkpoint: Any, device: str = "auto") -> Classifier:

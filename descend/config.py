@@ -139,8 +139,8 @@ class TrainConfig:
                                default_text="fastres with its recipe (descend/models/fastres.py),"
                                " the fastest to a good accuracy (BENCHMARKS.md B3); for a folder "
                                "of photos, efficientnet_lite2 --pretrained when descend[pretrained]"
-                               " is installed (descend/training/photos.py); with --init, the "
-                               "checkpoint's model")
+                               " is installed (descend/training/planning/photos.py); with "
+                               "--init, the checkpoint's model")
     model_args: dict[str, Any] = _model({}, "model argument, e.g. widths=[32,64,128] "
                                         "dropout=0.1", flag="--model-arg", metavar="KEY=VALUE")
     init: str | None = _model(
@@ -160,8 +160,9 @@ class TrainConfig:
     cached_head: bool | None = _model(
         None, "with --pretrained, --init or --weights: first fit the new head on the frozen "
         "backbone's features, computed once (a logistic regression, its L2 strength by 5-fold "
-        "cross-validation on the training split; seconds on a CPU, descend/training/features.py)"
-        "; --epochs then fine-tunes everything after it, --epochs 0 keeps the head alone",
+        "cross-validation on the training split; seconds on a CPU, "
+        "descend/training/fitting/features.py); --epochs then fine-tunes everything after it, "
+        "--epochs 0 keeps the head alone",
         default_text="on for the efficientnet_lite models started from --pretrained")
     # --- optimization ---------------------------------------------------------------------
     optimizer: str = _model("nesterov", "optimizer by name, e.g. sgd, adam (a wrong name lists "
@@ -185,8 +186,8 @@ class TrainConfig:
     epochs: int | None = _model(
         None, "epochs to train (--time-budget plans them instead)",
         default_text="8, or for a small dataset enough to train 500 steps (at most 2 minutes "
-        "of them by a timed probe; descend/training/plan.py); 0 after a --cached-head (its "
-        "recipe for photos)", bounds=NON_NEGATIVE)
+        "of them by a timed probe; descend/training/planning/plan.py); 0 after a --cached-head "
+        "(its recipe for photos)", bounds=NON_NEGATIVE)
     epoch_steps: int | None = _model(
         None, "train only this many batches of each epoch (--time-budget sets it when the "
         "budget is shorter than one epoch)", default_text="every batch", bounds=POSITIVE)

@@ -12,7 +12,6 @@ near-duplicate search: a copy and its original land close there, whichever fold 
 
 from __future__ import annotations
 
-import json
 import tempfile
 import time
 from collections.abc import Callable
@@ -115,9 +114,9 @@ def cross_validate(data: DataSplits, pool: Pool, cfg: TrainConfig, folds: int,
             result = train(cfg.updated(out=str(Path(tmp) / f"fold{k + 1}"), time_budget=per_fold,
                                        val_every=0, progress=False),
                            splits=fold)
-            if k == 0:  # every fold trains the model the first fold's plan chose (its widths)
-                chosen = json.loads((result.run_dir / "config.json").read_text())
-                cfg = cfg.updated(model=chosen["model"], model_args=chosen["model_args"])
+            if k == 0 and result.plan is not None:  # every fold trains the model the first
+                chosen = result.plan.cfg                # fold's plan chose (its widths)
+                cfg = cfg.updated(model=chosen.model, model_args=dict(chosen.model_args))
             seconds.append(sum(r["seconds"] + (r["val_seconds"] or 0) for r in result.history))
             classifier = Classifier.load(result.run_dir / "best.pt", cfg.device)
             probabilities[held] = F.softmax(classifier.logits(pool.images.images[held]), dim=1)
@@ -133,20 +132,20 @@ def from_features(data: DataSplits, pool: Pool, backbone: str, folds: int, seed:
                   device: str, log: Callable[[str], None]) -> OutOfSample:
     """Out-of-sample probabilities from ``folds`` logistic-regression heads on ``backbone``'s
     ImageNet features, computed once for every image and its mirror image
-    (`descend.training.features`): seconds where training fold models takes minutes, and far
+    (`descend.training.fitting.features`): seconds where training fold models takes minutes, and far
     stronger on a few hundred photos. An image's probabilities are the mean over its two views,
     from the head that saw neither; its embedding is its features, for the duplicate search."""
     from descend.data.batching import Normalize
     from descend.models import ModelSpec, create_model
     from descend.models.efficientnet_lite import MEAN, STD, imagenet_state_dict
-    from descend.training.device import pick_device
-    from descend.training.features import (
+    from descend.runtime.device import pick_device
+    from descend.runtime.precision import native_bf16
+    from descend.training.fitting.features import (
         choose_strength,
         cross_val_probabilities,
         extract,
         first_rows,
     )
-    from descend.training.precision import native_bf16
 
     start = time.monotonic()
     where = pick_device(device)

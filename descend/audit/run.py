@@ -24,7 +24,7 @@ from descend.data.paths import image_folder
 from descend.errors import ConfigError
 from descend.evaluation.predict import Classifier
 from descend.models.efficientnet_lite import BACKBONES
-from descend.training.photos import photo_default
+from descend.training.planning.photos import photo_default
 
 TRAINED_FOLDS = 3  # each fold model trains on two thirds of the images
 FEATURE_FOLDS = 10  # a head on cached features is seconds: nine tenths of the images each
@@ -51,7 +51,7 @@ def run_audit(cfg: TrainConfig, folds: int | None = None, out: str | Path | None
               from_run: str | Path | None = None) -> AuditResult:
     """Audit the dataset ``cfg.data`` with models trained by ``cfg``, or with the model of
     ``from_run`` (its validation images only are judged), or, for a folder of photos with
-    ``descend[pretrained]`` installed (`descend.training.photos`) or an efficientnet_lite
+    ``descend[pretrained]`` installed (`descend.training.planning.photos`) or an efficientnet_lite
     ``cfg.model``, with heads on ImageNet features; see the module docstring. ``folds``: 3 for
     trained models, `FEATURE_FOLDS` for heads. Returns where the report went and the report."""
     if cfg.data is None:

@@ -38,8 +38,8 @@ def add_parser(sub: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from descend.config import TrainConfig
+    from descend.experiments.lr_find import lr_find
     from descend.reports.lr_plot import plot_lr_find
-    from descend.training.lr_find import lr_find
 
     values = config_values(args)
     names = [n.strip() for n in str(values.pop("optimizer", "nesterov")).split(",") if n.strip()]

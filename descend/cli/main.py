@@ -11,8 +11,8 @@ import traceback
 from collections.abc import Sequence
 from pathlib import Path
 
-from descend import __version__
 from descend.errors import DescendError
+from descend.version import __version__
 
 # Sub-command modules, each with add_parser(subparsers) and run(args) -> exit status.
 COMMANDS = ["train", "lr_find", "evaluate", "predict", "data", "audit", "crawl", "gd", "optim",

@@ -88,13 +88,13 @@ def run(args: argparse.Namespace) -> int:
         return 0
 
     from descend.config import TrainConfig
-    from descend.training.device import keep_freed_memory
+    from descend.runtime.device import keep_freed_memory
 
     keep_freed_memory()  # as `descend train` does (BENCHMARKS.md, B9)
     from descend.experiments.compare import compare_optimizers, format_compare_table, plot_compare
+    from descend.experiments.lr_find import lr_find
     from descend.optim import OPTIMIZERS
-    from descend.training.callbacks import StepLosses
-    from descend.training.lr_find import lr_find
+    from descend.training.fitting.callbacks import StepLosses
     from descend.training.trainer import train
 
     names = _names(args.optimizers) or []

@@ -34,7 +34,7 @@ def run(args: argparse.Namespace) -> int:
     if args.json:  # stdout carries the JSON alone; the run's log goes to stderr
         with contextlib.redirect_stdout(sys.stderr):
             result = _train(args)
-        from descend.training.distributed import world
+        from descend.training.fitting.distributed import world
 
         if not world().is_main:  # under torchrun, rank 0 speaks for the run
             return 0
@@ -50,7 +50,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _train(args: argparse.Namespace) -> TrainResult:
-    from descend.training.device import keep_freed_memory
+    from descend.audit.decisions import training_notice
+    from descend.runtime.device import keep_freed_memory
     from descend.training.trainer import train
 
     keep_freed_memory()  # a process-wide allocator setting: the command line's to make (B9)
@@ -59,9 +60,10 @@ def _train(args: argparse.Namespace) -> TrainResult:
     if args.resume:
         if args.config:
             raise ConfigError("--resume takes its settings from the run; drop --config")
-        result = train(resume=args.resume, allow_added_data=args.allow_added_data, **given)
+        result = train(resume=args.resume, allow_added_data=args.allow_added_data,
+                       folder_notice=training_notice, **given)
     else:
         values: dict[str, Any] = read_config_file(args.config) if args.config else {}
         cfg = TrainConfig.from_dict({**values, **given}, source=args.config or "flags")
-        result = train(cfg)
+        result = train(cfg, folder_notice=training_notice)
     return result

@@ -27,7 +27,8 @@ class LoaderOptions:
     streaming is dropped from its batch and passed to ``on_skip`` (with ``strict`` it stops the
     run instead). ``workers`` None: `default_workers`.
 
-    ``rank`` and ``world_size`` (set under torchrun by `descend.training.distributed`): the loader
+    ``rank`` and ``world_size`` (set under torchrun by
+    `descend.training.fitting.distributed`): the loader
     yields only this process's share of the split, ``batch_size`` images at a time. Shuffled
     (training): a share of the epoch's permutation, the same size on every rank
     (`shard_permutation`); not shuffled (evaluation): a contiguous block (`shard_block`), so that

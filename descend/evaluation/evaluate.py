@@ -20,9 +20,9 @@ from descend.data.splits import DataSplits, ImageFiles, ImageTensors
 from descend.errors import DataError
 from descend.evaluation.explain import Explainer
 from descend.reports.plots import plot_confusion, plot_explanation_grid, plot_image_grid
-from descend.training.checkpoint import LoadedModel, load_model
-from descend.training.device import pick_device
-from descend.training.loop import predict_batches
+from descend.runtime.checkpoint import LoadedModel, load_model
+from descend.runtime.device import pick_device
+from descend.runtime.inference import predict_batches
 
 # Mistakes listed and drawn: five rows of eight, enough to see what the model gets wrong.
 TOP_LOSSES = 40

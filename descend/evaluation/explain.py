@@ -37,7 +37,7 @@ import torch
 from torch import nn
 
 from descend.data.batching import Normalize
-from descend.training.checkpoint import LoadedModel
+from descend.runtime.checkpoint import LoadedModel
 
 if TYPE_CHECKING:
     from descend.evaluation.predict import Classifier, Prediction

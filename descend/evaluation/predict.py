@@ -26,8 +26,8 @@ from descend.data.batching import Normalize
 from descend.data.geometry import Geometry
 from descend.data.images import IMAGE_SUFFIXES, BadImage, load_pixels
 from descend.errors import DataError
-from descend.training.checkpoint import LoadedModel, load_model
-from descend.training.device import pick_device
+from descend.runtime.checkpoint import LoadedModel, load_model
+from descend.runtime.device import pick_device
 
 ArrayLike = torch.Tensor | np.ndarray
 ImageLike = str | os.PathLike[str] | bytes | Image.Image | ArrayLike

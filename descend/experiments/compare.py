@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-    from descend.training.lr_find import LRFinding
+    from descend.training.planning.lr_sweep import LRFinding
 
 __all__ = ["CompareRun", "EpochRecord", "compare_figure", "compare_optimizers",
            "format_compare_table", "plot_compare", "smoothing_beta"]
@@ -157,7 +157,7 @@ def compare_figure(runs: list[CompareRun], findings: Sequence[LRFinding] = (),
     from matplotlib.figure import Figure  # no pyplot: no global state, no display needed
 
     from descend.reports.lr_plot import draw_lr_find, nearest
-    from descend.training.lr_find import smooth
+    from descend.training.planning.lr_sweep import smooth
 
     fig = Figure(figsize=(15 if findings else 11, 4.6), layout="constrained")
     ax_loss, ax_acc, *rest = fig.subplots(1, 3 if findings else 2)

@@ -28,7 +28,7 @@ from descend.export.checks import EXAMPLE_BATCH, ExportError, random_pixels
 from descend.export.metadata import describe, sidecar_path
 from descend.export.wrapper import PixelClassifier
 from descend.io import atomic_write, atomic_write_text
-from descend.training.checkpoint import load_model
+from descend.runtime.checkpoint import load_model
 
 Exporter = Callable[[nn.Module, torch.Tensor, dict[str, Any]], tuple[bytes, float]]
 
@@ -95,7 +95,7 @@ def export_checkpoint(checkpoint: str | os.PathLike[str], format: str = "onnx",
 
 def checkpoint_file(path: Path) -> Path:
     """The file a checkpoint argument names: a run folder's best.pt, else its last.pt (as
-    `descend.training.checkpoint.read_checkpoint` chooses)."""
+    `descend.runtime.checkpoint.read_checkpoint` chooses)."""
     if path.is_dir():
         for name in ("best.pt", "last.pt"):
             if (path / name).is_file():

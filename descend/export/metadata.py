@@ -10,9 +10,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from descend import __version__
 from descend.evaluation.predict import decode_geometry
-from descend.training.checkpoint import LoadedModel
+from descend.runtime.checkpoint import LoadedModel
+from descend.version import __version__
 
 FORMAT = "descend-export"
 FORMAT_VERSION = 1

@@ -31,7 +31,7 @@ Why each choice:
 
 ``widths`` defaults to (16, 32, 64): eight epochs of CIFAR-10 take minutes on two CPU cores.
 ``--time-budget`` picks a wider net from `RECIPE`'s ladder when the budget leaves time for
-enough epochs of it (`descend.training.probes.fit_widths`).
+enough epochs of it (`descend.training.planning.probes.fit_widths`).
 """
 
 from __future__ import annotations

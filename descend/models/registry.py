@@ -5,7 +5,7 @@ the model again, so loading never unpickles code.
 
 Each model file registers itself with its `Recipe`: what the model trains best with, for the
 settings a user leaves open, each value with the measurement that chose it (timm's shape: the
-model carries its ``default_cfg``). The run plan (`descend.training.plan`) asks
+model carries its ``default_cfg``). The run plan (`descend.training.planning.plan`) asks
 `recipe_for(name, fine_tuning)` and fills only what the user left open.
 """
 
@@ -44,7 +44,8 @@ class Recipe:
     model_args: Callable[[str | None], dict[str, Any]] | None = None
     fine_tuning: Recipe | None = None
     # Starting from trained weights: fit the new head on cached features first
-    # (`descend.training.features`), then ``epochs`` of fine-tuning (None: as sized otherwise).
+    # (`descend.training.fitting.features`), then ``epochs`` of fine-tuning (None: as sized
+    # otherwise).
     cached_head: bool = False
     epochs: int | None = None
 

@@ -7,12 +7,26 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Protocol
 
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from descend.reports.plots import save_figure
-from descend.training.lr_find import LRFinding
+
+
+class LRFinding(Protocol):
+    """A learning-rate sweep as drawn here (`descend.training.planning.lr_sweep.LRFinding` is
+    one): its rates, the smoothed loss at each, the optimizer's name and the suggested rate."""
+
+    @property
+    def lrs(self) -> Sequence[float]: ...
+    @property
+    def smoothed(self) -> Sequence[float]: ...
+    @property
+    def optimizer(self) -> str: ...
+    @property
+    def suggestion(self) -> float | None: ...
 
 
 def plot_lr_find(findings: Sequence[LRFinding], path: str | Path, title: str = "") -> None:

@@ -1,20 +1,24 @@
-"""The training run: config -> data -> model -> epochs -> checkpoints.
+"""The training run in four steps: resolve -> plan -> build -> fit.
 
-`train` reads the request (a new run or ``--resume``, `descend.training.resume`) and locks its
-folder (`descend.training.run_folder`); `setup` loads the data and plans the run (every setting
-decided in `descend.training.plan`), `build` makes the `Run` from the plan (model, loaders,
-optimizer, schedule, callbacks), `fit` is the epoch loop, and the test split is measured at the
-end. Everything else a run does (``last.pt`` and ``best.pt``, metrics
-and curves, TensorBoard, early stopping, the weight EMA, progress) is a callback
-(`descend.training.callbacks`). The random streams of an epoch depend only on (seed, epoch), so
-a run resumed from ``last.pt`` ends with the same weights as one that was never interrupted.
+`train` resolves the request (flags, file, ``--resume``, the photo default, the starting
+weights, the run folder: `descend.training.planning.resolve`) and locks its folder; `setup`
+loads the data and plans the run (every setting decided in `descend.training.planning.plan`,
+``--lr auto`` by `auto_lr`); `build` makes the `Run` from the plan (model, loaders, optimizer,
+schedule, callbacks) and decides nothing; `fit` is the epoch loop, and the test split is
+measured at the end. Everything else a run does (``last.pt`` and ``best.pt``, metrics and
+curves, TensorBoard, early stopping, the weight EMA, progress, the time budget) is a callback
+(`descend.training.fitting.callbacks`). The random streams of an epoch depend only on (seed,
+epoch), so a run resumed from ``last.pt`` ends with the same weights as one that was never
+interrupted.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import random
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
@@ -32,32 +36,36 @@ from descend.data.splits import DataSplits
 from descend.errors import DataError, DescendError
 from descend.models import ModelSpec, create_model
 from descend.optim import create_optimizer
-from descend.training import distributed
-from descend.training.callbacks import (
-    Callback,
-    CallbackList,
-    RunLog,
-    TimeBudget,
-    default_callbacks,
-)
-from descend.training.device import (
+from descend.runtime.device import (
     cpu_threads,
     pick_device,
     seed_everything,
     set_deterministic,
 )
-from descend.training.initialize import (
+from descend.training.fitting import distributed
+from descend.training.fitting.budget import TimeBudget
+from descend.training.fitting.callbacks import (
+    Callback,
+    CallbackList,
+    RunLog,
+    default_callbacks,
+    rank_callbacks,
+)
+from descend.training.fitting.loop import RunningMetrics, loss_and_accuracy, train_one_epoch
+from descend.training.fitting.monitor import BestMetric
+from descend.training.fitting.run import Epoch, Run
+from descend.training.fitting.schedules import Horizon, create_schedule
+from descend.training.keeping.resume import check_same_data, data_fingerprint
+from descend.training.keeping.run_folder import RunFolder
+from descend.training.planning.initialize import (
     WHITENING_SAMPLE,
     StartingWeights,
     describe_start,
     init_from_data,
     load_matching,
-    starting_weights,
 )
-from descend.training.loop import RunningMetrics, loss_and_accuracy, train_one_epoch
-from descend.training.monitor import BestMetric
-from descend.training.photos import photo_default
-from descend.training.plan import (
+from descend.training.planning.lr_sweep import END, START, STEPS, LRFinding, suggest, sweep
+from descend.training.planning.plan import (
     RunPlan,
     eval_options,
     loader_options,
@@ -65,10 +73,9 @@ from descend.training.plan import (
     plan_resumed,
     uses_channels_last,
 )
-from descend.training.resume import check_same_data, data_fingerprint, read_request
-from descend.training.run import Epoch, Run
-from descend.training.run_folder import RunFolder, default_run_dir
-from descend.training.schedules import Horizon, create_schedule
+from descend.training.planning.resolve import Request, resolve
+
+FolderNotice = Callable[[Path], "str | None"]  # an image folder -> a line for the log, or None
 
 
 @dataclass
@@ -81,41 +88,40 @@ class TrainResult:
     data_name: str
     classes: list[str] = field(default_factory=list)
     budget: dict[str, Any] | None = None  # --time-budget: planned against spent (`budget_report`)
+    plan: RunPlan | None = None  # what the run was planned to be (the model's widths...)
 
 
 def train(cfg: TrainConfig | None = None, resume: str | Path | None = None,
           callbacks: list[Callback] | None = None, allow_added_data: bool = False,
-          splits: DataSplits | None = None, **overrides: Any) -> TrainResult:
+          splits: DataSplits | None = None, folder_notice: FolderNotice | None = None,
+          **overrides: Any) -> TrainResult:
     """Train a classifier; ``resume`` continues a run folder (or its ``last.pt``).
 
     ``train(TrainConfig(data="mnist", epochs=3))`` or ``train(data="mnist", epochs=3)``.
     ``callbacks`` run after the default ones (`default_callbacks`). ``allow_added_data``: a
     resumed run may go on with files added to its image folder since it began. ``splits``:
     the data already in hand (e.g. the folds of ``descend audit``) instead of the dataset the
-    config names; a resumed run needs the same ones passed again.
+    config names; a resumed run needs the same ones passed again. ``folder_notice``: a line
+    about an image folder for the log (`descend.train` passes the audit's open findings).
+
+    Four steps: `resolve` the request, then (in `setup`) load the data and plan the run, `build`
+    it, and `fit` it.
     """
-    cfg, state, restart = read_request(cfg, resume, overrides)
-    start = None
-    notes: list[str] = []
-    if state is None and splits is None:  # a folder of photos starts from ImageNet
-        cfg, note = photo_default(cfg)
-        notes += [note] if note else []
-    if state is None:  # the weights to start from may fill the model, size and normalization
-        start = starting_weights(cfg)
-        cfg = start.complete(cfg) if start else cfg
+    request = resolve(cfg, resume, overrides, photo_default_applies=splits is None)
+    cfg = request.cfg
     # A process group under torchrun (nothing in one process); torch's threads given back at the
     # end (the plan may choose fewer).
     with distributed.process_group(cfg.device), cpu_threads(None):
-        folder = distributed.open_run_folder(Path(cfg.out) if cfg.out else default_run_dir(cfg),
-                                             new=state is None, overwrite=cfg.overwrite or restart)
+        folder = distributed.open_run_folder(request.folder, new=request.new,
+                                             overwrite=cfg.overwrite or request.restart)
         try:
             try:
-                run = setup(cfg.updated(out=str(folder.path)), state, folder, start,
-                            callbacks or [], allow_added_data, splits, notes)
+                run = setup(request, folder, callbacks or [], allow_added_data, splits,
+                            folder_notice)
             except BaseException:
                 folder.abandon()  # a new folder that never got a run is not left behind
                 raise
-            if restart:
+            if request.restart:
                 run.log(f"resuming {folder.path} from the start: it was stopped during its "
                         "first epoch")
             fit(run)
@@ -125,7 +131,7 @@ def train(cfg: TrainConfig | None = None, resume: str | Path | None = None,
     run.log(f"best {run.cfg.monitor} {run.best.best} at epoch {run.best.best_epoch}; saved "
             f"{run.run_dir / 'best.pt'}")
     return TrainResult(run.run_dir, run.history, run.best.best_epoch, run.best.best, test_acc,
-                       run.data.name, run.data.classes, budget_report(run))
+                       run.data.name, run.data.classes, budget_report(run), run.plan)
 
 
 def fit(run: Run) -> None:
@@ -193,12 +199,12 @@ def end_epoch(run: Run, row: dict[str, Any], trained: bool = True) -> None:
 
 def head_epoch(run: Run) -> None:
     """``--cached-head``: epoch 1 fits the new head on the frozen backbone's features, computed
-    once (`descend.training.features`), and is validated on them; its checkpoints are an
+    once (`descend.training.fitting.features`), and is validated on them; its checkpoints are an
     ordinary model's. Fine-tuning epochs, if any, follow it with the batch-norm statistics the
     head was fitted on kept as they are: a small batch's own statistics differ from them, and
     with them the features the head reads (B15: a head at 84.3% fell to 67.3% after one epoch
     that updated them, batch 16)."""
-    from descend.training.features import fit_head
+    from descend.training.fitting.features import fit_head
 
     run.epoch = Epoch(0, 0.0)
     # In float32, as predict, eval and serve compute them: bfloat16 features took half the
@@ -220,18 +226,8 @@ def head_epoch(run: Run) -> None:
 
 
 def budget_report(run: Run) -> dict[str, Any] | None:
-    """--time-budget: the budget, the seconds of it spent (probes, training and validation),
-    and the probe's step against the run's own (the median of its epochs' steps)."""
-    keeper = next((cb for cb in run.callbacks.callbacks if isinstance(cb, TimeBudget)), None)
-    if run.budget is None or keeper is None:
-        return None
-    steps = sorted(r["seconds"] / max(1, round(r["images_per_sec"] * r["seconds"]
-                                               / (run.cfg.batch_size or 1)))
-                   for r in run.history[run.start_epoch:]) if run.history else []
-    return {"seconds": run.budget.seconds, "spent": keeper.spent,
-            "probe_step": run.budget.costs.step,
-            "run_step": steps[len(steps) // 2] if steps else None,
-            "revisions": list(keeper.revisions)}
+    """--time-budget: planned against spent (`TimeBudget.report`); None without a budget."""
+    return run.time_budget.report(run) if run.time_budget is not None else None
 
 
 def test_accuracy(run: Run) -> float | None:
@@ -245,28 +241,28 @@ def test_accuracy(run: Run) -> float | None:
     return acc
 
 
-def setup(cfg: TrainConfig, state: dict[str, Any] | None, folder: RunFolder,
-          start: StartingWeights | None, extra_callbacks: list[Callback],
+def setup(request: Request, folder: RunFolder, extra_callbacks: list[Callback],
           allow_added_data: bool = False, given: DataSplits | None = None,
-          notes: list[str] | None = None) -> Run:
-    """The data, the plan (`descend.training.plan`: a new run's, or a resumed run's from
-    ``state``), then the `Run` built from it; ``notes`` are logged first."""
+          folder_notice: FolderNotice | None = None) -> Run:
+    """The data, the plan (`descend.training.planning.plan`: a new run's, or a resumed run's
+    from its ``last.pt``), then the `Run` built from it; the request's notes are logged
+    first."""
+    cfg, state, start = request.cfg.updated(out=str(folder.path)), request.state, request.start
     # A folder this process follows (under torchrun, any rank but 0) gets a silent log.
     log = (RunLog(folder.path / "train.log", hold=bool(folder.replaced)) if folder.owned
            else RunLog(None, echo=False))
-    for line in notes or []:
+    for line in request.notes:
         log(line)
     device = distributed.local_device(pick_device(cfg.device))
     set_deterministic(cfg.deterministic)
     seed_everything(cfg.seed)
     with distributed.local_first():  # under torchrun, one rank per machine downloads first
-        data = given if given is not None else load_data(cfg, log, folder)
+        data = given if given is not None else load_data(cfg, log, folder, folder_notice)
     fingerprint = data_fingerprint(data)
     if state is None:
-        if cfg.lr == "auto":
-            cfg = auto_lr(cfg, data, log)
-            seed_everything(cfg.seed)  # the model starts as it would with the rate given
         plan = plan_new(cfg, data, device, start is None)
+        if cfg.lr == "auto":
+            plan = auto_lr(plan, data, folder, start, device, fingerprint, log)
     else:
         if note := check_same_data(state.get("data_fingerprint"), fingerprint, allow_added_data):
             log(note)
@@ -285,17 +281,31 @@ def setup(cfg: TrainConfig, state: dict[str, Any] | None, folder: RunFolder,
     return run
 
 
-def auto_lr(cfg: TrainConfig, data: DataSplits, log: RunLog) -> TrainConfig:
-    """``--lr auto``: ``cfg`` with lr-find's suggestion (`descend.training.lr_find`)."""
-    from descend.training.lr_find import lr_find
-
-    finding = lr_find(cfg.updated(lr=None), splits=data, log=log)
+def auto_lr(plan: RunPlan, data: DataSplits, folder: RunFolder, start: StartingWeights | None,
+            device: torch.device, fingerprint: dict[str, Any], log: RunLog) -> RunPlan:
+    """``--lr auto``: ``plan`` at the rate of the learning-rate range test
+    (`descend.training.planning.lr_sweep`), swept on the model and batches this plan builds, from
+    the weights the run will start from. A budget is not charged for the sweep: it counts from
+    the first probe, and the sweep's seconds move its deadline."""
+    began = time.monotonic()
+    sweep_plan = dataclasses.replace(plan, cfg=plan.cfg.updated(schedule="constant",
+                                                                ema_decay=0.0))
+    trial = build(sweep_plan, data, folder, start, RunLog(None, echo=False), device,
+                  fingerprint, [])
+    finding = LRFinding(plan.cfg.optimizer)
+    sweep(trial, finding, STEPS, START, END)
+    finding.suggestion, finding.steepest = suggest(finding.lrs, finding.smoothed)
     if finding.suggestion is None:
         raise DescendError("--lr auto: the learning-rate sweep diverged before it could "
                            "suggest a rate; give --lr, or run descend lr-find --start lower")
-    log(f"--lr auto: training at {finding.suggestion:.3g}, a tenth of the rate at lr-find's "
-        "lowest loss (descend lr-find draws the curve)")
-    return cfg.updated(lr=finding.suggestion)
+    log(f"--lr auto: training at {finding.suggestion:.3g}, a tenth of the rate at the range "
+        f"test's lowest loss ({len(finding.lrs)} steps from {START:g}; descend lr-find draws "
+        "the curve)")
+    seed_everything(plan.cfg.seed)  # the model starts as it would with the rate given
+    budget = plan.budget and dataclasses.replace(
+        plan.budget, deadline=plan.budget.deadline + time.monotonic() - began)
+    return dataclasses.replace(plan, cfg=plan.cfg.updated(lr=finding.suggestion),
+                               budget=budget)
 
 
 def build(plan: RunPlan, data: DataSplits, folder: RunFolder, start: StartingWeights | None,
@@ -330,8 +340,9 @@ def build(plan: RunPlan, data: DataSplits, folder: RunFolder, start: StartingWei
               best=BestMetric(cfg.monitor, cfg.min_delta),
               meta=checkpoint_meta(cfg, data, plan.spec, plan.mean, plan.std),
               new_weights=new_weights, fingerprint=fingerprint, horizon=horizon,
-              budget=plan.budget)
-    run.callbacks = CallbackList(distributed.rank_callbacks(default_callbacks(run)
+              budget=plan.budget,
+              time_budget=TimeBudget(plan.budget.costs) if plan.budget else None, plan=plan)
+    run.callbacks = CallbackList(rank_callbacks(default_callbacks(run)
                                                             + extra_callbacks))
     return run
 
@@ -368,9 +379,11 @@ def checkpoint_meta(cfg: TrainConfig, data: DataSplits, spec: ModelSpec, mean: l
             "geometry": {"size": list(data.image_size), "resize": data.resize}}
 
 
-def load_data(cfg: TrainConfig, log: RunLog, folder: RunFolder) -> DataSplits:
+def load_data(cfg: TrainConfig, log: RunLog, folder: RunFolder,
+              folder_notice: FolderNotice | None = None) -> DataSplits:
     """The dataset the config names (CIFAR-10 by default, else the built-in sample), with its
-    notes and skipped files logged and listed in ``skipped.json``."""
+    notes and skipped files logged and listed in ``skipped.json``, and ``folder_notice``'s line
+    for an image folder (the caller's: `descend.train` passes the audit's)."""
     options = cfg.data_options()
     if cfg.data is not None:
         data = load_dataset(cfg.data, cfg.data_root, cfg.cache_dir, options)
@@ -384,10 +397,8 @@ def load_data(cfg: TrainConfig, log: RunLog, folder: RunFolder) -> DataSplits:
             data = load_dataset("cifar10-sample", cfg.data_root, cfg.cache_dir, options)
     for note in data.notes:
         log(f"note: {note}")
-    if (root := image_folder(data.name)) is not None:  # `descend audit` findings left open
-        from descend.audit.decisions import training_notice
-
-        if notice := training_notice(root):
+    if folder_notice and (root := image_folder(data.name)) is not None:
+        if notice := folder_notice(root):  # e.g. `descend audit` findings left open
             log(notice)
     if data.skipped:
         log(f"skipped {len(data.skipped)} unusable file(s); list in "

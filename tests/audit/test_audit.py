@@ -141,8 +141,8 @@ def test_the_command_finds_the_wrong_label_and_the_leak(faulty_folder: Path,
 
 def test_train_says_when_the_folders_audit_has_findings_left_open(
         faulty_folder: Path, tmp_path: Path) -> None:
+    from descend import train
     from descend.audit.decisions import Audit, record_decision
-    from descend.training.trainer import train
 
     folder = faulty_folder / ".descend-audit"
     folder.mkdir()

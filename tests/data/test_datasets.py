@@ -182,7 +182,7 @@ def test_memory_budget_decides_between_decoding_and_listing(image_folder: Path,
 def test_train_streams_and_says_so(image_folder: Path, tmp_path: Path, monkeypatch) -> None:  # noqa: ANN001
     """A run over a dataset beyond the memory budget trains from the streaming loader, with
     the same result as from memory (the loaders give identical batches)."""
-    from descend.training.checkpoint import read_checkpoint
+    from descend.runtime.checkpoint import read_checkpoint
     from descend.training.trainer import train
 
     cfg = dict(data=f"imagefolder:{image_folder}", model="mlp", epochs=2, batch_size=8,

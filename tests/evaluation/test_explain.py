@@ -170,7 +170,7 @@ def test_fastres_is_explained_without_its_test_time_augmentation() -> None:
     torch.manual_seed(0)
     spec = ModelSpec("fastres", 3, 3, (32, 32), {"tta": 2})
     model = create_model(spec).eval()
-    loaded = descend.training.checkpoint.LoadedModel(model, spec, ["a", "b", "c"], [0.5] * 3,
+    loaded = descend.runtime.checkpoint.LoadedModel(model, spec, ["a", "b", "c"], [0.5] * 3,
                                                      [0.25] * 3, {})
     pixels = torch.randint(0, 256, (4, 3, 32, 32), dtype=torch.uint8)
     targets = torch.tensor([0, 1, 2, 0])

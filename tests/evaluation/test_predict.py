@@ -18,8 +18,8 @@ from descend.data.loader import make_loader
 from descend.errors import DataError
 from descend.evaluation.predict import Classifier, Prediction
 from descend.models import ModelSpec, create_model
-from descend.training.checkpoint import save_checkpoint
-from descend.training.loop import predict_batches
+from descend.runtime.checkpoint import save_checkpoint
+from descend.runtime.inference import predict_batches
 
 
 @pytest.fixture(scope="module")

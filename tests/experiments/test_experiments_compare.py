@@ -21,7 +21,7 @@ from descend.experiments.compare import (
     smoothing_beta,
 )
 from descend.optim import OPTIMIZERS
-from descend.training.lr_find import LRFinding, smooth, suggest
+from descend.training.planning.lr_sweep import LRFinding, smooth, suggest
 
 LRS = {"sgd": 0.5, "momentum": 0.1, "adam": 0.05, "rmsprop": 0.05}
 

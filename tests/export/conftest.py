@@ -21,7 +21,7 @@ from PIL import Image
 import descend
 from descend.data.datasets import SAMPLE_FILE
 from descend.models import ModelSpec, create_model
-from descend.training.checkpoint import save_checkpoint
+from descend.runtime.checkpoint import save_checkpoint
 
 COLORS = {"red": (220, 40, 40), "green": (40, 200, 60), "blue": (40, 60, 220)}
 AUGMENT = "resize:24,center-crop:16"

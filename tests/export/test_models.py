@@ -13,7 +13,7 @@ import torch
 from descend.export import export_checkpoint
 from descend.models import ModelSpec
 from descend.models.registry import model_names
-from descend.training.checkpoint import load_model
+from descend.runtime.checkpoint import load_model
 
 # torch 2.14 marks torch.jit deprecated; loading a TorchScript file is what these tests are for.
 pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit:FutureWarning")

@@ -103,7 +103,7 @@ def test_each_model_has_its_recipe_and_tv_models_one_for_fine_tuning() -> None:
     from descend.models import DEFAULT_MODEL, recipe_for
     from descend.models.fastres import RECIPE
     from descend.models.registry import GENERIC
-    from descend.training.recipe import peak_lr
+    from descend.training.planning.recipe import peak_lr
 
     assert DEFAULT_MODEL == "fastres" and recipe_for("fastres") is RECIPE
     assert recipe_for("cnn") is GENERIC and recipe_for("mlp", fine_tuning=True) is GENERIC

@@ -23,8 +23,8 @@ from descend.evaluation.explain import GRAD_CAM
 from descend.evaluation.predict import Classifier
 from descend.models import ModelSpec, create_model
 from descend.reports.plots import heat_overlay
+from descend.runtime.checkpoint import LoadedModel
 from descend.serving import Limits, create_app
-from descend.training.checkpoint import LoadedModel
 
 PNG_URL = "data:image/png;base64,"
 

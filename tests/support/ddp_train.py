@@ -28,9 +28,9 @@ import torch
 from descend.config import TrainConfig
 from descend.data.batching import Normalize
 from descend.data.splits import ImageTensors
-from descend.training.callbacks import Callback
-from descend.training.distributed import world
-from descend.training.run import Run
+from descend.training.fitting.callbacks import Callback
+from descend.training.fitting.distributed import world
+from descend.training.fitting.run import Run
 from descend.training.trainer import train
 
 

@@ -1,5 +1,5 @@
 """A folder of photos starts from ImageNet: the photo default, the head on cached features
-(`descend.training.features`), fine-tuning after it, and the audit's heads."""
+(`descend.training.fitting.features`), fine-tuning after it, and the audit's heads."""
 
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ import descend
 from descend.config import TrainConfig
 from descend.errors import ConfigError
 from descend.models.efficientnet_lite import installed
-from descend.training import features
-from descend.training.photos import photo_default
+from descend.training.fitting import features
+from descend.training.planning.photos import photo_default
 
 needs_weights = pytest.mark.skipif(not installed(), reason="descend[pretrained] (timm, the "
                                    "weights packages) is not installed")
@@ -83,7 +83,7 @@ def test_photos_start_from_imagenet(photo_folder: Path) -> None:
 
 def test_without_the_extra_one_line_names_it(photo_folder: Path,
                                               monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("descend.training.photos.installed", lambda: False)
+    monkeypatch.setattr("descend.training.planning.photos.installed", lambda: False)
     cfg = TrainConfig(data=f"imagefolder:{photo_folder}")
     unchanged, note = photo_default(cfg)
     assert unchanged == cfg

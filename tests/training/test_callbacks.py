@@ -6,10 +6,10 @@ from typing import Any
 import pytest
 
 from descend.config import TrainConfig
-from descend.training.callbacks import Callback, StepLosses
-from descend.training.checkpoint import read_checkpoint
-from descend.training.monitor import BestMetric
-from descend.training.run import Run
+from descend.runtime.checkpoint import read_checkpoint
+from descend.training.fitting.callbacks import Callback, StepLosses
+from descend.training.fitting.monitor import BestMetric
+from descend.training.fitting.run import Run
 from descend.training.trainer import train
 
 
@@ -115,8 +115,8 @@ def test_early_stopping_counts_measured_epochs_since_the_best_from_the_history()
     on; epochs without validation do not count."""
     from types import SimpleNamespace
 
-    from descend.training.callbacks import EarlyStopping, epochs_since_best
-    from descend.training.run import Epoch
+    from descend.training.fitting.callbacks import EarlyStopping, epochs_since_best
+    from descend.training.fitting.run import Epoch
 
     rows = [{"epoch": 1, "val_acc": 0.5}, {"epoch": 2, "val_acc": 0.6},
             {"epoch": 3, "val_acc": None}, {"epoch": 4, "val_acc": 0.55},
@@ -138,7 +138,7 @@ def test_early_stopping_counts_measured_epochs_since_the_best_from_the_history()
 
 
 def test_callbacks_run_in_their_declared_order_whatever_the_list_says() -> None:
-    from descend.training.callbacks import (
+    from descend.training.fitting.callbacks import (
         EMA,
         CallbackList,
         Checkpoint,

@@ -20,7 +20,7 @@ import pytest
 import descend
 from descend.cli.main import main
 from descend.errors import CheckpointError
-from descend.training.checkpoint import read_checkpoint, save_checkpoint
+from descend.runtime.checkpoint import read_checkpoint, save_checkpoint
 from tests.conftest import COLORS, write_class_images
 
 CNN = {"widths": [4, 8, 8]}  # a cnn's weights do not depend on the image size; an mlp's would
@@ -152,7 +152,7 @@ def test_a_good_checkpoint_still_loads_evaluates_and_resumes(good_run: Path,
 
 def test_a_model_that_cannot_be_built_on_meta_is_checked_for_real() -> None:
     from descend.models import ModelSpec, create_model
-    from descend.training.checkpoint import _shapes
+    from descend.runtime.checkpoint import _shapes
 
     spec = ModelSpec("tv:regnet_y_400mf", 10, 3, (32, 32))  # reads its own init values
     expected = {k: v.shape for k, v in create_model(spec).state_dict().items()}

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 import descend
-from descend.training.checkpoint import read_checkpoint
+from descend.runtime.checkpoint import read_checkpoint
 from descend.training.trainer import train
 
 FIXTURE = Path(__file__).parent.parent / "fixtures" / "run-0.1.0"

@@ -30,10 +30,16 @@ from descend.data.splits import ImageTensors
 from descend.errors import ConfigError
 from descend.evaluation.evaluate import evaluate_checkpoint
 from descend.evaluation.predict import Classifier
-from descend.training import distributed
-from descend.training.callbacks import Checkpoint, EarlyStopping, MetricsLog
-from descend.training.checkpoint import read_checkpoint
-from descend.training.run_folder import RunFolder
+from descend.runtime.checkpoint import read_checkpoint
+from descend.training.fitting import distributed
+from descend.training.fitting.callbacks import (
+    Checkpoint,
+    EarlyStopping,
+    MetricsLog,
+    RankSync,
+    rank_callbacks,
+)
+from descend.training.keeping.run_folder import RunFolder
 from descend.training.trainer import train
 from tests.conftest import COLORS, write_class_images
 
@@ -185,7 +191,7 @@ def test_without_torchrun_nothing_changes(monkeypatch: pytest.MonkeyPatch) -> No
     with distributed.process_group("cpu") as w:
         assert w == distributed.World() and not distributed.active()
         callbacks = [MetricsLog(Path("x")), EarlyStopping(0)]
-        assert distributed.rank_callbacks(callbacks) is callbacks
+        assert rank_callbacks(callbacks) is callbacks
         model = torch.nn.Linear(2, 2)
         assert distributed.wrap(model, torch.device("cpu")) is model
         assert distributed.sum_over_ranks(torch.tensor(1.5), 2) == [1.5, 2.0]
@@ -201,8 +207,8 @@ def test_the_process_group_is_joined_and_always_left(monkeypatch: pytest.MonkeyP
         with distributed.process_group("cpu") as w:
             assert distributed.active() and torch.distributed.get_backend() == "gloo"
             assert w == distributed.World(0, 1, 0)
-            kept = distributed.rank_callbacks([MetricsLog(Path("x")), EarlyStopping(0)])
-            assert isinstance(kept[-1], distributed.RankSync) and len(kept) == 3
+            kept = rank_callbacks([MetricsLog(Path("x")), EarlyStopping(0)])
+            assert isinstance(kept[-1], RankSync) and len(kept) == 3
             assert isinstance(distributed.wrap(torch.nn.Linear(2, 2), torch.device("cpu")),
                               torch.nn.parallel.DistributedDataParallel)
             assert distributed.sum_over_ranks(torch.tensor(1.5), 2) == [1.5, 2.0]

@@ -12,8 +12,8 @@ import pytest
 from descend.cli.main import main
 from descend.config import TrainConfig
 from descend.errors import ConfigError
-from descend.training.checkpoint import read_checkpoint
-from descend.training.lr_find import lr_find, suggest
+from descend.experiments.lr_find import lr_find, suggest
+from descend.runtime.checkpoint import read_checkpoint
 
 
 def test_the_suggestion_is_a_tenth_of_the_minimum_and_steepest_descent_is_beside_it() -> None:

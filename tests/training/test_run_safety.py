@@ -15,10 +15,10 @@ from PIL import Image
 
 from descend.config import TrainConfig
 from descend.errors import ConfigError, DataError
-from descend.training.callbacks import Callback
-from descend.training.checkpoint import read_checkpoint
-from descend.training.run import Run
-from descend.training.run_folder import RunFolder
+from descend.runtime.checkpoint import read_checkpoint
+from descend.training.fitting.callbacks import Callback
+from descend.training.fitting.run import Run
+from descend.training.keeping.run_folder import RunFolder
 from descend.training.trainer import train
 
 
@@ -58,7 +58,7 @@ def test_a_run_folder_is_locked_while_a_run_owns_it(image_folder: Path, tmp_path
 def test_a_lock_left_by_a_killed_run_does_not_block(image_folder: Path, tmp_path: Path) -> None:
     run = tmp_path / "run"
     code = ("import sys, time; from pathlib import Path; "
-            "from descend.training.run_folder import RunFolder; "
+            "from descend.training.keeping.run_folder import RunFolder; "
             "RunFolder.open(Path(sys.argv[1]), new=True); print('locked', flush=True); "
             "time.sleep(60)")
     proc = subprocess.Popen([sys.executable, "-c", code, str(run)], stdout=subprocess.PIPE,

@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from descend.config import TrainConfig
-from descend.training.schedules import create_schedule
+from descend.training.fitting.schedules import create_schedule
 
 
 @pytest.mark.parametrize("total", range(1, 12))
@@ -51,7 +51,7 @@ def test_onecycle_is_torchs_step_for_step(total: int) -> None:
 
 
 def test_a_revised_horizon_keeps_the_learning_rate_continuous_and_ends_annealed() -> None:
-    from descend.training.schedules import Horizon
+    from descend.training.fitting.schedules import Horizon
 
     opt = torch.optim.SGD(torch.nn.Linear(2, 2).parameters(), lr=1.0, momentum=0.9)
     horizon = Horizon(100)

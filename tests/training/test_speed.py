@@ -15,21 +15,21 @@ from descend.data.augment import parse_augment
 from descend.errors import ConfigError
 from descend.models import ModelSpec
 from descend.models.fastres import RECIPE as FASTRES
-from descend.training import probes
-from descend.training.budget import EpochCosts, steps_that_fit
-from descend.training.callbacks import Callback
-from descend.training.checkpoint import read_checkpoint
-from descend.training.device import keep_freed_memory
-from descend.training.precision import (
+from descend.runtime.checkpoint import read_checkpoint
+from descend.runtime.device import keep_freed_memory
+from descend.runtime.precision import (
     amp_candidates,
     autocast,
     choose_amp,
     cpu_flags,
     native_bf16,
 )
-from descend.training.probes import fit_widths, step_seconds
-from descend.training.recipe import with_recipe
-from descend.training.run import Run
+from descend.training.fitting.budget import EpochCosts, steps_that_fit
+from descend.training.fitting.callbacks import Callback
+from descend.training.fitting.run import Run
+from descend.training.planning import probes
+from descend.training.planning.probes import fit_widths, step_seconds
+from descend.training.planning.recipe import with_recipe
 from descend.training.trainer import train
 
 CPU = torch.device("cpu")
@@ -196,7 +196,7 @@ def test_a_budget_shorter_than_an_epoch_trains_part_of_one(image_folder: Path,
 
 def test_a_resumed_run_keeps_the_precision_it_began_with(image_folder: Path, tmp_path: Path,
                                                          monkeypatch: pytest.MonkeyPatch) -> None:
-    import descend.training.plan as plan
+    import descend.training.planning.plan as plan
 
     cfg = TrainConfig(data=f"imagefolder:{image_folder}", model="cnn", image_size=16,
                       batch_size=8, epochs=1, out=str(tmp_path / "run"), progress=False,
@@ -213,7 +213,7 @@ def test_a_resumed_run_keeps_the_precision_it_began_with(image_folder: Path, tmp
 
 def test_a_deterministic_cpu_run_does_not_time_its_precision(
         image_folder: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import descend.training.plan as plan
+    import descend.training.planning.plan as plan
 
     def timed(*_: object, **__: object) -> bool:
         raise AssertionError("--deterministic must not choose its precision by timing")
@@ -244,7 +244,7 @@ def test_the_closed_loop_corrects_a_bad_probe(image_folder: Path, tmp_path: Path
                                               off_by: float) -> None:
     """A probe 4x too slow plans too few steps, 4x too fast too many: the run measures itself
     within its first epoch and ends at the budget all the same."""
-    import descend.training.plan as plan
+    import descend.training.planning.plan as plan
 
     timed = plan.Probe.step
     monkeypatch.setattr(plan.Probe, "step", lambda self, amp, steps=5: off_by * timed(

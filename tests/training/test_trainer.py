@@ -12,7 +12,7 @@ import torch
 
 from descend.config import TrainConfig
 from descend.errors import CheckpointError, ConfigError
-from descend.training.checkpoint import load_model, read_checkpoint
+from descend.runtime.checkpoint import load_model, read_checkpoint
 from descend.training.trainer import train
 
 

@@ -10,9 +10,9 @@ from safetensors.torch import save_file
 
 from descend.config import TrainConfig
 from descend.errors import ConfigError
-from descend.training.callbacks import Callback
-from descend.training.checkpoint import read_checkpoint
-from descend.training.run import Run
+from descend.runtime.checkpoint import read_checkpoint
+from descend.training.fitting.callbacks import Callback
+from descend.training.fitting.run import Run
 from descend.training.trainer import train
 
 CNN = {"widths": [4, 8, 8]}

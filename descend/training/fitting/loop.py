@@ -11,8 +11,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from descend.errors import DataError, DescendError
-from descend.training.distributed import active, sum_over_ranks
-from descend.training.precision import autocast
+from descend.runtime.inference import predict_batches
+from descend.runtime.precision import autocast
+from descend.training.fitting.distributed import active, sum_over_ranks
 
 
 @dataclass
@@ -98,25 +99,6 @@ def train_one_epoch(
             "earlier epochs are kept)"
         )
     return EpochResult(loss_value, correct / seen, seconds, int(seen))
-
-
-@torch.no_grad()
-def predict_batches(
-    model: nn.Module,
-    batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
-    device: torch.device,
-    amp: bool = False,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Logits (float32, on the CPU) and labels for every batch, in eval mode."""
-    model.eval()
-    outs, labels = [], []
-    for x, y in batches:
-        with autocast(device, amp):
-            outs.append(model(x).float().cpu())
-        labels.append(y.cpu())
-    if not outs:  # no batches (a rank's empty share of a tiny split, under torchrun)
-        return torch.zeros(0, 0), torch.zeros(0, dtype=torch.int64)
-    return torch.cat(outs), torch.cat(labels)
 
 
 def loss_and_accuracy(

@@ -17,7 +17,7 @@ from typing import Any
 from descend.config import TrainConfig
 from descend.data.splits import DataSplits
 from descend.errors import CheckpointError, ConfigError, DataError
-from descend.training.checkpoint import REQUIRED, read_checkpoint
+from descend.runtime.checkpoint import REQUIRED, read_checkpoint
 
 # What a last.pt holds beyond what every checkpoint has: the state training continues from.
 RESUME_NEEDS = (*REQUIRED, "epoch", "optimizer", "scheduler", "early_stopping", "history", "rng")

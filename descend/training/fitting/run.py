@@ -21,14 +21,15 @@ from torch import nn
 from descend.config import TrainConfig
 from descend.data.batching import LoaderOptions
 from descend.data.splits import DataSplits
-from descend.training.loop import RunningMetrics
-from descend.training.monitor import BestMetric
-from descend.training.run_folder import RunFolder
-from descend.training.schedules import Horizon, Schedule
+from descend.training.fitting.loop import RunningMetrics
+from descend.training.fitting.monitor import BestMetric
+from descend.training.fitting.schedules import Horizon, Schedule
+from descend.training.keeping.run_folder import RunFolder
 
 if TYPE_CHECKING:
-    from descend.training.callbacks import RunLog
-    from descend.training.plan import BudgetPlan
+    from descend.training.fitting.budget import BudgetPlan, TimeBudget
+    from descend.training.fitting.callbacks import RunLog
+    from descend.training.planning.plan import RunPlan
 
 
 @dataclass
@@ -74,6 +75,8 @@ class Run:
     amp: bool = False  # bfloat16 autocast on (`precision.choose_amp`)
     horizon: Horizon = field(default_factory=lambda: Horizon(0))  # steps done and planned
     budget: BudgetPlan | None = None  # --time-budget
+    time_budget: TimeBudget | None = None  # its closed loop, one of the callbacks
+    plan: RunPlan | None = None  # what the run was planned to be (`trainer.build` sets it)
 
     @property
     def steps_per_epoch(self) -> int:

@@ -1,4 +1,4 @@
-"""The learning-rate range test (Smith, "Cyclical Learning Rates", 2017), as fastai's
+"""The learning-rate range test's sweep (Smith, "Cyclical Learning Rates", 2017), as fastai's
 ``lr_find`` and Lightning's ``Tuner.lr_find`` run it.
 
 A copy of the run's model (built exactly as ``descend train`` would build it: the same data,
@@ -26,23 +26,15 @@ from __future__ import annotations
 
 import itertools
 import math
-import tempfile
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from descend.config import TrainConfig
-from descend.data.splits import DataSplits
-from descend.errors import ConfigError
-from descend.training.device import cpu_threads
-from descend.training.initialize import starting_weights
-from descend.training.precision import autocast
-from descend.training.run_folder import RunFolder
+from descend.runtime.precision import autocast
 
 STEPS = 200
 START, END = 1e-6, 10.0
@@ -103,41 +95,6 @@ def suggest(lrs: list[float], smoothed: list[float]) -> tuple[float | None, floa
     x, y = np.log10(np.asarray(lrs[part])), np.asarray(smoothed[part])
     slope = np.gradient(y, x)
     return float(minimum), float(lrs[part][int(np.argmin(slope))])
-
-
-def lr_find(cfg: TrainConfig, *, steps: int = STEPS, start: float = START, end: float = END,
-            splits: DataSplits | None = None,
-            log: Callable[[str], None] = print) -> LRFinding:
-    """Sweep ``cfg``'s model and optimizer from ``start`` to ``end`` over ``steps`` steps (see
-    the module docstring); the run's folder is a temporary one, nothing is kept."""
-    if not 0 < start < end or not math.isfinite(end):
-        raise ConfigError(f"lr-find needs 0 < start < end, got {start:g} and {end:g}")
-    if steps < SKIP + 3:
-        raise ConfigError(f"lr-find needs at least {SKIP + 3} steps, got {steps}")
-    from descend.training.trainer import setup  # the trainer builds on this module's peers
-
-    finding = LRFinding(cfg.optimizer)
-    with tempfile.TemporaryDirectory() as tmp, cpu_threads(None):
-        folder = RunFolder.open(Path(tmp) / "run", new=True)
-        try:
-            sweep_cfg = cfg.updated(out=str(folder.path), epochs=1, time_budget=None,
-                                    val_every=0, progress=False, lr=start, schedule="constant",
-                                    ema_decay=0.0)
-            start_weights = starting_weights(sweep_cfg)
-            if start_weights:
-                sweep_cfg = start_weights.complete(sweep_cfg)
-            run = setup(sweep_cfg, None, folder, start_weights, [], given=splits)
-            sweep(run, finding, steps, start, end)
-        finally:
-            folder.close()
-    finding.suggestion, finding.steepest = suggest(finding.lrs, finding.smoothed)
-    told = (f"suggests {finding.suggestion:.3g} (the minimum's rate / 10; steepest descent "
-            f"is at {finding.steepest:.3g})" if finding.suggestion else
-            "suggests nothing: the sweep was too short")
-    log(f"lr-find {cfg.optimizer}: {len(finding.lrs)} steps from {start:g}"
-        + (f", diverged at {finding.diverged_at:.3g}" if finding.diverged_at else "")
-        + f"; {told}")
-    return finding
 
 
 def sweep(run: Any, finding: LRFinding, steps: int, start: float, end: float) -> None:

@@ -56,12 +56,11 @@ from torch import nn
 
 from descend.data.batching import LoaderOptions
 from descend.errors import ConfigError, DescendError
-from descend.training.callbacks import Callback
-from descend.training.device import pick_device
-from descend.training.run_folder import RunFolder
+from descend.runtime.device import pick_device
+from descend.training.keeping.run_folder import RunFolder
 
 if TYPE_CHECKING:
-    from descend.training.run import Run
+    pass
 
 TORCHRUN_VARIABLES = ("RANK", "WORLD_SIZE", "LOCAL_RANK")
 
@@ -283,39 +282,7 @@ def open_run_folder(path: Path, *, new: bool, overwrite: bool) -> RunFolder:
     return folder
 
 
-class RankSync(Callback):
-    """Keeps the ranks of a torchrun run in step; it comes after every other callback.
-
-    Before each evaluation every rank takes rank 0's weights and buffers of the model it
-    validates (the EMA's, when there is one), so all evaluate the model rank 0 saves; after
-    each epoch every rank stops if rank 0 stops (its early stopping, a time budget: one
-    decision, or the ranks would wait on each other forever); at the end every rank takes rank
-    0's best weights for the test split.
-    """
-
-    order = 1000  # after every other callback
-
-    def on_validation_start(self, run: Run) -> None:
-        broadcast_state(run.averaged_model() or run.model)  # what this epoch validates
-
-    def on_epoch_end(self, run: Run) -> None:
-        run.epoch.stop = broadcast_object(run.epoch.stop)
-
-    def on_train_end(self, run: Run) -> None:
-        broadcast_state(run.model)
-
-
-def rank_callbacks(callbacks: list[Callback]) -> list[Callback]:
-    """The callbacks this process runs: all of them in one process; under torchrun, rank 0
-    runs all, the other ranks those not marked ``rank_zero_only``, and all end with
-    `RankSync`."""
-    if not active():
-        return callbacks
-    main = world().is_main
-    return [cb for cb in callbacks if main or not cb.rank_zero_only] + [RankSync()]
-
-
-__all__ = ["RankSync", "World", "active", "broadcast_object", "broadcast_state",
+__all__ = ["World", "active", "broadcast_object", "broadcast_state",
            "describe_batch", "divisible_batch", "launched", "local_device", "local_first",
-           "main_first", "open_run_folder", "process_group", "rank_callbacks", "rank_options",
+           "main_first", "open_run_folder", "process_group", "rank_options",
            "split_batch", "sum_over_ranks", "world", "wrap"]

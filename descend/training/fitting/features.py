@@ -30,7 +30,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from descend.errors import ConfigError
-from descend.training.precision import autocast
+from descend.runtime.precision import autocast
 
 # The regularisation strengths cross-validation chooses from (on standardised features).
 STRENGTHS = (1e-3, 1e-2, 1e-1, 1.0, 10.0)

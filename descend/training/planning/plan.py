@@ -29,26 +29,27 @@ from descend.data.stats import train_stats
 from descend.errors import ConfigError
 from descend.models import DEFAULT_MODEL, ModelSpec, Recipe, create_model, recipe_for, with_defaults
 from descend.optim import create_optimizer
-from descend.training import distributed
-from descend.training.budget import (
+from descend.runtime.device import cpu_threads
+from descend.runtime.precision import amp_candidates, autocast, choose_amp, native_bf16
+from descend.training.fitting import distributed
+from descend.training.fitting.budget import (
     MARGIN,
     OVERHEAD,
+    BudgetPlan,
     EpochCosts,
     describe_length,
     format_duration,
     steps_that_fit,
 )
-from descend.training.device import cpu_threads
-from descend.training.precision import amp_candidates, autocast, choose_amp, native_bf16
-from descend.training.probes import (
+from descend.training.fitting.run import epoch_length
+from descend.training.planning.probes import (
     PLAN_STEPS,
     PROBE_STEPS,
     eval_seconds_per_image,
     fit_widths,
     step_seconds,
 )
-from descend.training.recipe import peak_lr, with_recipe
-from descend.training.run import epoch_length
+from descend.training.planning.recipe import peak_lr, with_recipe
 
 Log = Callable[[str], None]
 
@@ -57,15 +58,6 @@ DEFAULT_EPOCHS = 8
 # 245 photos at batch 16 are 15 steps), within `SIZED_SECONDS` of training. BENCHMARKS.md B11.
 MIN_STEPS = 500
 SIZED_SECONDS = 120.0
-
-
-@dataclass(frozen=True)
-class BudgetPlan:
-    """``--time-budget``: its seconds, when it ends, and what the probes measured."""
-
-    seconds: float
-    deadline: float  # time.monotonic() when the budget ends
-    costs: EpochCosts  # seconds of a step, an epoch's overhead, a validation pass
 
 
 @dataclass(frozen=True)
@@ -99,7 +91,9 @@ def plan_new(cfg: TrainConfig, data: DataSplits, device: torch.device,
     trains = cfg.epochs != 0 or (cfg.time_budget is not None and not cfg.cached_head)
     told = why if trains else []
     batch = cfg.batch_size or distributed.divisible_batch(default_batch(len(data.train), told))
-    lr = cfg.lr if cfg.lr is not None else peak_lr(cfg.model, batch, fine_tuning)
+    # --lr auto: the recipe's rate until the range test, which sweeps on what this plan builds
+    # (`trainer.auto_lr`), replaces it.
+    lr = cfg.lr if cfg.lr not in (None, "auto") else peak_lr(cfg.model, batch, fine_tuning)
     if cfg.lr is None and (batch != 256 or fine_tuning):
         told.append(f"learning rate {lr:g}: {cfg.model}'s one-cycle peak "
                    f"{'for fine-tuning ' if fine_tuning else ''}at batch 256"

@@ -1,5 +1,5 @@
-"""The probes: a few timed steps before a run, which the plan (`descend.training.plan`) sizes
-it by.
+"""The probes: a few timed steps before a run, which the plan
+(`descend.training.planning.plan`) sizes it by.
 
 `step_seconds` times the training loop's own step on a copy of the model (warm-up excluded),
 `eval_seconds_per_image` a validation batch, and `fit_widths` each width of a model's recipe
@@ -20,9 +20,9 @@ import torch
 from torch import nn
 
 from descend.models import ModelSpec, Recipe, create_model
-from descend.training.budget import MARGIN, OVERHEAD, EpochCosts, steps_that_fit
-from descend.training.loop import train_one_epoch
-from descend.training.precision import autocast
+from descend.runtime.precision import autocast
+from descend.training.fitting.budget import MARGIN, OVERHEAD, EpochCosts, steps_that_fit
+from descend.training.fitting.loop import train_one_epoch
 
 PROBE_WARMUP = 2  # untimed steps before a probe: the first allocate and pick kernels
 PLAN_STEPS = 10  # timed steps of the probe that sizes a budgeted run

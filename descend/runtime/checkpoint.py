@@ -27,6 +27,7 @@ from torch import nn
 from descend.errors import CheckpointError, DescendError
 from descend.io import atomic_torch_save
 from descend.models import ModelSpec, create_model
+from descend.version import __version__
 
 FORMAT = "descend-checkpoint"
 FORMAT_VERSION = 1
@@ -45,8 +46,6 @@ FROM_TRAIN = "use a best.pt or last.pt written by `descend train`"
 
 def versions() -> dict[str, str]:
     import torchvision
-
-    from descend import __version__
 
     return {"descend": __version__, "torch": str(torch.__version__),
             "torchvision": str(torchvision.__version__), "python": platform.python_version()}

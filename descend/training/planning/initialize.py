@@ -30,7 +30,7 @@ from descend.models.efficientnet_lite import (
     imagenet_classes,
     imagenet_state_dict,
 )
-from descend.training.checkpoint import read_checkpoint
+from descend.runtime.checkpoint import read_checkpoint
 
 
 @dataclass

@@ -14,20 +14,16 @@ under way is ``run.epoch`` (an `Epoch`: its index, lr, running sums, metrics row
 improved), and setting ``run.epoch.stop`` ends training after it. A callback with state to
 carry over ``--resume`` gives it a ``key`` and implements `state_dict` / `load_state_dict`;
 `Checkpoint` stores it in ``last.pt`` under that key. A callback that writes or prints sets
-``rank_zero_only``: under torchrun only rank 0 runs it (`descend.training.distributed`).
+``rank_zero_only``: under torchrun only rank 0 runs it (`descend.training.fitting.distributed`).
 """
 
 from __future__ import annotations
 
 import csv
-import dataclasses
 import io
-import statistics
 import sys
-import time
-from collections.abc import Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
@@ -36,77 +32,16 @@ from tqdm import tqdm
 from descend.errors import ConfigError
 from descend.io import atomic_write_text
 from descend.optim import ModelEMA
-from descend.training.budget import (
-    MARGIN,
-    EpochCosts,
-    describe_length,
-    format_duration,
-    steps_that_fit,
-)
-from descend.training.checkpoint import read_checkpoint, save_checkpoint
+from descend.runtime.checkpoint import read_checkpoint, save_checkpoint
+from descend.training.fitting import distributed
+from descend.training.fitting.budget import TimeBudget
+from descend.training.fitting.hooks import Callback, CallbackList
 
 if TYPE_CHECKING:
-    from descend.training.run import Run
+    from descend.training.fitting.run import Run
 
 METRIC_COLUMNS = ["epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "seconds",
                   "images_per_sec", "val_seconds"]
-
-
-class Callback:
-    """A piece of a training run with a few hooks; every hook does nothing unless overridden."""
-
-    key: str | None = None  # where `state_dict` is kept in last.pt; None: no state to keep
-    rank_zero_only: bool = False  # writes or prints: under torchrun, rank 0 alone runs it
-    # Where it runs among the others, lowest first (ties: the order given). What the built-in
-    # ones need of each other: EMA (10) folds each step into its average first; the records
-    # (MetricsLog, TensorBoard: 20) come before the checkpoints, and so do FreezeBackbone (30)
-    # and TimeBudget (40), whose states go into last.pt; Checkpoint (50) writes best.pt and
-    # last.pt; ReplaceOldRun (60) needs the new run's first last.pt; Progress (70) and
-    # EarlyStopping (80) last. A callback of yours runs after them.
-    order: ClassVar[int] = 100
-
-    def on_train_start(self, run: Run) -> None: ...
-    def on_epoch_start(self, run: Run) -> None: ...
-    def on_step_end(self, run: Run) -> None: ...
-    def on_validation_start(self, run: Run) -> None: ...
-    def on_validation_end(self, run: Run) -> None: ...
-    def on_epoch_end(self, run: Run) -> None: ...
-    def on_train_end(self, run: Run) -> None: ...
-
-    def averaged_model(self) -> nn.Module | None:
-        """A model of averaged weights to validate and keep as best.pt instead of the live
-        one (`EMA`'s), or None."""
-        return None
-
-    def state_dict(self) -> Any:
-        return None
-
-    def load_state_dict(self, state: Any) -> None: ...
-
-
-class CallbackList:
-    """Calls each hook on every callback, in their declared `Callback.order`."""
-
-    def __init__(self, callbacks: Iterable[Callback]) -> None:
-        self.callbacks = sorted(callbacks, key=lambda cb: cb.order)
-
-    def __getattr__(self, hook: str) -> Any:
-        if not hook.startswith("on_"):
-            raise AttributeError(hook)
-
-        def call(run: Run) -> None:
-            for cb in self.callbacks:
-                getattr(cb, hook)(run)
-
-        return call
-
-    def state_dicts(self) -> dict[str, Any]:
-        return {cb.key: cb.state_dict() for cb in self.callbacks if cb.key is not None}
-
-    def load_state_dicts(self, state: dict[str, Any]) -> None:
-        for cb in self.callbacks:
-            if cb.key is not None and cb.key in state:
-                cb.load_state_dict(state[cb.key])
 
 
 class EMA(Callback):
@@ -257,136 +192,6 @@ def epochs_since_best(run: Run) -> int:
                if row["epoch"] > run.best.best_epoch and row.get(monitor) is not None)
 
 
-class TimeBudget(Callback):
-    """``--time-budget``: the closed loop that keeps a run to its budget.
-
-    It measures the run's own steps (the first of each epoch apart: it also starts the loader),
-    each epoch's overhead besides them (checkpoints, curves, the first step's extra) and its
-    validation pass, and asks `budget.steps_that_fit` how many steps the time left allows: early
-    in the first epoch (the plan's probe may be off), mid-epoch (a machine that slowed) and at
-    the end of every epoch. An answer that differs by more than `TOLERANCE` revises
-    ``run.horizon``: the schedule re-paces what remains and the loop ends where the horizon
-    does, the last epoch cut short where a whole one does not fit. Each revision is one log line
-    and is kept in ``last.pt`` with the seconds left, so ``--resume`` goes on with the same plan
-    and the budget that is left. Past the deadline (a machine that stalled), the epoch under
-    way ends at once: the last resort.
-    """
-
-    order = 40
-
-    key = "time_budget"
-    TOLERANCE = 0.01  # of the planned steps: a smaller change is noise, not news
-
-    def __init__(self, costs: EpochCosts) -> None:
-        self.costs = costs  # the plan's probe until the run has measured itself
-        self.after = costs.overhead  # seconds from an epoch's end to the next one's start
-        self.left: float | None = None  # seconds left when last.pt was written (a resume)
-        self.revisions: list[str] = []
-        self.epoch_start = self.first_step_end = self.last_step_end = 0.0
-        self.epoch_end: float | None = None
-        self.steps = 0
-        self.checks: set[int] = set()
-        self.spent: float | None = None  # seconds of the budget used, once training ends
-        self.overheads: list[float] = []  # each epoch's, as measured
-
-    def on_train_start(self, run: Run) -> None:
-        if self.left is not None:  # resumed (`plan.plan_resumed` set the deadline from it)
-            run.log(f"time budget: {format_duration(self.left)} left of the run's budget")
-
-    def on_epoch_start(self, run: Run) -> None:
-        self.epoch_start, self.steps = time.monotonic(), 0
-        if self.epoch_end is not None:  # the last epoch's checkpoints, curves and log
-            self.after = self.epoch_start - self.epoch_end
-        length = min(run.steps_per_epoch, run.horizon.steps_left)
-        points = (8, length // 2) if not run.history else (length // 2,)
-        self.checks = {n for n in points if 2 <= n < length}
-
-    def on_step_end(self, run: Run) -> None:
-        now = self.last_step_end = time.monotonic()
-        self.steps += 1
-        if self.steps == 1:
-            self.first_step_end = now
-            return
-        if self.steps in self.checks:  # the same steps on every rank under torchrun
-            self.measured(step=(now - self.first_step_end) / (self.steps - 1))
-            self.revise(run, now, run.epoch.index, min(run.steps_per_epoch - self.steps,
-                                                 run.horizon.steps_left),
-                        f"{self.steps} steps into epoch {run.epoch.index + 1}")
-        # (Under torchrun the ranks would disagree on the moment; they keep the revisions.)
-        if (run.deadline is not None and now > run.deadline and run.horizon.steps_left
-                and one_process()):
-            run.horizon.revise(run.horizon.step)
-            run.log("time budget: the deadline has passed; this epoch ends now")
-
-    def on_epoch_end(self, run: Run) -> None:
-        now = time.monotonic()
-        if self.steps >= 2:
-            step = (self.last_step_end - self.first_step_end) / (self.steps - 1)
-            validation = float(run.epoch.row.get("val_seconds") or 0.0)
-            extra = max(0.0, self.first_step_end - self.epoch_start - step)
-            self.overheads.append(extra + now - self.last_step_end - validation + self.after)
-            # The median: one slow checkpoint write is not the next epoch's cost.
-            self.measured(step=step, overhead=statistics.median(self.overheads),
-                          validation=validation or None)
-        if run.horizon.steps_left and not run.epoch.stop:
-            done = run.epoch.index + 1
-            self.revise(run, now, done, 0, f"after epoch {done}",
-                        at_least=0 if run.epoch.row.get("val_acc") is not None else 1)
-        self.left = None if run.deadline is None else run.deadline - now
-        self.epoch_end = now
-
-    def on_train_end(self, run: Run) -> None:
-        if run.deadline is not None and run.budget_seconds is not None:
-            self.spent = run.budget_seconds - (run.deadline - time.monotonic())
-
-    def measured(self, **figures: float | None) -> None:
-        """Replace the estimates with the run's own figures (None: not measured this time)."""
-        known: dict[str, Any] = {k: v for k, v in figures.items() if v is not None}
-        self.costs = dataclasses.replace(self.costs, **known)
-
-    def revise(self, run: Run, now: float, epoch: int, left_in_epoch: int, when: str,
-               at_least: int = 0) -> None:
-        """Ask again how many steps fit; ``at_least`` 1 after an epoch left unvalidated (the
-        run may not end without the validation of its last epoch)."""
-        assert run.deadline is not None and run.budget_seconds is not None
-        seconds = run.deadline - now - MARGIN * run.budget_seconds
-        more = max(at_least, steps_that_fit(seconds, self.costs, run.steps_per_epoch, epoch,
-                                            left_in_epoch))
-        total = agreed(run.horizon.step + more)
-        if abs(total - run.horizon.total) <= self.TOLERANCE * run.horizon.total:
-            return
-        was = run.horizon.total
-        run.horizon.revise(total)
-        c = self.costs
-        line = (f"time budget: {format_duration(run.deadline - now)} left {when}; a step "
-                f"takes {c.step * 1000:.0f} ms, an epoch's overhead {c.overhead:.1f} s and a "
-                f"validation {c.validation:.1f} s, so {total} steps in all (was {was}), "
-                f"{describe_length(total, run.steps_per_epoch)}")
-        self.revisions.append(line)
-        run.log(line)
-
-    def state_dict(self) -> dict[str, Any]:
-        return {"costs": dataclasses.asdict(self.costs), "left": self.left,
-                "revisions": self.revisions}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.costs = EpochCosts(**state["costs"])
-        self.left, self.revisions = state["left"], list(state["revisions"])
-
-
-def agreed(value: Any) -> Any:
-    """Rank 0's ``value`` on every rank under torchrun (`distributed.broadcast_object`)."""
-    from descend.training import distributed  # it builds on this module: imported when used
-
-    return distributed.broadcast_object(value)
-
-
-def one_process() -> bool:
-    from descend.training import distributed
-
-    return not distributed.active()
-
-
 class Progress(Callback):
     """A progress bar over each epoch's batches (``--progress``) and one log line per epoch."""
 
@@ -502,6 +307,38 @@ class RunLog:
         self.held = None
 
 
+class RankSync(Callback):
+    """Keeps the ranks of a torchrun run in step; it comes after every other callback.
+
+    Before each evaluation every rank takes rank 0's weights and buffers of the model it
+    validates (the EMA's, when there is one), so all evaluate the model rank 0 saves; after
+    each epoch every rank stops if rank 0 stops (its early stopping, a time budget: one
+    decision, or the ranks would wait on each other forever); at the end every rank takes rank
+    0's best weights for the test split.
+    """
+
+    order = 1000  # after every other callback
+
+    def on_validation_start(self, run: Run) -> None:
+        distributed.broadcast_state(run.averaged_model() or run.model)  # what this epoch validates
+
+    def on_epoch_end(self, run: Run) -> None:
+        run.epoch.stop = distributed.broadcast_object(run.epoch.stop)
+
+    def on_train_end(self, run: Run) -> None:
+        distributed.broadcast_state(run.model)
+
+
+def rank_callbacks(callbacks: list[Callback]) -> list[Callback]:
+    """The callbacks this process runs: all of them in one process; under torchrun, rank 0
+    runs all, the other ranks those not marked ``rank_zero_only``, and all end with
+    `RankSync`."""
+    if not distributed.active():
+        return callbacks
+    main = distributed.world().is_main
+    return [cb for cb in callbacks if main or not cb.rank_zero_only] + [RankSync()]
+
+
 def default_callbacks(run: Run) -> list[Callback]:
     """The callbacks ``descend train`` runs with, from its config (`CallbackList` puts them in
     their declared order)."""
@@ -514,8 +351,8 @@ def default_callbacks(run: Run) -> list[Callback]:
         callbacks.append(TensorBoard(run.run_dir))
     if cfg.freeze_epochs:
         callbacks.append(FreezeBackbone(cfg.freeze_epochs, run.new_weights))
-    if run.budget is not None:
-        callbacks.append(TimeBudget(run.budget.costs))
+    if run.time_budget is not None:
+        callbacks.append(run.time_budget)
     callbacks.append(Checkpoint(run.run_dir))
     if run.folder.replaced:
         callbacks.append(ReplaceOldRun())
@@ -524,5 +361,6 @@ def default_callbacks(run: Run) -> list[Callback]:
 
 
 __all__ = ["METRIC_COLUMNS", "Callback", "CallbackList", "Checkpoint", "EMA", "EarlyStopping",
-           "FreezeBackbone", "MetricsLog", "Progress", "ReplaceOldRun", "RunLog", "StepLosses",
-           "TensorBoard", "TimeBudget", "default_callbacks"]
+           "FreezeBackbone", "MetricsLog", "Progress", "RankSync", "ReplaceOldRun", "RunLog",
+           "StepLosses",
+           "TensorBoard", "TimeBudget", "default_callbacks", "rank_callbacks"]

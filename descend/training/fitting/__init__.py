@@ -1,0 +1,1 @@
+"""The epoch loop and what runs inside it (see `descend.training`)."""

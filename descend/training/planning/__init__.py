@@ -1,0 +1,1 @@
+"""What a run will be, decided before it starts (see `descend.training`)."""
