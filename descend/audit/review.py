@@ -33,15 +33,13 @@ from starlette.routing import Route
 from starlette.types import ASGIApp
 
 from descend.audit.decisions import (
-    Audit,
-    Decision,
-    Duplicate,
-    Suspect,
+    AuditFolder,
     forget_decision,
     read_decisions,
     record_decision,
     unresolved,
 )
+from descend.audit.records import Decision, Duplicate, Suspect
 from descend.data.images import BadImage, open_image
 from descend.errors import DescendError
 from descend.serving.guard import (
@@ -84,7 +82,7 @@ def create_review_app(audit_dir: Path, allowed_hosts: Iterable[str] = LOCAL_NAME
     """The review app of the audit in ``audit_dir`` (``PATH/.descend-audit``), answering
     requests for the names in ``allowed_hosts``, behind `descend serve`'s `Guard`; `DataError`
     if there is no audit there."""
-    review = Review(Audit.load(audit_dir))
+    review = Review(AuditFolder.load(audit_dir))
     limits = Limits(max_upload_bytes=MAX_BODY)
     routes = [Route("/", review.page, methods=["GET"]),
               Route("/api/audit", review.listing, methods=["GET"]),
@@ -120,9 +118,9 @@ async def http_error(request: Request, exc: Exception) -> Response:
 class Review:
     """The endpoints, around one audit."""
 
-    def __init__(self, audit: Audit) -> None:
-        self.audit = audit
-        self.paths = audit.paths
+    def __init__(self, found: AuditFolder) -> None:
+        self.found, self.audit = found, found.audit
+        self.paths = found.audit.paths
         self.html = resources.files("descend.audit").joinpath("page.html").read_text("utf-8")
 
     async def page(self, request: Request) -> Response:
@@ -142,7 +140,7 @@ class Review:
                              f"got {value[:40]!r}")
             numbers[name] = int(value)
         page, per_page = numbers["page"], numbers["per_page"]
-        decisions = read_decisions(self.audit.folder)  # the file: it may be edited beside us
+        decisions = read_decisions(self.found.folder)  # the file: it may be edited beside us
         findings = self.audit.suspects if view == "suspects" else self.audit.duplicates
         shown = findings[(page - 1) * per_page:page * per_page]
         left = unresolved(self.audit, decisions)
@@ -164,8 +162,8 @@ class Review:
         path = request.query_params.get("path", "")
         if path not in self.paths:  # only these, never a path the request makes up
             return error(404, "not an image of this audit: ask for a path /api/audit gives")
-        root = os.path.realpath(self.audit.root)
-        real = os.path.realpath(self.audit.root / path)
+        root = os.path.realpath(self.found.root)
+        real = os.path.realpath(self.found.root / path)
         if not real.startswith(root + os.sep) or not os.path.isfile(real):
             # Moved by an apply, deleted, or a link that leads out of the dataset.
             return error(404, f"{path} is not in the dataset now (moved or deleted since the "
@@ -200,7 +198,7 @@ class Review:
             return error(400, 'send {"path": "...", "action": "keep" | "relabel" | "drop", '
                          '"to": "<class>" (relabel only)}')
         try:
-            decision = await run_in_threadpool(record_decision, self.audit, path, action, to)
+            decision = await run_in_threadpool(record_decision, self.found, path, action, to)
         except DescendError as e:
             return error(400, str(e))
         return JSONResponse({"path": path, "decision": decision.to_json()})
@@ -214,7 +212,7 @@ class Review:
         if not isinstance(path, str) or path not in self.paths:
             return error(400, 'send {"path": "..."}, a path of this audit')
         try:
-            await run_in_threadpool(forget_decision, self.audit, path)
+            await run_in_threadpool(forget_decision, self.found, path)
         except DescendError as e:
             return error(400, str(e))
         return JSONResponse({"path": path, "decision": None})
@@ -245,18 +243,24 @@ def cache() -> dict[str, str]:
 
 
 def suspect_json(s: Suspect, decisions: dict[str, Decision]) -> dict[str, object]:
+    """A suspect as the page shows it: as in audit.json, less its place in the pool, with its
+    top three classes and the decision on its file."""
+    shown = s.to_json()
+    del shown["index"]
     top = sorted(s.probabilities.items(), key=lambda kv: -kv[1])[:3]
-    return {"id": s.id, "path": s.path, "split": s.split, "given": s.given,
-            "suggested": s.suggested, "kind": s.kind, "score": s.score,
-            "probabilities": dict(top), "decision": decision_json(decisions.get(s.path))}
+    return {**shown, "probabilities": dict(top),
+            "decision": decision_json(decisions, s.path)}
 
 
 def duplicate_json(d: Duplicate, decisions: dict[str, Decision]) -> dict[str, object]:
-    return {"id": d.id, "a": d.a, "b": d.b, "splits": list(d.splits),
-            "hash_distance": d.hash_distance, "cosine": d.cosine,
-            "decisions": {"a": decision_json(decisions.get(d.a)),
-                          "b": decision_json(decisions.get(d.b))}}
+    """A pair as the page shows it: as in audit.json, less its places in the pool, with the
+    decision on each side."""
+    shown = d.to_json()
+    del shown["index_a"], shown["index_b"]
+    return {**shown, "decisions": {"a": decision_json(decisions, d.a),
+                                   "b": decision_json(decisions, d.b)}}
 
 
-def decision_json(decision: Decision | None) -> dict[str, str] | None:
+def decision_json(decisions: dict[str, Decision], path: str | None) -> dict[str, str] | None:
+    decision = decisions.get(path) if path is not None else None
     return None if decision is None else decision.to_json()
