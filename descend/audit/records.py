@@ -165,7 +165,8 @@ class Summary:
     stray_rule: StrayRule | None = None  # absent from audits older than the rule's gate
 
     def to_json(self) -> dict[str, Any]:
-        return {"images": self.images, "suspects": _copy(self.suspects),
+        return {"images": self.images,
+                "suspects": None if self.suspects is None else dict(self.suspects),
                 "duplicates": self.duplicates, "label_noise_estimate": self.label_noise_estimate,
                 "per_class": None if self.per_class is None else
                 {c: dict(counts) for c, counts in self.per_class.items()},
@@ -401,6 +402,3 @@ def _is(value: object, kind: type) -> bool:
         return False
     return isinstance(value, (int, float) if kind is float else kind)
 
-
-def _copy(mapping: Mapping[str, Any] | None) -> dict[str, Any] | None:
-    return None if mapping is None else dict(mapping)
