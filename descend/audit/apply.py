@@ -21,32 +21,21 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from descend.audit.decisions import (
-    FORMAT,
+from descend.audit.decisions import AuditFolder, check_decision, read_decisions
+from descend.audit.records import (
+    JOURNAL_FILE,
     Audit,
     Decision,
-    check_decision,
-    read_decisions,
+    Move,
+    journal_from_json,
+    journal_to_json,
+    unreadable_journal,
 )
 from descend.data.folder import DROPPED  # in the dataset's root, never read as a class
 from descend.errors import DataError
 from descend.io import atomic_write_text
 
-JOURNAL_FILE = "applied.json"
 SHOWN = 20  # moves listed when --apply or --undo reports
-
-
-@dataclass(frozen=True)
-class Move:
-    """One file moved from ``source`` to ``target`` (paths relative to the dataset's root);
-    ``made``: the folders the move created, deepest last, which undo removes again."""
-
-    source: str
-    target: str
-    made: tuple[str, ...] = ()
-
-    def to_json(self) -> dict[str, object]:
-        return {"from": self.source, "to": self.target, "made": list(self.made)}
 
 
 @dataclass
@@ -88,17 +77,18 @@ def listed(lines: Iterable[str], most: int = SHOWN) -> list[str]:
 
 def apply_decisions(audit_dir: Path) -> ApplyResult:
     """Move the files the decisions in ``audit_dir`` relabel or drop (see the module)."""
-    audit = Audit.load(audit_dir)
-    if not audit.root.is_dir():
-        raise DataError(f"the audited dataset {audit.root} is gone: put it back, or run "
+    found = AuditFolder.load(audit_dir)
+    audit, root = found.audit, found.root
+    if not root.is_dir():
+        raise DataError(f"the audited dataset {root} is gone: put it back, or run "
                         "`descend audit` on where it is now")
-    decisions = read_decisions(audit.folder)
+    decisions = read_decisions(found.folder)
     for path, decision in decisions.items():
         check_decision(audit, path, decision)
-    journal = read_journal(audit.folder)
+    journal = read_journal(found.folder)
     result = ApplyResult()
     # A run cut short: finish its moves. Those it reports on, it has answered for.
-    answered = {m.source for m in journal if _finish(audit.root, m, result)}
+    answered = {m.source for m in journal if _finish(root, m, result)}
     earlier = {m.source: m for m in journal}
 
     planned: list[Move] = []
@@ -120,19 +110,19 @@ def apply_decisions(audit_dir: Path) -> ApplyResult:
         if wanted is None:
             result.kept += 1
             continue
-        if not os.path.lexists(audit.root / path):
+        if not os.path.lexists(root / path):
             result.missing.append(path)
             continue
-        target = _free_name(audit.root, wanted, taken)
+        target = _free_name(root, wanted, taken)
         taken.add(target)
-        made = _folders_to_make(audit.root, target, making)
+        made = _folders_to_make(root, target, making)
         making.update(made)
         planned.append(Move(path, target, made))
 
     if planned:  # written before anything moves: a crash from here on can be finished or undone
-        write_journal(audit.folder, journal + planned)
+        write_journal(found.folder, journal + planned)
     for move in planned:
-        _move(audit.root, move.source, move.target)
+        _move(root, move.source, move.target)
         result.moved.append(move)
     return result
 
@@ -140,14 +130,15 @@ def apply_decisions(audit_dir: Path) -> ApplyResult:
 def undo(audit_dir: Path) -> UndoResult:
     """Move every file `apply_decisions` moved back, the last first, and clear the journal.
     The decisions stay: apply again to redo them."""
-    audit = Audit.load(audit_dir)
-    journal = read_journal(audit.folder)
+    found = AuditFolder.load(audit_dir)
+    root = found.root
+    journal = read_journal(found.folder)
     result = UndoResult()
     left: list[Move] = []
     for move in reversed(journal):
-        source, target = audit.root / move.source, audit.root / move.target
+        source, target = root / move.source, root / move.target
         if os.path.lexists(target) and not os.path.lexists(source):
-            _move(audit.root, move.target, move.source)
+            _move(root, move.target, move.source)
             result.restored.append(move)
         elif os.path.lexists(target):
             result.conflicts.append(f"{move.target} cannot go back to {move.source}: a file is "
@@ -158,10 +149,10 @@ def undo(audit_dir: Path) -> UndoResult:
             result.missing.append(move.target)
         for folder in reversed(move.made):  # emptied by this undo; a folder still used stays
             try:
-                (audit.root / folder).rmdir()
+                (root / folder).rmdir()
             except OSError:
                 pass
-    write_journal(audit.folder, left[::-1])
+    write_journal(found.folder, left[::-1])
     return result
 
 
@@ -171,12 +162,9 @@ def read_journal(folder: Path) -> list[Move]:
         return []
     try:
         doc = json.loads(file.read_text("utf-8"))
-        if doc["format"] != FORMAT:
-            raise ValueError(f"format {doc['format']}")
-        return [Move(m["from"], m["to"], tuple(m.get("made", ()))) for m in doc["moves"]]
-    except (OSError, UnicodeDecodeError, KeyError, TypeError, ValueError) as e:
-        raise DataError(f"cannot read the journal of applied moves {file} ({e}): it is needed "
-                        "to undo them; restore it, or delete it to forget those moves") from None
+    except (OSError, UnicodeDecodeError, ValueError) as e:
+        raise unreadable_journal(str(file), e) from None
+    return journal_from_json(doc, where=str(file))
 
 
 def write_journal(folder: Path, moves: list[Move]) -> None:
@@ -184,8 +172,7 @@ def write_journal(folder: Path, moves: list[Move]) -> None:
     if not moves:
         file.unlink(missing_ok=True)
         return
-    doc = {"format": FORMAT, "moves": [m.to_json() for m in moves]}
-    atomic_write_text(file, json.dumps(doc, indent=1) + "\n")
+    atomic_write_text(file, json.dumps(journal_to_json(moves), indent=1) + "\n")
 
 
 def _destination(audit: Audit, path: str, decision: Decision) -> str | None:

@@ -31,11 +31,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
 
 import numpy as np
 import torch
+
+from descend.audit.records import StrayRule
 
 # Bits two hashes of one picture differ by, resized or recompressed (measured on 2,000 variants
 # of the sample's photos: descend/crawl/dedup.py).
@@ -55,7 +56,10 @@ STRAY_GATE = 0.5
 
 
 @dataclass
-class Suspect:
+class Flagged:
+    """An image of the pool that a rule flagged; `descend.audit.report` makes it a `Suspect`
+    of the audit, with its path and class names."""
+
     index: int  # in the pool
     kind: str  # "label" or "outlier"
     score: float  # how sure the finding is, 0-1: higher first
@@ -63,7 +67,9 @@ class Suspect:
 
 
 @dataclass
-class Duplicate:
+class Pair:
+    """Two images of the pool that are one picture; a `Duplicate` of the audit."""
+
     a: int
     b: int
     hash_distance: int
@@ -72,13 +78,13 @@ class Duplicate:
 
 @dataclass
 class Findings:
-    suspects: list[Suspect]
-    duplicates: list[Duplicate]
+    flagged: list[Flagged]
+    pairs: list[Pair]
     noise_estimate: float  # share of labels confident learning estimates to be wrong
-    extra: dict[str, Any] = field(default_factory=dict)
+    stray_rule: StrayRule
 
 
-def label_issues(labels: np.ndarray, probabilities: np.ndarray) -> tuple[list[Suspect], float]:
+def label_issues(labels: np.ndarray, probabilities: np.ndarray) -> tuple[list[Flagged], float]:
     """Likely wrong labels, most certain first, and the estimated share of wrong labels."""
     from cleanlab.count import num_label_issues
     from cleanlab.filter import find_label_issues
@@ -87,7 +93,7 @@ def label_issues(labels: np.ndarray, probabilities: np.ndarray) -> tuple[list[Su
                                return_indices_ranked_by="self_confidence")
     estimate = num_label_issues(labels, probabilities) / max(1, len(labels))
     suggested = probabilities.argmax(1)
-    return [Suspect(int(i), "label", float(1 - probabilities[i, labels[i]]), int(suggested[i]))
+    return [Flagged(int(i), "label", float(1 - probabilities[i, labels[i]]), int(suggested[i]))
             for i in ranked], float(estimate)
 
 
@@ -106,29 +112,29 @@ def temperature(labels: np.ndarray, probabilities: np.ndarray) -> float:
     return float(np.exp(minimize_scalar(loss, bounds=(-4, 4), method="bounded").x))
 
 
-def strays(labels: np.ndarray, probabilities: np.ndarray) -> tuple[list[Suspect], dict[str, Any]]:
+def strays(labels: np.ndarray, probabilities: np.ndarray) -> tuple[list[Flagged], StrayRule]:
     """Images that fit no class, most even first, and how the rule went (see the module
     docstring): the temperature, the median evenness and whether strays were judged."""
     classes = probabilities.shape[1]
     if classes < 2 or len(labels) == 0:
-        return [], {"judged": False}
+        return [], StrayRule(judged=False)
     t = temperature(labels, probabilities)
     z = np.log(np.maximum(probabilities, 1e-12)) / t
     p = np.exp(z - z.max(1, keepdims=True))
     p /= p.sum(1, keepdims=True)
     even = -(p * np.log(np.maximum(p, 1e-12))).sum(1) / np.log(classes)
     median = float(np.median(even))
-    rule = {"judged": median <= STRAY_GATE, "temperature": round(t, 3),
-            "median_evenness": round(median, 3), "level": STRAY_ENTROPY, "gate": STRAY_GATE}
-    if not rule["judged"]:
+    rule = StrayRule(judged=median <= STRAY_GATE, temperature=round(t, 3),
+                     median_evenness=round(median, 3), level=STRAY_ENTROPY, gate=STRAY_GATE)
+    if not rule.judged:
         return [], rule
-    return [Suspect(int(i), "outlier", float(even[i]), None)
+    return [Flagged(int(i), "outlier", float(even[i]), None)
             for i in np.argsort(-even) if even[i] >= STRAY_ENTROPY], rule
 
 
 def find_suspects(labels: torch.Tensor, probabilities: torch.Tensor,
                   covered: torch.Tensor | None = None
-                  ) -> tuple[list[Suspect], float, dict[str, Any]]:
+                  ) -> tuple[list[Flagged], float, StrayRule]:
     """Wrong labels and strays in one list, ranked by score (an image both is a stray), the
     label noise estimate, and how the stray rule went. Only the rows of ``covered`` (default:
     all) are out of sample, and judged."""
@@ -159,7 +165,7 @@ def phashes(images: torch.Tensor) -> np.ndarray:
 
 
 def near_duplicates(hashes: np.ndarray, embeddings: torch.Tensor, splits: list[str],
-                    cross_split_only: bool = True) -> list[Duplicate]:
+                    cross_split_only: bool = True) -> list[Pair]:
     """Pairs that are one picture (see the module docstring), across splits unless asked."""
     n = len(hashes)
     candidates: set[tuple[int, int]] = set()
@@ -184,5 +190,5 @@ def near_duplicates(hashes: np.ndarray, embeddings: torch.Tensor, splits: list[s
             continue
         distance = (bits[a] ^ bits[b]).bit_count()
         if distance <= MAX_HASH_DISTANCE:
-            found.append(Duplicate(a, b, distance, float(embeddings[a] @ embeddings[b])))
+            found.append(Pair(a, b, distance, float(embeddings[a] @ embeddings[b])))
     return found

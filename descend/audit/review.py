@@ -6,11 +6,11 @@ findings with their decisions; ``GET /image?path=P`` one of the audit's images;
 ``POST /api/decide`` ``{"path", "action", "to"}`` and ``POST /api/undo-decision`` ``{"path"}``.
 
 The server holds a person's dataset and can move its files (through the decisions), so it
-answers only its own page: a ``Host`` that is not one of its names is refused (DNS rebinding:
-a hostile site whose name resolves to 127.0.0.1 would otherwise be same-origin with it), a POST
-must be JSON (a cross-site form cannot send that without asking first) from no other
-``Origin``, and ``/image`` serves the files the audit names and nothing else, never one that
-leads outside the dataset.
+answers only its own page, behind ``descend serve``'s `Guard`: a ``Host`` that is not one of its
+names is refused (DNS rebinding: a hostile site whose name resolves to 127.0.0.1 would otherwise
+be same-origin with it), a POST must be JSON (a cross-site form cannot send that without asking
+first) from no other ``Origin``, and ``/image`` serves the files the audit names and nothing
+else, never one that leads outside the dataset.
 """
 
 from __future__ import annotations
@@ -22,32 +22,36 @@ import re
 from collections.abc import Callable, Iterable
 from importlib import resources
 from pathlib import Path
-from urllib.parse import urlsplit
 
 from PIL import Image
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
-from starlette.datastructures import Headers, MutableHeaders
 from starlette.exceptions import HTTPException
-from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp
 
 from descend.audit.decisions import (
-    Audit,
-    Decision,
-    Duplicate,
-    Suspect,
+    AuditFolder,
     forget_decision,
     read_decisions,
     record_decision,
     unresolved,
 )
+from descend.audit.records import Decision, Duplicate, Suspect
 from descend.data.images import BadImage, open_image
 from descend.errors import DescendError
-from descend.serving.guard import LOCAL_NAMES, default_hosts, host_name
+from descend.serving.guard import (
+    LOCAL_NAMES,
+    SECURITY_HEADERS,
+    Guard,
+    HostPolicy,
+    default_hosts,
+    error,
+    exception_handlers,
+)
+from descend.serving.limits import Limits
 from descend.serving.server import bind, make_server, url
 
 PER_PAGE = 24  # tiles a page: four rows of six on a laptop screen
@@ -57,35 +61,38 @@ THUMBNAIL = 256  # pixels on the long side: a tile shows at most 160, a sharp sc
 WEB_TYPES = {"JPEG": "image/jpeg", "PNG": "image/png", "GIF": "image/gif", "WEBP": "image/webp"}
 MAX_BODY = 16 * 1024  # of a decision: a path and two words
 NUMBER = re.compile(r"[0-9]{1,6}")
-SECURITY_HEADERS = {
-    "x-content-type-options": "nosniff",
-    "referrer-policy": "no-referrer",
-    "content-security-policy": "default-src 'none'; frame-ancestors 'none'",
-}
+# No answer but the page loads anything: a JSON or an image answer opened on its own runs nothing.
+HEADERS = {**SECURITY_HEADERS,
+           "content-security-policy": "default-src 'none'; frame-ancestors 'none'"}
 PAGE_HEADERS = {  # the page's own inline script and style, and images from this server only
     "content-security-policy": "default-src 'none'; script-src 'unsafe-inline'; "
     "style-src 'unsafe-inline'; img-src 'self'; connect-src 'self'; frame-ancestors 'none'",
     "cache-control": "no-store",
 }
+# What a refused request is told: the review has no flags to allow other names or sites.
+REFUSALS = {
+    "wrong_host": "this server does not answer to the host name in the request: open the "
+                  "address it printed when it started",
+    "cross_site": "a cross-site request: this server takes decisions from its own page",
+    "cross_site_fetch": "a cross-site request (Sec-Fetch-Site): decide from the review page",
+}
 
 
-def error(status: int, message: str) -> JSONResponse:
-    return JSONResponse({"error": message}, status_code=status)
-
-
-def create_review_app(audit_dir: Path, allowed_hosts: Iterable[str] = LOCAL_NAMES) -> Starlette:
+def create_review_app(audit_dir: Path, allowed_hosts: Iterable[str] = LOCAL_NAMES) -> ASGIApp:
     """The review app of the audit in ``audit_dir`` (``PATH/.descend-audit``), answering
-    requests for the names in ``allowed_hosts``; `DataError` if there is no audit there."""
-    review = Review(Audit.load(audit_dir))
+    requests for the names in ``allowed_hosts``, behind `descend serve`'s `Guard`; `DataError`
+    if there is no audit there."""
+    review = Review(AuditFolder.load(audit_dir))
+    limits = Limits(max_upload_bytes=MAX_BODY)
     routes = [Route("/", review.page, methods=["GET"]),
               Route("/api/audit", review.listing, methods=["GET"]),
               Route("/image", review.image, methods=["GET"]),
               Route("/api/decide", review.decide, methods=["POST"]),
               Route("/api/undo-decision", review.forget, methods=["POST"])]
-    app = Starlette(routes=routes, middleware=[Middleware(LocalOnly, hosts=allowed_hosts)],
-                    exception_handlers={HTTPException: http_error})
+    app = Starlette(routes=routes, exception_handlers={HTTPException: http_error,
+                                                       **exception_handlers(limits)})
     app.state.review = review
-    return app
+    return Guard(app, HostPolicy(allowed_hosts, **REFUSALS), limits, headers=HEADERS)
 
 
 def serve_review(audit_dir: Path, host: str = "127.0.0.1", port: int = 8765,
@@ -105,57 +112,15 @@ async def http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
     if exc.status_code == 404:
         return error(404, f"nothing at {request.url.path[:100]}: the page is at /")
-    return JSONResponse({"error": str(exc.detail)}, exc.status_code, headers=exc.headers)
-
-
-class LocalOnly:
-    """Refuses a request for another host name, and a POST from another site; puts the
-    security headers on every answer."""
-
-    def __init__(self, app: ASGIApp, hosts: Iterable[str]) -> None:
-        self.app, self.hosts = app, frozenset(host_name(h) for h in hosts)
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        refusal = self.refusal(scope)
-        if refusal is not None:
-            await error(*refusal)(scope, receive, send)
-            return
-
-        async def secured_send(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                headers = MutableHeaders(scope=message)
-                for name, value in SECURITY_HEADERS.items():
-                    if name not in headers:
-                        headers[name] = value
-            await send(message)
-
-        await self.app(scope, receive, secured_send)
-
-    def refusal(self, scope: Scope) -> tuple[int, str] | None:
-        headers = Headers(scope=scope)
-        if host_name(headers.get("host", "")) not in self.hosts:
-            return 400, ("this server does not answer to the host name in the request: open "
-                         "the address it printed when it started")
-        if scope["method"] in ("GET", "HEAD"):
-            return None
-        origin = headers.get("origin")
-        if origin is not None and urlsplit(origin.lower()).netloc != \
-                headers.get("host", "").lower():
-            return 403, "a cross-site request: this server takes decisions from its own page"
-        if headers.get("sec-fetch-site", "same-origin") not in ("same-origin", "none"):
-            return 403, "a cross-site request (Sec-Fetch-Site): decide from the review page"
-        return None
+    return error(exc.status_code, str(exc.detail), exc.headers)
 
 
 class Review:
     """The endpoints, around one audit."""
 
-    def __init__(self, audit: Audit) -> None:
-        self.audit = audit
-        self.paths = audit.paths
+    def __init__(self, found: AuditFolder) -> None:
+        self.found, self.audit = found, found.audit
+        self.paths = found.audit.paths
         self.html = resources.files("descend.audit").joinpath("page.html").read_text("utf-8")
 
     async def page(self, request: Request) -> Response:
@@ -175,7 +140,7 @@ class Review:
                              f"got {value[:40]!r}")
             numbers[name] = int(value)
         page, per_page = numbers["page"], numbers["per_page"]
-        decisions = read_decisions(self.audit.folder)  # the file: it may be edited beside us
+        decisions = read_decisions(self.found.folder)  # the file: it may be edited beside us
         findings = self.audit.suspects if view == "suspects" else self.audit.duplicates
         shown = findings[(page - 1) * per_page:page * per_page]
         left = unresolved(self.audit, decisions)
@@ -197,8 +162,8 @@ class Review:
         path = request.query_params.get("path", "")
         if path not in self.paths:  # only these, never a path the request makes up
             return error(404, "not an image of this audit: ask for a path /api/audit gives")
-        root = os.path.realpath(self.audit.root)
-        real = os.path.realpath(self.audit.root / path)
+        root = os.path.realpath(self.found.root)
+        real = os.path.realpath(self.found.root / path)
         if not real.startswith(root + os.sep) or not os.path.isfile(real):
             # Moved by an apply, deleted, or a link that leads out of the dataset.
             return error(404, f"{path} is not in the dataset now (moved or deleted since the "
@@ -224,7 +189,7 @@ class Review:
 
     async def decide(self, request: Request) -> Response:
         """``{"path", "action", "to"}``: record a decision; the file moves only on apply."""
-        body = await json_body(request)
+        body = await json_request(request)
         if isinstance(body, Response):
             return body
         path, action, to = body.get("path"), body.get("action"), body.get("to")
@@ -233,27 +198,27 @@ class Review:
             return error(400, 'send {"path": "...", "action": "keep" | "relabel" | "drop", '
                          '"to": "<class>" (relabel only)}')
         try:
-            decision = await run_in_threadpool(record_decision, self.audit, path, action, to)
+            decision = await run_in_threadpool(record_decision, self.found, path, action, to)
         except DescendError as e:
             return error(400, str(e))
         return JSONResponse({"path": path, "decision": decision.to_json()})
 
     async def forget(self, request: Request) -> Response:
         """``{"path"}``: take back the decision on a file."""
-        body = await json_body(request)
+        body = await json_request(request)
         if isinstance(body, Response):
             return body
         path = body.get("path")
         if not isinstance(path, str) or path not in self.paths:
             return error(400, 'send {"path": "..."}, a path of this audit')
         try:
-            await run_in_threadpool(forget_decision, self.audit, path)
+            await run_in_threadpool(forget_decision, self.found, path)
         except DescendError as e:
             return error(400, str(e))
         return JSONResponse({"path": path, "decision": None})
 
 
-async def json_body(request: Request) -> dict[str, object] | Response:
+async def json_request(request: Request) -> dict[str, object] | Response:
     """The request's JSON object, or the error answer to send instead."""
     media = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if media != "application/json":
@@ -278,18 +243,24 @@ def cache() -> dict[str, str]:
 
 
 def suspect_json(s: Suspect, decisions: dict[str, Decision]) -> dict[str, object]:
+    """A suspect as the page shows it: as in audit.json, less its place in the pool, with its
+    top three classes and the decision on its file."""
+    shown = s.to_json()
+    del shown["index"]
     top = sorted(s.probabilities.items(), key=lambda kv: -kv[1])[:3]
-    return {"id": s.id, "path": s.path, "split": s.split, "given": s.given,
-            "suggested": s.suggested, "kind": s.kind, "score": s.score,
-            "probabilities": dict(top), "decision": decision_json(decisions.get(s.path))}
+    return {**shown, "probabilities": dict(top),
+            "decision": decision_json(decisions, s.path)}
 
 
 def duplicate_json(d: Duplicate, decisions: dict[str, Decision]) -> dict[str, object]:
-    return {"id": d.id, "a": d.a, "b": d.b, "splits": list(d.splits),
-            "hash_distance": d.hash_distance, "cosine": d.cosine,
-            "decisions": {"a": decision_json(decisions.get(d.a)),
-                          "b": decision_json(decisions.get(d.b))}}
+    """A pair as the page shows it: as in audit.json, less its places in the pool, with the
+    decision on each side."""
+    shown = d.to_json()
+    del shown["index_a"], shown["index_b"]
+    return {**shown, "decisions": {"a": decision_json(decisions, d.a),
+                                   "b": decision_json(decisions, d.b)}}
 
 
-def decision_json(decision: Decision | None) -> dict[str, str] | None:
+def decision_json(decisions: dict[str, Decision], path: str | None) -> dict[str, str] | None:
+    decision = decisions.get(path) if path is not None else None
     return None if decision is None else decision.to_json()

@@ -14,9 +14,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from descend.audit.decisions import AUDIT_FOLDER
 from descend.audit.findings import Findings, find_suspects, near_duplicates, phashes
 from descend.audit.oos import OutOfSample, Pool, cross_validate, from_features, judged_by_run
+from descend.audit.records import AUDIT_FILE, AUDIT_FOLDER, Audit
 from descend.audit.report import write_report
 from descend.config import TrainConfig
 from descend.data.datasets import load_dataset
@@ -33,7 +33,12 @@ FEATURE_FOLDS = 10  # a head on cached features is seconds: nine tenths of the i
 @dataclass
 class AuditResult:
     folder: Path  # where audit.json and suspects.png are
-    report: dict[str, Any]
+    audit: Audit
+
+    @property
+    def report(self) -> dict[str, Any]:
+        """The audit as ``audit.json`` has it."""
+        return self.audit.to_json()
 
 
 def audit_folder(data: str, out: str | Path | None = None) -> Path:
@@ -89,20 +94,20 @@ def run_audit(cfg: TrainConfig, folds: int | None = None, out: str | Path | None
     else:
         oos = cross_validate(data, pool, cfg, folds, log)
     log(f"out-of-sample accuracy {oos.accuracy:.4f}; finding suspects and duplicates")
-    suspects, noise, rule = find_suspects(pool.images.labels, oos.probabilities, oos.covered)
-    if not rule["judged"] and "median_evenness" in rule:
+    flagged, noise, rule = find_suspects(pool.images.labels, oos.probabilities, oos.covered)
+    if not rule.judged and rule.median_evenness is not None:
         hint = ("more photos a class make the heads surer" if backbone else
                 "train the folds longer (--time-budget)")
         log(f"strays not judged: the out-of-sample model is unsure of the typical image (median "
-            f"evenness {rule['median_evenness']:.2f}, above {rule['gate']}); {hint}")
-    duplicates = near_duplicates(phashes(pool.images.images), oos.embeddings, pool.splits)
-    findings = Findings(suspects, duplicates, noise, {"stray_rule": rule})
+            f"evenness {rule.median_evenness:.2f}, above {rule.gate}); {hint}")
+    pairs = near_duplicates(phashes(pool.images.images), oos.embeddings, pool.splits)
+    findings = Findings(flagged, pairs, noise, rule)
     seconds = time.monotonic() - start
-    report = write_report(folder, data, pool, oos, findings, folds=folds, seconds=seconds,
-                          config=cfg, from_run=from_run)
-    summary = report["summary"]
-    log(f"{summary['suspects']['label']} likely wrong labels, {summary['suspects']['outlier']} "
-        f"images that fit no class, {summary['duplicates']} near duplicates across splits; "
+    audit = write_report(folder, data, pool, oos, findings, folds=folds, seconds=seconds,
+                         config=cfg, from_run=from_run)
+    kinds = [s.kind for s in audit.suspects]
+    log(f"{kinds.count('label')} likely wrong labels, {kinds.count('outlier')} "
+        f"images that fit no class, {len(audit.duplicates)} near duplicates across splits; "
         f"estimated label noise {noise:.1%}; {seconds:.0f} s")
-    log(f"report: {folder / 'audit.json'}, contact sheet: {folder / 'suspects.png'}")
-    return AuditResult(folder, report)
+    log(f"report: {folder / AUDIT_FILE}, contact sheet: {folder / 'suspects.png'}")
+    return AuditResult(folder, audit)

@@ -33,7 +33,7 @@ import functools
 import io
 import os
 import re
-from collections.abc import AsyncIterator, Iterable, Mapping
+from collections.abc import AsyncIterator, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from importlib import resources
 from typing import BinaryIO, TextIO
@@ -54,7 +54,15 @@ from descend.data.images import BadImage
 from descend.evaluation.explain import Explainer
 from descend.evaluation.predict import Classifier
 from descend.serving.batching import Admission, Batcher, Busy
-from descend.serving.guard import LOCAL_NAMES, BodyTimeout, Guard, HostPolicy, drain
+from descend.serving.guard import (
+    CLOSE,
+    LOCAL_NAMES,
+    Guard,
+    HostPolicy,
+    drain,
+    error,
+    exception_handlers,
+)
 from descend.serving.limits import Limits
 from descend.serving.metrics import CONTENT_TYPE, Metrics
 
@@ -76,16 +84,10 @@ PAGE_HEADERS = {  # the page's own inline script and style only; previews are bl
     "style-src 'unsafe-inline'; img-src blob: data:; connect-src 'self'; "
     "frame-ancestors 'none'",
 }
-CLOSE = {"connection": "close"}  # and read no more of the body: uvicorn closes the connection
 
 
 class UploadTooLarge(Exception):
     """The request body passed the upload limit while being read."""
-
-
-def error(status: int, message: str,
-          headers: Mapping[str, str] | None = None) -> JSONResponse:
-    return JSONResponse({"error": message}, status_code=status, headers=headers)
 
 
 def create_app(classifier: Classifier, *, checkpoint: str = "", top_k: int = 3,
@@ -109,13 +111,9 @@ def create_app(classifier: Classifier, *, checkpoint: str = "", top_k: int = 3,
               Route("/health", service.health, methods=["GET"]),
               Route("/metrics", service.exposition, methods=["GET"]),
               Route("/predict", service.predict, methods=["POST"])]
-    async def body_late(request: Request, exc: Exception) -> Response:
-        return error(408, f"the upload paused for longer than this server's "
-                     f"{limits.body_timeout:g} s (--body-timeout)", CLOSE)
-
     app = Starlette(routes=routes, lifespan=lifespan,
-                    exception_handlers={HTTPException: http_error, BodyTimeout: body_late,
-                                        Exception: internal_error})
+                    exception_handlers={HTTPException: http_error,
+                                        **exception_handlers(limits)})
     app.state.service = service
     policy = HostPolicy(allowed_hosts, allowed_origins)
     return Guard(app, policy, limits, metrics, access_log)
@@ -134,11 +132,6 @@ async def http_error(request: Request, exc: Exception) -> Response:
         return error(404, f"nothing at {path}: the page is at /, the endpoints are "
                      "POST /predict, GET /health and GET /metrics")
     return error(exc.status_code, str(exc.detail), exc.headers)
-
-
-async def internal_error(request: Request, exc: Exception) -> Response:
-    """Anything unexpected: a JSON 500 naming nothing of the machine (`Guard` logs it)."""
-    return error(500, "the server failed on this request; its log has the details", CLOSE)
 
 
 class PredictionService:

@@ -1,4 +1,5 @@
-"""The edge of the app: what every request meets before and after the endpoints.
+"""The edge of the app: what every request meets before and after the endpoints, in
+``descend serve`` and on the review page of ``descend audit --review``.
 
 `Guard` is an ASGI middleware around the whole app. It refuses a request whose ``Host`` is not
 one of the server's names (DNS rebinding: a hostile page whose name resolves to 127.0.0.1 would
@@ -7,7 +8,8 @@ form to 127.0.0.1), unless the origin is allowed. It bounds the time a body may 
 time of a whole request, answers anything unexpected with a JSON 500 that names nothing of the
 machine (the traceback goes to the log), puts ``nosniff`` and ``frame-ancestors 'none'`` on
 every answer, counts each answer for ``/metrics`` and writes one JSON line per request to the
-access log.
+access log. `error` is the one shape of an error answer, ``{"error": message}``, and
+`exception_handlers` turn what an endpoint raises into one.
 """
 
 from __future__ import annotations
@@ -19,13 +21,15 @@ import json
 import logging
 import socket
 import time
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import TextIO
+from typing import Any, TextIO
 from urllib.parse import urlsplit
 
 from starlette.datastructures import Headers, MutableHeaders
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from descend.serving.limits import Limits
@@ -43,14 +47,37 @@ SECURITY_HEADERS = {
 }
 SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
 LOGGED_PATH = 200  # characters of a path in the access log
+CLOSE = {"connection": "close"}  # and read no more of the body: uvicorn closes the connection
 
 
 class BodyTimeout(Exception):
     """The request body paused for longer than the limit."""
 
 
+def error(status: int, message: str,
+          headers: Mapping[str, str] | None = None) -> JSONResponse:
+    """An error answer from an endpoint: ``{"error": message}``."""
+    return JSONResponse({"error": message}, status_code=status, headers=headers)
+
+
 def json_body(message: str) -> bytes:
+    """The body of an error answer sent below the app (`answer`, the server's own)."""
     return json.dumps({"error": message}).encode()
+
+
+def exception_handlers(limits: Limits) -> dict[Any, Callable[[Request, Exception],
+                                                            Awaitable[Response]]]:
+    """Starlette's handlers for what the guard lets an app raise: a stalled upload (408) and
+    anything unexpected (a JSON 500 naming nothing of the machine; `Guard` logs it)."""
+
+    async def body_late(request: Request, exc: Exception) -> Response:
+        return error(408, f"the upload paused for longer than this server's "
+                     f"{limits.body_timeout:g} s (--body-timeout)", CLOSE)
+
+    async def internal_error(request: Request, exc: Exception) -> Response:
+        return error(500, "the server failed on this request; its log has the details", CLOSE)
+
+    return {BodyTimeout: body_late, Exception: internal_error}
 
 
 def default_hosts(listen: str) -> list[str]:
@@ -85,10 +112,19 @@ def host_name(value: str) -> str:
 
 @dataclass
 class HostPolicy:
-    """Which ``Host`` names a request may carry, and which other origins may POST."""
+    """Which ``Host`` names a request may carry, and which other origins may POST; and what a
+    refused request is told (by default what ``descend serve``'s flags can change)."""
 
     hosts: Iterable[str] = LOCAL_NAMES
     origins: Iterable[str] = ()
+    # The name sent is not repeated: an answer must not echo what a hostile page chose.
+    wrong_host: str = ("this server does not answer to the host name in the request; ask for "
+                       "it by a name it listens on, or start it with --allow-host NAME")
+    cross_site: str = ("a cross-site request: this server takes POSTs from its own page and "
+                       "from programs; start it with --allow-origin ORIGIN to let another "
+                       "site's pages post")
+    cross_site_fetch: str = ("a cross-site request (Sec-Fetch-Site); this server takes POSTs "
+                             "from its own page and from programs")
 
     def __post_init__(self) -> None:
         self.hosts = frozenset(host_name(h) for h in self.hosts)
@@ -99,9 +135,7 @@ class HostPolicy:
         headers = Headers(scope=scope)
         host = host_name(headers.get("host", ""))
         if "*" not in self.hosts and host not in self.hosts:
-            # The name sent is not repeated: an answer must not echo what a hostile page chose.
-            return 400, ("this server does not answer to the host name in the request; ask for "
-                         "it by a name it listens on, or start it with --allow-host NAME")
+            return 400, self.wrong_host
         if scope["method"] in SAFE_METHODS:
             return None
         origin = headers.get("origin")
@@ -110,12 +144,9 @@ class HostPolicy:
                 return None
             if urlsplit(origin.lower()).netloc == headers.get("host", "").lower():
                 return None  # the server's own page
-            return 403, ("a cross-site request: this server takes POSTs from its own page and "
-                         "from programs; start it with --allow-origin ORIGIN to let another "
-                         "site's pages post")
+            return 403, self.cross_site
         if headers.get("sec-fetch-site", "none") not in ("same-origin", "none"):
-            return 403, ("a cross-site request (Sec-Fetch-Site); this server takes POSTs from "
-                         "its own page and from programs")
+            return 403, self.cross_site_fetch
         return None
 
     def cors_origin(self, scope: Scope) -> str | None:
@@ -141,12 +172,14 @@ class Exchange:
 
 
 class Guard:
-    """The middleware around the app (see the module's docstring)."""
+    """The middleware around the app (see the module's docstring). ``metrics``: where answers
+    are counted (None: nowhere); ``headers``: those every answer carries unless it has its own."""
 
-    def __init__(self, app: ASGIApp, policy: HostPolicy, limits: Limits, metrics: Metrics,
-                 access_log: TextIO | None) -> None:
-        self.app, self.policy, self.limits = app, policy, limits
-        self.metrics, self.access_log = metrics, access_log
+    def __init__(self, app: ASGIApp, policy: HostPolicy, limits: Limits | None = None,
+                 metrics: Metrics | None = None, access_log: TextIO | None = None,
+                 headers: Mapping[str, str] = SECURITY_HEADERS) -> None:
+        self.app, self.policy, self.limits = app, policy, limits or Limits()
+        self.metrics, self.access_log, self.headers = metrics, access_log, headers
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":  # the lifespan
@@ -159,7 +192,7 @@ class Guard:
             if message["type"] == "http.response.start":
                 exchange.status, exchange.started = message["status"], True
                 headers = MutableHeaders(raw=list(message.get("headers", [])))
-                for name, value in SECURITY_HEADERS.items():
+                for name, value in self.headers.items():
                     if name not in headers:
                         headers[name] = value
                 if cors is not None:
@@ -199,7 +232,8 @@ class Guard:
                 await self.run(scope, guarded_receive, guarded_send, exchange)
         finally:
             seconds = time.monotonic() - exchange.start
-            self.metrics.answered(scope["path"], exchange.status, seconds)
+            if self.metrics is not None:
+                self.metrics.answered(scope["path"], exchange.status, seconds)
             if self.access_log is not None:
                 self.write_log(scope, exchange, seconds)
 

@@ -11,7 +11,7 @@ import pytest
 
 from descend.audit.apply import JOURNAL_FILE, apply_decisions, read_journal, undo
 from descend.audit.decisions import (
-    Audit,
+    AuditFolder,
     Decision,
     forget_decision,
     read_decisions,
@@ -22,22 +22,22 @@ from descend.errors import ConfigError, DataError
 from tests.audit.conftest import files, folders, write_png
 
 
-def decide(audit_dir: Path, *decisions: tuple[str, str, str | None]) -> Audit:
-    audit = Audit.load(audit_dir)
+def decide(audit_dir: Path, *decisions: tuple[str, str, str | None]) -> AuditFolder:
+    found = AuditFolder.load(audit_dir)
     for path, action, to in decisions:
-        record_decision(audit, path, action, to)
-    return audit
+        record_decision(found, path, action, to)
+    return found
 
 
 # -- decisions ---------------------------------------------------------------------------------
 
 def test_a_decision_is_written_at_once_and_read_back(split_audit: Path) -> None:
-    audit = Audit.load(split_audit)
-    assert audit.root == split_audit.parent and audit.classes == ("cat", "dog", "bird")
+    found = AuditFolder.load(split_audit)
+    assert found.root == split_audit.parent and found.audit.classes == ("cat", "dog", "bird")
     assert read_decisions(split_audit) == {}
-    record_decision(audit, "train/cat/cat_1.png", "relabel", "dog")
-    record_decision(audit, "train/dog/dog_2.png", "drop")
-    record_decision(audit, "train/dog/dog_2.png", "keep")  # a second thought replaces the first
+    record_decision(found, "train/cat/cat_1.png", "relabel", "dog")
+    record_decision(found, "train/dog/dog_2.png", "drop")
+    record_decision(found, "train/dog/dog_2.png", "keep")  # a second thought replaces the first
     doc = json.loads((split_audit / "decisions.json").read_text())
     assert doc == {"format": 1, "decisions": {
         "train/cat/cat_1.png": {"action": "relabel", "to": "dog"},
@@ -45,8 +45,8 @@ def test_a_decision_is_written_at_once_and_read_back(split_audit: Path) -> None:
     assert read_decisions(split_audit) == {"train/cat/cat_1.png": Decision("relabel", "dog"),
                                            "train/dog/dog_2.png": Decision("keep")}
     assert sorted(p.name for p in split_audit.iterdir()) == ["audit.json", "decisions.json"]
-    assert forget_decision(audit, "train/dog/dog_2.png")
-    assert not forget_decision(audit, "train/dog/dog_2.png")
+    assert forget_decision(found, "train/dog/dog_2.png")
+    assert not forget_decision(found, "train/dog/dog_2.png")
     assert list(read_decisions(split_audit)) == ["train/cat/cat_1.png"]
 
 
@@ -73,18 +73,18 @@ def test_the_sides_of_a_duplicate_pair_can_be_decided_on(split_audit: Path) -> N
 
 
 def test_unresolved_lists_the_findings_without_a_decision(split_audit: Path) -> None:
-    audit = decide(split_audit, ("train/cat/cat_1.png", "keep", None))
-    left = unresolved(audit, read_decisions(split_audit))
+    found = decide(split_audit, ("train/cat/cat_1.png", "keep", None))
+    left = unresolved(found.audit, read_decisions(split_audit))
     assert [s.id for s in left.suspects] == ["s2", "s3", "s4"]
     assert [d.id for d in left.duplicates] == ["d1"]
-    record_decision(audit, "val/cat/cat_v1.png", "drop")  # one side decides the pair
-    assert unresolved(audit, read_decisions(split_audit)).duplicates == ()
+    record_decision(found, "val/cat/cat_v1.png", "drop")  # one side decides the pair
+    assert unresolved(found.audit, read_decisions(split_audit)).duplicates == ()
 
 
 def test_a_missing_damaged_or_foreign_audit_or_decisions_file_is_a_clear_error(
         tmp_path: Path, split_audit: Path) -> None:
     with pytest.raises(DataError, match="no audit in .*: run `descend audit imagefolder:PATH`"):
-        Audit.load(tmp_path / "nowhere")
+        AuditFolder.load(tmp_path / "nowhere")
     (split_audit / "decisions.json").write_text("{not json")
     with pytest.raises(DataError, match="decisions.json .*fix or delete it"):
         read_decisions(split_audit)
@@ -95,11 +95,11 @@ def test_a_missing_damaged_or_foreign_audit_or_decisions_file_is_a_clear_error(
     doc["suspects"][0]["path"] = "../../etc/passwd"
     (split_audit / "audit.json").write_text(json.dumps(doc))
     with pytest.raises(DataError, match="not a path inside the dataset"):
-        Audit.load(split_audit)
+        AuditFolder.load(split_audit)
     del doc["classes"]
     (split_audit / "audit.json").write_text(json.dumps(doc))
     with pytest.raises(DataError, match="is damaged .*run `descend audit` again"):
-        Audit.load(split_audit)
+        AuditFolder.load(split_audit)
 
 
 def test_a_failed_write_leaves_the_decisions_as_they_were(split_audit: Path) -> None:
@@ -192,8 +192,8 @@ def test_apply_twice_moves_nothing_the_second_time(split_audit: Path) -> None:
     assert len(read_journal(split_audit)) == 2  # not journaled twice
 
     # A decision made later is applied on its own; one changed after its apply is left alone.
-    record_decision(Audit.load(split_audit), "val/bird/bird_v0.png", "drop")
-    record_decision(Audit.load(split_audit), "train/dog/dog_2.png", "keep")
+    record_decision(AuditFolder.load(split_audit), "val/bird/bird_v0.png", "drop")
+    record_decision(AuditFolder.load(split_audit), "train/dog/dog_2.png", "keep")
     third = apply_decisions(split_audit)
     assert [m.source for m in third.moved] == ["val/bird/bird_v0.png"]
     assert third.conflicts == ["train/dog/dog_2.png was moved to _dropped/train/dog/dog_2.png "

@@ -48,7 +48,7 @@ def test_wrong_labels_and_strays_are_found_and_told_apart() -> None:
     strays = list(range(7, 400, 40))  # 10
     probabilities = _probabilities(labels, flipped, strays, rng)
     suspects, noise, rule = find_suspects(torch.tensor(labels), probabilities)
-    assert rule["judged"]
+    assert rule.judged
     wrong = {s.index for s in suspects if s.kind == "label"}
     outliers = {s.index for s in suspects if s.kind == "outlier"}
     assert wrong == set(flipped)
@@ -89,7 +89,7 @@ def test_strays_are_not_judged_by_a_model_unsure_of_every_image() -> None:
     p[wrong] = 1 - p[wrong]
     probabilities = torch.tensor(np.stack([p, 1 - p], 1))
     suspects, _, rule = find_suspects(torch.tensor(labels), probabilities)
-    assert not rule["judged"] and rule["median_evenness"] > 0.5
+    assert not rule.judged and rule.median_evenness is not None and rule.median_evenness > 0.5
     assert all(s.kind == "label" for s in suspects)
 
 
@@ -142,7 +142,7 @@ def test_the_command_finds_the_wrong_label_and_the_leak(faulty_folder: Path,
 def test_train_says_when_the_folders_audit_has_findings_left_open(
         faulty_folder: Path, tmp_path: Path) -> None:
     from descend import train
-    from descend.audit.decisions import Audit, record_decision
+    from descend.audit.decisions import AuditFolder, record_decision
 
     folder = faulty_folder / ".descend-audit"
     folder.mkdir()
@@ -160,7 +160,7 @@ def test_train_says_when_the_folders_audit_has_findings_left_open(
 
     assert ("note: the audit of this folder has 1 suspect(s) without a decision; review with "
             f"descend audit imagefolder:{faulty_folder} --review") in log_of("open")
-    record_decision(Audit.load(folder), "train/blue/from_red.png", "relabel", "red")
+    record_decision(AuditFolder.load(folder), "train/blue/from_red.png", "relabel", "red")
     assert "1 decision(s) of this folder's audit are not applied yet" in log_of("decided")
     from descend.audit.apply import apply_decisions
 
