@@ -63,7 +63,7 @@ def crawl(config: CrawlConfig) -> CrawlReport:
 async def crawl_async(config: CrawlConfig) -> CrawlReport:
     """`crawl` for callers that already run an event loop."""
     config.validate()
-    source = create_source(config.source, config.base_url, config.urls_file)
+    source = create_source(config.source, base_url=config.base_url, **config.source_options)
     out = Path(config.out)
     try:
         out.mkdir(parents=True, exist_ok=True)
