@@ -146,7 +146,7 @@ async def _loop(schedule: Schedule, decisions: Decisions, manifest: Manifest,
                 # on; anything else is a bug, better loud than a quietly short crawl.
                 decisions.decide()
                 if not schedule.done and not budget.exhausted:
-                    stuck = schedule.classes[schedule.current].name
+                    stuck = schedule.turn.name
                     raise RuntimeError(f"crawl stalled at class {stuck!r}")
                 return
             finished, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
