@@ -61,7 +61,9 @@ def add_parser(subparsers: Any) -> None:
         "crawl",
         help="collect images from the web into a train/val image folder",
         description="Search the web for images of each class, download them safely, drop\n"
-        "broken images and duplicates, and split them into OUT/train and OUT/val.",
+        "broken images and duplicates, and split them into OUT/train and OUT/val."
+        + ("" if source_names() else "\n\nThe crawl extra is not installed, so the sources and "
+           "their own options\nare unknown: pip install 'descend[crawl]'"),
         epilog=EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
