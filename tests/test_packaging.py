@@ -112,6 +112,9 @@ def test_pip_install_descend_without_extras_trains_and_names_each_missing_extra(
     fixture_run = ROOT / "tests" / "fixtures" / "run-0.1.0"
     for args, extra in [(["serve", str(fixture_run)], "serve"),
                         (["crawl", "--class", "cat", "--out", "pets"], "crawl"),
+                        # a source's own flag, unknown without the extra that declares it
+                        (["crawl", "--source", "urls", "--urls-file", "u.txt", "--out", "pets"],
+                         "crawl"),
                         (["export", str(fixture_run), "--format", "onnx", "--out",
                           str(tmp_path / "m.onnx")], "export")]:
         answer = descend_cli(*args)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -11,6 +12,7 @@ from descend.errors import ConfigError, MissingExtraError
 
 if TYPE_CHECKING:
     from descend.crawl import CrawlConfig
+    from descend.crawl.sources import SourceOption
 
 
 def source_names() -> list[str] | None:
@@ -20,6 +22,20 @@ def source_names() -> list[str] | None:
     except MissingExtraError:
         return None
     return SOURCES.names()
+
+
+def own_options() -> list[SourceOption]:
+    """The options of single sources (``--urls-file``), each a flag of its own; those that are
+    settings of the whole crawl (``--base-url``) have that setting's flag. [] without the crawl
+    extra, whose sources are then unknown."""
+    try:
+        from descend.crawl import CrawlConfig
+        from descend.crawl.sources import source_options
+    except MissingExtraError:
+        return []
+    crawl_settings = {f.name for f in dataclasses.fields(CrawlConfig)}
+    return [o for o in source_options() if o.name not in crawl_settings]
+
 
 EXAMPLES = """\
 examples:
@@ -45,7 +61,9 @@ def add_parser(subparsers: Any) -> None:
         "crawl",
         help="collect images from the web into a train/val image folder",
         description="Search the web for images of each class, download them safely, drop\n"
-        "broken images and duplicates, and split them into OUT/train and OUT/val.",
+        "broken images and duplicates, and split them into OUT/train and OUT/val."
+        + ("" if source_names() else "\n\nThe crawl extra is not installed, so the sources and "
+           "their own options\nare unknown: pip install 'descend[crawl]'"),
         epilog=EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -58,9 +76,11 @@ def add_parser(subparsers: Any) -> None:
                    help="output folder; it gets train/, val/ and manifest.jsonl")
     p.add_argument("--source", default="baidu", choices=source_names(),
                    help="where to search (default baidu)")
-    p.add_argument("--urls-file", type=Path, metavar="FILE",
-                   help="for --source urls: lines 'class url' ('#' comments); without --class, "
-                   "the classes are those of the file")
+    if source_names() is None:  # the sources' own flags are unknown: `main` names the extra
+        p.set_defaults(needs_extra="crawl")
+    for option in own_options():
+        p.add_argument(option.flag, dest=option.name, type=option.type, metavar=option.metavar,
+                       help=option.help)
     p.add_argument("--base-url", metavar="URL",
                    help="replace the source's scheme://host:port (baidu, bing), e.g. a mirror "
                    "or a local test server; that host:port may then be a private address")
@@ -96,12 +116,14 @@ def add_parser(subparsers: Any) -> None:
 
 def config_from_args(args: argparse.Namespace) -> CrawlConfig:
     """The `CrawlConfig` an argument namespace asks for; `ConfigError` for bad values."""
-    from descend.crawl import CrawlConfig, parse_class_spec, parse_size
-    from descend.crawl.sources.urls import read_urls_file
+    from descend.crawl import CrawlConfig, create_source, parse_class_spec, parse_size
 
+    options = {o.name: getattr(args, o.name) for o in own_options()
+               if getattr(args, o.name) is not None}
     classes = [parse_class_spec(text) for text in args.classes]
-    if not classes and args.source == "urls" and args.urls_file is not None:
-        classes = [parse_class_spec(name) for name in read_urls_file(args.urls_file)]
+    if not classes:  # a source that names its classes (a URL list) gives them
+        source = create_source(args.source, base_url=args.base_url, **options)
+        classes = [parse_class_spec(name) for name in source.classes()]
     if not classes:
         raise ConfigError("no class to crawl: give --class NAME=WORD once per class, "
                           "e.g. --class cat=猫 --class dog=狗")
@@ -111,7 +133,7 @@ def config_from_args(args: argparse.Namespace) -> CrawlConfig:
         per_class=args.per_class,
         source=args.source,
         base_url=args.base_url,
-        urls_file=args.urls_file,
+        source_options=options,
         val_fraction=args.val_fraction,
         seed=args.seed,
         min_size=args.min_size,

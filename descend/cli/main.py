@@ -41,8 +41,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         if hasattr(stream, "reconfigure"):
             stream.reconfigure(errors="backslashreplace")
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, unknown = parser.parse_known_args(argv)
     try:
+        if unknown and (extra := getattr(args, "needs_extra", None)):
+            # The flags an extra's own parts declare (crawl's sources) are unknown without it.
+            from descend.extras import require
+
+            require(extra, f"descend {args.command}")
+        if unknown:
+            parser.parse_args(argv)  # argparse's own message for the unrecognized flags
         return int(args.func(args) or 0)
     except DescendError as e:
         print(f"descend: error: {e}", file=sys.stderr)

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import KW_ONLY, dataclass
+from dataclasses import KW_ONLY, dataclass, field, fields
 from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
 
 from descend.crawl.address import AddressPolicy
 from descend.crawl.names import check_class_names
-from descend.crawl.sources.base import check_base_url
 from descend.errors import ConfigError
 
 # The seed's User-Agent: Baidu answers a bare client with an empty or anti-crawler page.
@@ -43,6 +44,19 @@ def parse_class_spec(text: str) -> ClassSpec:
     return ClassSpec(name, parsed)
 
 
+def check_base_url(url: str) -> str:
+    """An http(s) scheme://host[:port][/prefix] without a trailing slash, or `ConfigError`."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:  # "http://[::1" : an unclosed IPv6 bracket
+        parts = urlsplit("")
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ConfigError(f"--base-url {url!r} must look like http://host[:port]")
+    if parts.query or parts.fragment:
+        raise ConfigError(f"--base-url {url!r} cannot carry a query or fragment")
+    return url.rstrip("/")
+
+
 # One attempt may take up to a day. inf (or 1e300) would let a server that never finishes its
 # answer hold a download slot for good, and with --concurrency of them the crawl never ends.
 MAX_TIMEOUT = 86400.0
@@ -69,7 +83,9 @@ class CrawlConfig:
     per_class: int = 100
     source: str = "baidu"
     base_url: str | None = None  # replaces the source's scheme://host[:port]; tests use it
-    urls_file: Path | None = None  # for source "urls"
+    # The source's own options by name (`Source.options`), e.g. {"urls_file": Path("pets.txt")}
+    # for source "urls"; a source is given only the ones it takes.
+    source_options: dict[str, Any] = field(default_factory=dict)
     val_fraction: float = 0.2
     seed: int = 0
     min_size: int = 32  # smaller width or height is useless at any training resolution
@@ -93,6 +109,10 @@ class CrawlConfig:
     def validate(self) -> CrawlConfig:
         """Raise `ConfigError` for values that cannot work; return self."""
         check_class_names([c.name for c in self.classes])
+        for name in self.source_options:
+            if name in {f.name for f in fields(self)}:
+                raise ConfigError(f"{name} is a setting of the whole crawl: give it as {name}=, "
+                                  "not in source_options")
         if self.base_url is not None:
             # Every source, even one that does not use it: the base URL also opts its host:port
             # in to private addresses, so it must be a URL whatever the source.

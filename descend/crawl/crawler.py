@@ -63,7 +63,7 @@ def crawl(config: CrawlConfig) -> CrawlReport:
 async def crawl_async(config: CrawlConfig) -> CrawlReport:
     """`crawl` for callers that already run an event loop."""
     config.validate()
-    source = create_source(config.source, config.base_url, config.urls_file)
+    source = create_source(config.source, base_url=config.base_url, **config.source_options)
     out = Path(config.out)
     try:
         out.mkdir(parents=True, exist_ok=True)
@@ -146,7 +146,7 @@ async def _loop(schedule: Schedule, decisions: Decisions, manifest: Manifest,
                 # on; anything else is a bug, better loud than a quietly short crawl.
                 decisions.decide()
                 if not schedule.done and not budget.exhausted:
-                    stuck = schedule.classes[schedule.current].name
+                    stuck = schedule.turn.name
                     raise RuntimeError(f"crawl stalled at class {stuck!r}")
                 return
             finished, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)

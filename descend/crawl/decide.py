@@ -41,15 +41,14 @@ class Decisions:
         schedule = self.schedule
         moves: list[tuple[Path, Path]] = []
         while not schedule.done:
-            c = schedule.classes[schedule.current]
+            c = schedule.turn
             while c.kept < self.per_class and c.next_decide in c.outcomes:
                 staged = c.outcomes.pop(c.next_decide)
                 c.next_decide += 1
                 if staged is not None:
                     moves += self._keep_or_drop(c, staged)
-            if not schedule.finished(c):
+            if not schedule.pass_turn():
                 break
-            schedule.current += 1
         # Records first (one fsync for the batch), then the files: a kill in between leaves
         # kept records whose files are still staged, and the next run's replay moves them.
         self.manifest.sync()

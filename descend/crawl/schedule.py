@@ -83,13 +83,13 @@ class ClassRun:
 
 
 class Schedule:
-    """The classes in order, the first unfinished one (``current``), and what to start next."""
+    """The classes in order, the first unfinished one (its `turn`), and what to start next."""
 
     def __init__(self, classes: list[ClassRun], *, config: CrawlConfig, source: Source,
                  downloads: Downloads, known: Known, ledger: Ledger, budget: ByteBudget,
                  manifest: Manifest) -> None:
         self.classes = classes
-        self.current = 0
+        self._current = 0
         self.per_class = config.per_class
         self.max_pages = config.max_pages
         self.window = 2 * config.concurrency  # tasks in flight: some download, some decode
@@ -102,7 +102,19 @@ class Schedule:
 
     @property
     def done(self) -> bool:
-        return self.current == len(self.classes)
+        return self._current == len(self.classes)
+
+    @property
+    def turn(self) -> ClassRun:
+        """The first unfinished class: the one whose outcomes are decided now."""
+        return self.classes[self._current]
+
+    def pass_turn(self) -> bool:
+        """Give the turn to the next class if the current one is finished; whether it did."""
+        if self.done or not self.finished(self.turn):
+            return False
+        self._current += 1
+        return True
 
     def finished(self, c: ClassRun) -> bool:
         """Whether ``c`` is full, or will never get another candidate to decide."""
@@ -116,7 +128,7 @@ class Schedule:
         """Start downloads (and searches) for the first unfinished classes, in class order."""
         if self.budget.exhausted:
             return
-        for c in self.classes[self.current:]:
+        for c in self.classes[self._current:]:
             while len(tasks) < self.window and c.kept + c.live < self.per_class:
                 if c.next_issue < len(c.candidates):
                     index = c.next_issue

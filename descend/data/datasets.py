@@ -1,5 +1,6 @@
 """Datasets by name (SPEC §3): ``mnist``, ``fashion-mnist``, ``cifar10``, ``cifar10-sample`` and
-``imagefolder:PATH``. Each factory returns `DataSplits` of decoded uint8 tensors.
+``imagefolder:PATH``. Each registers a `Dataset`: a loader that returns `DataSplits` of decoded
+uint8 tensors, and whether its images may be mirrored.
 
 Validation: public datasets validate on their official test split unless ``val_fraction`` is
 given (then a stratified part of train is held out and test stays for ``descend eval``); a flat
@@ -32,7 +33,7 @@ from descend.data.options import DataOptions
 from descend.data.paths import cache_dir, data_root
 from descend.data.splits import DataSplits, ImageTensors, Split, stratified_split
 from descend.errors import DataError
-from descend.registry import Registry
+from descend.registry import Registry, name_list
 
 SAMPLE_FILE = Path(__file__).parent / "sample" / "cifar10-sample.npz"
 
@@ -55,7 +56,50 @@ class DataRequest:
         return self.options.geometry.decoded(default)
 
 
-DATASETS: Registry[Callable[[DataRequest], DataSplits]] = Registry("dataset")
+Loader = Callable[[DataRequest], DataSplits]
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """A registered dataset: its loader, how ``--data`` names it (``imagefolder:PATH``), and
+    whether its images may be mirrored left-right (a mirrored digit is another shape; a mirrored
+    cat is still a cat)."""
+
+    load: Loader
+    usage: str
+    mirrorable: bool = True
+
+
+DATASETS: Registry[Dataset] = Registry("dataset")
+
+
+def register(name: str, *, argument: str = "",
+             mirrorable: bool = True) -> Callable[[Loader], Loader]:
+    """Function decorator: a dataset under ``name`` (``name:ARGUMENT`` when it takes one)."""
+    def add(load: Loader) -> Loader:
+        DATASETS.register(name)(Dataset(load, f"{name}:{argument}" if argument else name,
+                                        mirrorable))
+        return load
+
+    return add
+
+
+def may_mirror(name: str) -> bool:
+    """Whether dataset ``name``'s images (``imagefolder:PATH``'s too) may be mirrored
+    left-right; True for a name no dataset has."""
+    kind = name.split(":", 1)[0]
+    return kind not in DATASETS or DATASETS.get(kind).mirrorable
+
+
+def datasets_help() -> str:
+    """``--data``'s list: every dataset, in the order they registered."""
+    return name_list([DATASETS.get(name).usage for name in DATASETS])
+
+
+def mirroring_help() -> str:
+    """Which datasets the augmentation does not mirror, for ``--augment``'s help."""
+    kept = [DATASETS.get(name).usage for name in DATASETS if not DATASETS.get(name).mirrorable]
+    return f"no mirroring for {name_list(kept, 'and')}" if kept else "every dataset mirrored"
 
 
 def load_dataset(
@@ -74,7 +118,7 @@ def load_dataset(
     kind = name.split(":", 1)[0]
     request = DataRequest(name, data_root(root), cache_dir(cache),
                           (options or DataOptions()).changed(**changes))
-    data = DATASETS.get(kind)(request)
+    data = DATASETS.get(kind).load(request)
     data.cache = request.cache
     _check_usable(data, request)
     return data
@@ -187,19 +231,19 @@ def _missing(name: str, where: Path, why: str) -> str:
     )
 
 
-@DATASETS.register("mnist")
+@register("mnist", mirrorable=False)  # a mirrored digit is another shape, or none
 def mnist(request: DataRequest) -> DataSplits:
     return _torchvision_digits(request, "MNIST", "MNIST")
 
 
-@DATASETS.register("fashion-mnist")
+@register("fashion-mnist")
 def fashion_mnist(request: DataRequest) -> DataSplits:
     return _torchvision_digits(request, "FashionMNIST", "FashionMNIST")
 
 
 # --- CIFAR-10: class folders (offline mirrors) or torchvision's pickled release ---------------
 
-@DATASETS.register("cifar10")
+@register("cifar10")
 def cifar10(request: DataRequest) -> DataSplits:
     folders = request.root / "cifar10"
     if is_split_layout(folders):
@@ -229,7 +273,7 @@ def cifar10(request: DataRequest) -> DataSplits:
                       request, 32)
 
 
-@DATASETS.register("cifar10-sample")
+@register("cifar10-sample")
 def cifar10_sample(request: DataRequest) -> DataSplits:
     """A stratified sample of CIFAR-10 shipped in the package (see sample/PROVENANCE.md)."""
     key = paths_key([SAMPLE_FILE], "cifar10-sample")
@@ -249,7 +293,7 @@ def cifar10_sample(request: DataRequest) -> DataSplits:
 
 # --- imagefolder:PATH -------------------------------------------------------------------------
 
-@DATASETS.register("imagefolder")
+@register("imagefolder", argument="PATH")
 def imagefolder(request: DataRequest) -> DataSplits:
     if not request.argument:
         raise DataError("imagefolder needs a path: --data imagefolder:PATH")

@@ -20,6 +20,7 @@ from descend.models.registry import (
     recipe_for,
     with_defaults,
 )
+from descend.models.torchvision_models import is_torchvision_name
 
-__all__ = ["DEFAULT_MODEL", "MODELS", "ModelSpec", "Recipe", "create_model", "recipe_for",
-           "with_defaults"]
+__all__ = ["DEFAULT_MODEL", "MODELS", "ModelSpec", "Recipe", "create_model",
+           "is_torchvision_name", "recipe_for", "with_defaults"]

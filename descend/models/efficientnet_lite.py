@@ -151,7 +151,8 @@ def _factory(name: str) -> Any:
 
 
 for _name in BACKBONES:
-    register(_name, RECIPE)(_factory(_name))
+    register(_name, RECIPE, weights=f"from the packages of descend[{EXTRA}] (offline)")(
+        _factory(_name))
 
 
 def weights_path(name: str) -> Path:

@@ -11,7 +11,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from descend.errors import ConfigError
-from descend.models.registry import ModelSpec, Recipe
+from descend.models.registry import ModelFamily, ModelSpec, Recipe, register_family
+
+PREFIX = "tv:"
 
 # torchvision's models have recipes of their own, one for training from scratch and one for
 # fine-tuning trained weights (--pretrained, --weights, --init). Measured with tv:resnet18 on the
@@ -44,10 +46,15 @@ class InputAdapter(nn.Module):
         return self.model(x)
 
 
+def is_torchvision_name(model: str | None) -> bool:
+    """Whether ``--model`` names one of torchvision's models (``tv:NAME``)."""
+    return (model or "").startswith(PREFIX)
+
+
 def create(spec: ModelSpec) -> nn.Module:
     import torchvision.models as tvm
 
-    name = spec.name.removeprefix("tv:")
+    name = spec.name.removeprefix(PREFIX)
     available = tvm.list_models(module=tvm)
     if name not in available:
         raise ConfigError(
@@ -81,3 +88,8 @@ def _smallest_input(model: nn.Module, spec: ModelSpec) -> int | None:
     finally:
         model.train(was_training)
     raise ConfigError(f"{spec.name} does not accept {h}x{w} images, even resized up to 299")
+
+
+FAMILY = register_family(ModelFamily(
+    PREFIX, f"{PREFIX}NAME", "any torchvision classification model", create, RECIPE,
+    weights="(torchvision's, downloaded once into torch's cache)"))

@@ -34,6 +34,7 @@ def test_sizes() -> None:
         ({"rate": 0.0}, "--rate"),
         ({"classes": [ClassSpec("a/b")]}, "cannot be a folder name"),
         ({"classes": []}, "no class"),
+        ({"source_options": {"base_url": "http://x"}}, "base_url is a setting of the whole"),
     ],
 )
 def test_invalid_values_are_config_errors(change: dict, message: str, tmp_path: Path) -> None:

@@ -245,8 +245,8 @@ def test_real_baidu_shape_bing_and_url_list_sources(web: FakeWeb, tmp_path: Path
     listing.write_text("".join(f"{'cat' if i % 2 else 'dog'}\t{u}\n" for i, u in
                                enumerate(urls[20:30])))
     report = crawl(CrawlConfig([ClassSpec("cat"), ClassSpec("dog")], tmp_path / "list",
-                               source="urls", urls_file=listing, per_class=5,
-                               allow_private_addresses=True, **FAST))
+                               source="urls", source_options={"urls_file": listing},
+                               per_class=5, allow_private_addresses=True, **FAST))
     assert [c.kept for c in report.classes] == [5, 5]
 
 

@@ -61,7 +61,7 @@ def test_decisions_wait_for_their_turn_and_keep_the_first_of_two_copies(tmp_path
         cat.outcomes[1] = images[1]
         dog.outcomes[0], dog.outcomes[1] = images[2], images[3]
         decisions.decide()
-        assert schedule.current == 0 and cat.kept == 0  # cat's first is still downloading
+        assert schedule.turn is cat and cat.kept == 0  # cat's first is still downloading
         cat.outcomes[0] = images[0]
         decisions.decide()
         manifest.close()

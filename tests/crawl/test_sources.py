@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from descend.crawl import SOURCES, ClassSpec, create_source
-from descend.crawl.sources import BadPage
+from descend.crawl.sources import BadPage, source_options
 from descend.crawl.sources.baidu import parse_baidu
 from descend.crawl.sources.bing import parse_bing
 from descend.errors import ConfigError
@@ -120,3 +120,17 @@ def test_each_source_says_which_words_it_searches_for_a_class(tmp_path: Path) ->
     listing.write_text("cat http://a/1.jpg\n")
     # The file's class column picks the URLs: one pass over them, whatever the words.
     assert create_source("urls", urls_file=listing).search_words(spec) == ("cat",)
+
+
+def test_each_source_is_given_only_the_options_it_takes(tmp_path: Path) -> None:
+    listing = tmp_path / "urls.txt"
+    listing.write_text("cat http://a/1.jpg\n")
+    assert [o.name for o in source_options()] == ["base_url", "urls_file"]
+    # The crawl passes every setting; a source keeps its own and is not given the others.
+    settings = {"base_url": "http://127.0.0.1:9", "urls_file": listing}
+    assert create_source("baidu", **settings).base_url == "http://127.0.0.1:9"
+    assert not hasattr(create_source("bing", **settings), "by_class")
+    assert create_source("urls", **settings).classes() == ["cat"]
+    assert not hasattr(create_source("urls", **settings), "base_url")
+    with pytest.raises(ConfigError, match="no crawl source takes the option 'url_file'"):
+        create_source("urls", url_file=listing)

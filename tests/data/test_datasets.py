@@ -233,3 +233,21 @@ def test_process_and_thread_decoding_agree(image_folder: Path, monkeypatch) -> N
         assert (a == b).all()
     assert by_processes[3] == by_threads[3] and len(by_threads[3]) == 1
     assert int(by_threads[1].sum()) == 40
+
+
+def test_entries_say_whether_their_images_may_be_mirrored_and_give_the_help() -> None:
+    from descend.data.datasets import DATASETS, datasets_help, may_mirror, mirroring_help
+
+    assert not may_mirror("mnist") and may_mirror("fashion-mnist") and may_mirror("cifar10")
+    assert may_mirror("imagefolder:/some/photos") and may_mirror("not-a-dataset")
+    assert datasets_help() == "mnist, fashion-mnist, cifar10, cifar10-sample or imagefolder:PATH"
+    assert mirroring_help() == "no mirroring for mnist"
+    assert DATASETS.get("imagefolder").usage == "imagefolder:PATH"
+
+
+def test_name_list_joins_and_folds_names_that_differ_in_a_last_digit() -> None:
+    from descend.registry import name_list
+
+    assert name_list(["a", "b", "c"]) == "a, b or c" and name_list(["a"]) == "a"
+    assert name_list(["x0", "x1", "x2", "y"], "and") == "x0/1/2 and y"
+    assert name_list([]) == ""

@@ -43,3 +43,21 @@ def test_unknown_names_list_the_valid_ones() -> None:
     with pytest.raises(ConfigError, match="resnet18"):
         create_model(ModelSpec("tv:resnet", 10, 3, (32, 32)))
     assert "mlp" in model_names()
+
+
+def test_entries_carry_factory_recipe_and_weights_and_the_help_comes_from_them() -> None:
+    from descend.models import MODELS, is_torchvision_name
+    from descend.models.fastres import RECIPE, FastRes
+    from descend.models.registry import models_help, recipe_help, weights_help
+
+    assert MODELS.get("fastres").factory is FastRes and MODELS.get("fastres").recipe is RECIPE
+    assert MODELS.get("efficientnet_lite0").weights and not MODELS.get("cnn").weights
+    assert is_torchvision_name("tv:resnet18") and not is_torchvision_name("fastres")
+    assert not is_torchvision_name(None)
+    help_text = models_help()
+    for name in MODELS:
+        assert name in help_text or name.rstrip("012") in help_text
+    assert help_text.startswith("fastres, cnn") and "tv:NAME" in help_text
+    assert "tv:NAME (torchvision's" in weights_help()
+    assert recipe_help("label_smoothing") == f"{RECIPE.label_smoothing} for fastres, else 0.1"
+    assert recipe_help("peak_lr").startswith(f"{RECIPE.peak_lr} for fastres")

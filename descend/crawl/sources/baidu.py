@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import json
 
-from descend.crawl.sources.base import PageGetter, Source, load_json, string_urls
+from descend.crawl.sources.base import PageGetter, WebSearchSource, load_json, string_urls
 from descend.crawl.sources.registry import SOURCES
 
 PAGE_SIZE = 30  # Baidu's rn maximum; pn counts results, so page p starts at 30 * p
 
 
 @SOURCES.register("baidu")
-class BaiduSource(Source):
+class BaiduSource(WebSearchSource):
     """``GET {base}/search/acjson?tn=resultjson_com&word=W&pn=30*page&rn=30...``.
 
     Two answer shapes are read: the seed's ``{"data": {"images": [{"thumburl": ...}]}}`` and

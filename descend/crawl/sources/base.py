@@ -5,14 +5,10 @@ from __future__ import annotations
 import json
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable, Mapping
-from pathlib import Path
-from typing import TYPE_CHECKING
-from urllib.parse import urlsplit
+from dataclasses import dataclass
+from typing import Any, ClassVar
 
-from descend.errors import ConfigError
-
-if TYPE_CHECKING:  # config imports check_base_url from here
-    from descend.crawl.config import ClassSpec
+from descend.crawl.config import ClassSpec, check_base_url
 
 # Fetches a search page (url, query parameters) and returns its body; the crawler supplies it so
 # that search pages get the same retries, rate limit and size cap as images.
@@ -27,6 +23,21 @@ class BadPage(Exception):
         self.reason = reason
 
 
+@dataclass(frozen=True)
+class SourceOption:
+    """A setting that only some sources take: a keyword of their constructor, a key of
+    `CrawlConfig.source_options` and a command-line flag (``urls_file``: ``--urls-file``)."""
+
+    name: str
+    help: str
+    metavar: str
+    type: Callable[[str], Any] = str
+
+    @property
+    def flag(self) -> str:
+        return "--" + self.name.replace("_", "-")
+
+
 class Source(ABC):
     """Turns (class, search word, page number) into candidate image URLs.
 
@@ -34,10 +45,15 @@ class Source(ABC):
     stop paging belong to the crawler, so a new source is one small file.
     """
 
-    default_base_url: str = ""
+    # The keywords its constructor takes, each optional: `create_source` passes these and no
+    # others. Each has a command-line flag; one that is also a setting of the whole crawl
+    # (base_url, which the address policy reads too) has that setting's.
+    options: ClassVar[tuple[SourceOption, ...]] = ()
 
-    def __init__(self, base_url: str | None = None, urls_file: Path | None = None) -> None:
-        self.base_url = check_base_url(base_url or self.default_base_url)
+    def classes(self) -> list[str]:
+        """The classes the source names by itself, in its order; [] for one that searches
+        whatever classes the crawl names."""
+        return []
 
     def search_words(self, spec: ClassSpec) -> tuple[str, ...]:
         """The words whose results pages the crawler asks for, for class ``spec``: its own."""
@@ -48,17 +64,18 @@ class Source(ABC):
         """URLs found on page ``page`` (0, 1, ...) of the results for ``word``; [] when none."""
 
 
-def check_base_url(url: str) -> str:
-    """An http(s) scheme://host[:port][/prefix] without a trailing slash, or `ConfigError`."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:  # "http://[::1" : an unclosed IPv6 bracket
-        parts = urlsplit("")
-    if parts.scheme not in ("http", "https") or not parts.netloc:
-        raise ConfigError(f"--base-url {url!r} must look like http://host[:port]")
-    if parts.query or parts.fragment:
-        raise ConfigError(f"--base-url {url!r} cannot carry a query or fragment")
-    return url.rstrip("/")
+BASE_URL = SourceOption("base_url", metavar="URL",
+                        help="the search engine's scheme://host[:port], e.g. a mirror")
+
+
+class WebSearchSource(Source):
+    """A search engine at ``default_base_url``, or at ``base_url`` (a mirror, a test server)."""
+
+    default_base_url: ClassVar[str] = ""
+    options = (BASE_URL,)
+
+    def __init__(self, base_url: str | None = None) -> None:
+        self.base_url = check_base_url(base_url or self.default_base_url)
 
 
 def load_json(text: str) -> object:

@@ -8,14 +8,14 @@ import json
 import re
 from collections.abc import Iterator
 
-from descend.crawl.sources.base import PageGetter, Source, load_json
+from descend.crawl.sources.base import PageGetter, WebSearchSource, load_json
 from descend.crawl.sources.registry import SOURCES
 
 PAGE_SIZE = 35  # what Bing shows per request; ``first`` is the 1-based index of the first
 
 
 @SOURCES.register("bing")
-class BingSource(Source):
+class BingSource(WebSearchSource):
     """``GET {base}/images/search?q=W&first=N``, reading ``murl`` from each ``a.iusc``'s ``m``."""
 
     default_base_url = "https://www.bing.com"

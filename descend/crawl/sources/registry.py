@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from descend.crawl.sources.base import Source
 from descend.registry import Registry
 
-SOURCES: Registry[type] = Registry[type]("crawl source")
+SOURCES: Registry[type[Source]] = Registry[type[Source]]("crawl source")

@@ -3,30 +3,30 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
-from descend.crawl.sources.base import PageGetter, Source
+from descend.crawl.config import ClassSpec
+from descend.crawl.sources.base import PageGetter, Source, SourceOption
 from descend.crawl.sources.registry import SOURCES
 from descend.errors import ConfigError
 
-if TYPE_CHECKING:  # config imports the sources
-    from descend.crawl.config import ClassSpec
+URLS_FILE = SourceOption("urls_file", metavar="FILE", type=Path,
+                         help="for --source urls: lines 'class url' ('#' comments); without "
+                         "--class, the classes are those of the file")
 
 
 @SOURCES.register("urls")
 class UrlListSource(Source):
     """Reads ``--urls-file``: ``class<TAB or spaces>url`` per line; ``#`` starts a comment.
 
-    One file serves every class (the class column picks the lines); ``--base-url`` is not used,
-    since the file holds whole URLs. URLs are not checked here: a bad scheme is rejected, with
-    its reason in the manifest, like any other bad candidate.
+    One file serves every class (the class column picks the lines); it takes no base URL, since
+    the file holds whole URLs. URLs are not checked here: a bad scheme is rejected, with its
+    reason in the manifest, like any other bad candidate.
     """
 
-    default_base_url = "http://localhost"  # unused; keeps the common constructor honest
+    options = (URLS_FILE,)
 
-    def __init__(self, base_url: str | None = None, urls_file: Path | None = None) -> None:
-        super().__init__(None)
+    def __init__(self, urls_file: Path | None = None) -> None:
         if urls_file is None:
             raise ConfigError("--source urls needs --urls-file FILE (lines: class url)")
         self.by_class = read_urls_file(Path(urls_file))

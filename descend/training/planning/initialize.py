@@ -23,6 +23,7 @@ from torch import nn
 from descend.config import TrainConfig
 from descend.data.splits import ImageFiles, ImageTensors
 from descend.errors import CheckpointError, ConfigError
+from descend.models import is_torchvision_name, torchvision_models
 from descend.models.efficientnet_lite import (
     BACKBONES,
     MEAN,
@@ -62,7 +63,7 @@ def starting_weights(cfg: TrainConfig) -> StartingWeights | None:
         return _from_torchvision(cfg)
     if cfg.weights:
         return StartingWeights(cfg.weights, read_weights_file(cfg.weights),
-                               torchvision_layout=(cfg.model or "").startswith("tv:"))
+                               torchvision_layout=is_torchvision_name(cfg.model))
     return None
 
 
@@ -96,7 +97,7 @@ def _from_torchvision(cfg: TrainConfig) -> StartingWeights:
     import torchvision.models as tvm
     from torch.hub import get_dir
 
-    name = (cfg.model or "").removeprefix("tv:")
+    name = (cfg.model or "").removeprefix(torchvision_models.PREFIX)
     try:
         weights = tvm.get_model_weights(name).DEFAULT
     except (ValueError, KeyError):

@@ -3,7 +3,7 @@
 Each model carries its own `Recipe` (descend/models: fastres's in fastres.py, torchvision's in
 torchvision_models.py); this module applies it to a config. Every value fills a setting only
 where the user gave none. The one rule that belongs to the data, not the model: images that
-do not survive mirroring.
+do not survive mirroring (the dataset's registry entry says which).
 """
 
 from __future__ import annotations
@@ -12,11 +12,8 @@ from typing import Any
 
 from descend.config import TrainConfig
 from descend.data.augment import parse_augment
+from descend.data.datasets import may_mirror
 from descend.models import DEFAULT_MODEL, recipe_for
-
-# Datasets whose images do not survive mirroring: a mirrored digit is another shape. The
-# recipe's augmentation loses its flips there, and keeps the rest.
-NOT_MIRRORED = {"mnist"}
 
 
 def peak_lr(model: str | None, batch_size: int, fine_tuning: bool = False) -> float:
@@ -31,7 +28,9 @@ def with_recipe(cfg: TrainConfig, data_name: str | None = None,
     recipe = recipe_for(model, fine_tuning)
     fill: dict[str, Any] = {"label_smoothing": recipe.label_smoothing,
                             "augment": recipe.augment}
-    if data_name in NOT_MIRRORED:
+    if data_name is not None and not may_mirror(data_name):
+        # The dataset's images do not survive mirroring (`Dataset.mirrorable`): the recipe's
+        # augmentation loses its flips there, and keeps the rest.
         fill["augment"] = unmirrored(recipe.augment)
     if cfg.cached_head is None:
         fill["cached_head"] = recipe.cached_head
