@@ -71,7 +71,6 @@ from descend.training.planning.plan import (
     loader_options,
     plan_new,
     plan_resumed,
-    uses_channels_last,
 )
 from descend.training.planning.resolve import Request, resolve
 
@@ -247,7 +246,7 @@ def setup(request: Request, folder: RunFolder, extra_callbacks: list[Callback],
     """The data, the plan (`descend.training.planning.plan`: a new run's, or a resumed run's
     from its ``last.pt``), then the `Run` built from it; the request's notes are logged
     first."""
-    cfg, state, start = request.cfg.updated(out=str(folder.path)), request.state, request.start
+    cfg, state, start = request.cfg, request.state, request.start  # cfg.out is the folder
     # A folder this process follows (under torchrun, any rank but 0) gets a silent log.
     log = (RunLog(folder.path / "train.log", hold=bool(folder.replaced)) if folder.owned
            else RunLog(None, echo=False))
@@ -316,14 +315,13 @@ def build(plan: RunPlan, data: DataSplits, folder: RunFolder, start: StartingWei
     cfg = plan.cfg
     if plan.threads is not None:  # `train` gives the process its own count back at the end
         torch.set_num_threads(plan.threads)
-    model, new_weights, channels_last = build_model(
-        plan.spec, data, Normalize(plan.mean, plan.std, device), start, plan.new, cfg, device,
-        log)
+    model, new_weights = build_model(plan, data, Normalize(plan.mean, plan.std, device), start,
+                                     device, log)
     # The plan filled both (and `setup` turned --lr auto into lr-find's rate).
     assert isinstance(cfg.lr, (int, float)) and cfg.batch_size is not None
     optimizer = create_optimizer(cfg.optimizer, model.parameters(), cfg.lr, cfg.momentum,
                                  cfg.weight_decay)
-    options = loader_options(cfg, plan.mean, plan.std, device, channels_last, log)
+    options = loader_options(cfg, plan.mean, plan.std, device, plan.channels_last, log)
     train_batches = make_loader(data.train, options)
     if plan.total_steps:  # the cached head alone reads the images once, unaugmented
         log(f"input pipeline: {train_batches.description}")
@@ -347,25 +345,25 @@ def build(plan: RunPlan, data: DataSplits, folder: RunFolder, start: StartingWei
     return run
 
 
-def build_model(spec: ModelSpec, data: DataSplits, normalize: Normalize,
-                start: StartingWeights | None, new_run: bool, cfg: TrainConfig,
-                device: torch.device, log: RunLog) -> tuple[nn.Module, list[str], bool]:
-    """(the model ``spec`` describes, the names of its parameters that are new, channels-last?):
-    with ``start``'s weights where they fit, else (a new run) set from the data where the model
-    asks for it (fastres's whitening); channels-last where it has convolutions."""
+def build_model(plan: RunPlan, data: DataSplits, normalize: Normalize,
+                start: StartingWeights | None, device: torch.device, log: RunLog
+                ) -> tuple[nn.Module, list[str]]:
+    """(the model the plan describes, the names of its parameters that are new): with
+    ``start``'s weights where they fit, else (a new run) set from the data where the model asks
+    for it (fastres's whitening); in the memory layout the plan chose."""
+    spec = plan.spec
     model = create_model(spec).to(device)
     new: list[str] = []
     if start is not None:
         kept, new = load_matching(model, start, data.classes)
         log(describe_start(start, kept, new, model))
-    elif new_run and init_from_data(model, data.train, lambda x: normalize(x.to(device)),
-                                    cfg.seed):
+    elif plan.new and init_from_data(model, data.train, lambda x: normalize(x.to(device)),
+                                     plan.cfg.seed):
         log(f"{spec.name}: layers set from {min(len(data.train), WHITENING_SAMPLE)} training "
             "images (patch whitening)")
-    channels_last = uses_channels_last(cfg, model)
-    if channels_last:
+    if plan.channels_last:
         model = model.to(memory_format=torch.channels_last)
-    return model, [n for n, _ in model.named_parameters() if n in new], channels_last
+    return model, [n for n, _ in model.named_parameters() if n in new]
 
 
 def checkpoint_meta(cfg: TrainConfig, data: DataSplits, spec: ModelSpec, mean: list[float],

@@ -49,7 +49,7 @@ from descend.training.planning.probes import (
     fit_widths,
     step_seconds,
 )
-from descend.training.planning.recipe import peak_lr, with_recipe
+from descend.training.planning.recipe import peak_lr, recipe_changes
 
 Log = Callable[[str], None]
 
@@ -74,67 +74,92 @@ class RunPlan:
     total_steps: int  # the run's length (the schedule's horizon); a budget revises it
     budget: BudgetPlan | None = None
     threads: int | None = None  # CPU threads, where not torch's own (`probe_threads`)
+    # Channels-last memory (`uses_channels_last`: --channels-last and a model with convolutions)
+    channels_last: bool = False
     new: bool = True
     reasons: tuple[str, ...] = ()  # one line per choice, for the log
 
 
 def plan_new(cfg: TrainConfig, data: DataSplits, device: torch.device,
              from_scratch: bool) -> RunPlan:
-    """The plan of a new run: ``cfg`` (the user's settings, with those of the starting weights)
-    and the data, made complete."""
+    """The plan of a new run: ``cfg`` (the resolved request: the user's settings with those of
+    the starting weights) and the data, made complete in two writes, top to bottom:
+
+    1. `settle`: the recipe, the batch, the learning rate and the validation cadence, from the
+       data's facts (its name and size);
+    2. the probes measure (the widths, the precision, the threads, the steps that fit) and
+       return what they measured; the plan then records it in the settings once: the model's
+       arguments, the epochs and, for the cached head alone, the schedule.
+    """
     why: list[str] = []
     fine_tuning = not from_scratch
-    cfg = with_recipe(cfg.updated(data=cfg.data or data.name), data.name, fine_tuning)
-    recipe = recipe_for(cfg.model or DEFAULT_MODEL, fine_tuning)
     # The cached head alone takes no step: its batch and rate are filled but not worth a line.
     # A budget does not buy it fine-tuning (it did not pay on photos, B15): --epochs N does.
+    cfg = settle(cfg, data, fine_tuning, why)
     trains = cfg.epochs != 0 or (cfg.time_budget is not None and not cfg.cached_head)
-    told = why if trains else []
-    batch = cfg.batch_size or distributed.divisible_batch(default_batch(len(data.train), told))
-    # --lr auto: the recipe's rate until the range test, which sweeps on what this plan builds
-    # (`trainer.auto_lr`), replaces it.
-    lr = cfg.lr if cfg.lr not in (None, "auto") else peak_lr(cfg.model, batch, fine_tuning)
-    if cfg.lr is None and (batch != 256 or fine_tuning):
-        told.append(f"learning rate {lr:g}: {cfg.model}'s one-cycle peak "
-                   f"{'for fine-tuning ' if fine_tuning else ''}at batch 256"
-                   f"{f', scaled to batch {batch}' if batch != 256 else ''}; --lr sets it")
     budget = parse_duration(cfg.time_budget) if cfg.time_budget is not None else None
-    cfg = cfg.updated(batch_size=batch, lr=lr, val_every=validation_every(cfg, budget, told))
     mean, std = normalization(cfg, data)
     started = time.monotonic()  # --time-budget counts from the first probe
 
+    recipe = recipe_for(cfg.model or DEFAULT_MODEL, fine_tuning)
     spec = ModelSpec(cfg.model or DEFAULT_MODEL, len(data.classes), data.channels,
                      data.image_size, dict(cfg.model_args))
     if budget is not None and from_scratch and recipe.widths and "widths" not in spec.kwargs:
         spec = probe_widths(spec, recipe, cfg, budget, started, data, device, why)
     spec = with_defaults(spec)  # written out, so a checkpoint outlives a changed default
-    cfg = cfg.updated(model_args=dict(spec.kwargs))
 
     probe = Probe(cfg, spec, data, mean, std, device)
-    if not trains:  # the cached head alone: no training step to time, nothing to budget
-        return head_only(RunPlan(cfg, spec, mean, std, False, probe.steps_per_epoch, 0), why)
-    amp = probe_precision(cfg, device, probe, why)
-    threads = probe.threads = probe_threads(cfg, device, probe, amp, why)
+    channels_last = uses_channels_last(cfg, probe.model)
     spe = probe.steps_per_epoch
-    plan = RunPlan(cfg, spec, mean, std, amp, spe, 0, threads=threads)
-    if budget is not None:
-        plan = probe_budget(plan, probe, budget, started, why)
-    elif cfg.epochs is None:
-        plan = size_to_data(plan, probe, why)
+    amp, threads, budget_plan = False, None, None
+    record: dict[str, Any] = {"model_args": dict(spec.kwargs)}
+    if not trains:  # the cached head alone: no training step to time, nothing to budget
+        total = 0
+        record["schedule"] = head_only(cfg, why)
     else:
-        plan = dataclasses.replace(plan, total_steps=cfg.epochs * spe)
-    return dataclasses.replace(plan, reasons=tuple(why))
+        amp = probe_precision(cfg, device, probe, why)
+        threads = probe.threads = probe_threads(cfg, device, probe, amp, why)
+        if budget is not None:
+            total, budget_plan = probe_budget(cfg, spe, amp, probe, budget, started, why)
+            record["epochs"] = math.ceil(total / spe)
+        elif cfg.epochs is None:
+            record["epochs"] = size_to_data(spe, amp, probe, why)
+            total = record["epochs"] * spe
+        else:
+            total = cfg.epochs * spe
+    return RunPlan(cfg.updated(**record), spec, mean, std, amp, spe, total, budget_plan,
+                   threads=threads, channels_last=channels_last, reasons=tuple(why))
 
 
-def head_only(plan: RunPlan, why: list[str]) -> RunPlan:
+def settle(cfg: TrainConfig, data: DataSplits, fine_tuning: bool, why: list[str]
+           ) -> TrainConfig:
+    """``cfg`` with the settings the data decides: the recipe's values in those left open
+    (`recipe.recipe_changes`), the batch size, the learning rate (``--lr auto``: the recipe's
+    rate until the range test, which sweeps on what this plan builds, `trainer.auto_lr`,
+    replaces it) and how often to validate."""
+    recipe = recipe_changes(cfg, data.name, fine_tuning)
+    filled = cfg.updated(**recipe)
+    trains = filled.epochs != 0 or (filled.time_budget is not None and not filled.cached_head)
+    told = why if trains else []
+    batch = cfg.batch_size or distributed.divisible_batch(default_batch(len(data.train), told))
+    lr = cfg.lr if cfg.lr not in (None, "auto") else peak_lr(filled.model, batch, fine_tuning)
+    if cfg.lr is None and (batch != 256 or fine_tuning):
+        told.append(f"learning rate {lr:g}: {filled.model}'s one-cycle peak "
+                    f"{'for fine-tuning ' if fine_tuning else ''}at batch 256"
+                    f"{f', scaled to batch {batch}' if batch != 256 else ''}; --lr sets it")
+    budget = parse_duration(cfg.time_budget) if cfg.time_budget is not None else None
+    return cfg.updated(data=cfg.data or data.name, **recipe, batch_size=batch, lr=lr,
+                       val_every=validation_every(filled, budget, told))
+
+
+def head_only(cfg: TrainConfig, why: list[str]) -> str:
     """``--cached-head`` with ``--epochs 0``: one pass of the backbone over the images, in
-    float32 (`trainer.head_epoch`), and a constant schedule that never steps."""
-    budget = (f"; time budget {plan.cfg.time_budget}: the head alone fits it (fine-tuning did "
-              "not pay on photos, BENCHMARKS.md B15)" if plan.cfg.time_budget else "")
+    float32 (`trainer.head_epoch`), and a constant schedule that never steps (returned)."""
+    budget = (f"; time budget {cfg.time_budget}: the head alone fits it (fine-tuning did "
+              "not pay on photos, BENCHMARKS.md B15)" if cfg.time_budget else "")
     why.append("the head alone on cached features (--epochs 0); --epochs N fine-tunes after it"
                + budget)
-    return dataclasses.replace(plan, cfg=plan.cfg.updated(schedule="constant"),
-                               reasons=tuple(why))
+    return "constant"
 
 
 def plan_resumed(cfg: TrainConfig, state: dict[str, Any], data: DataSplits,
@@ -157,7 +182,8 @@ def plan_resumed(cfg: TrainConfig, state: dict[str, Any], data: DataSplits,
         budget = BudgetPlan(parse_duration(cfg.time_budget), time.monotonic() + left,
                             EpochCosts(**kept["costs"]))
     return RunPlan(cfg, spec, list(norm["mean"]), list(norm["std"]), amp, spe, total, budget,
-                   threads=threads, new=False, reasons=tuple(why))
+                   threads=threads, channels_last=uses_channels_last(cfg, probe.model),
+                   new=False, reasons=tuple(why))
 
 
 def validation_every(cfg: TrainConfig, budget: float | None, why: list[str]) -> int:
@@ -326,38 +352,33 @@ def probe_threads(cfg: TrainConfig, device: torch.device, probe: Probe, amp: boo
     return None
 
 
-def probe_budget(plan: RunPlan, probe: Probe, budget: float, started: float,
-                 why: list[str]) -> RunPlan:
+def probe_budget(cfg: TrainConfig, spe: int, amp: bool, probe: Probe, budget: float,
+                 started: float, why: list[str]) -> tuple[int, BudgetPlan]:
     """Probe: the steps that fit ``budget`` (`budget.steps_that_fit`), from the run's own step
-    and validation timed here; the run revises them as it measures itself
-    (`callbacks.TimeBudget`)."""
-    costs = EpochCosts(probe.step(plan.amp, PLAN_STEPS), OVERHEAD, probe.validation(plan.amp),
-                       plan.cfg.val_every or 0)
+    and validation timed here, and the budget's plan; the run revises them as it measures
+    itself (`budget.TimeBudget`)."""
+    costs = EpochCosts(probe.step(amp, PLAN_STEPS), OVERHEAD, probe.validation(amp),
+                       cfg.val_every or 0)
     deadline = started + budget
-    spe = plan.steps_per_epoch
     total = steps_that_fit(deadline - time.monotonic() - MARGIN * budget, costs, spe)
     total = distributed.broadcast_object(max(1, total))
     why.append(f"time budget {format_duration(budget)}: a step takes "
                f"{costs.step * 1000:.0f} ms ({spe} per epoch) and a validation pass "
                f"{costs.validation:.1f} s (probe), so {total} steps planned: "
                f"{describe_length(total, spe)}, revised as the run measures itself")
-    cfg = plan.cfg.updated(epochs=math.ceil(total / spe))
-    return dataclasses.replace(plan, cfg=cfg, total_steps=total,
-                               budget=BudgetPlan(budget, deadline, costs))
+    return total, BudgetPlan(budget, deadline, costs)
 
 
-def size_to_data(plan: RunPlan, probe: Probe, why: list[str]) -> RunPlan:
+def size_to_data(spe: int, amp: bool, probe: Probe, why: list[str]) -> int:
     """No ``--epochs``: `DEFAULT_EPOCHS`, or for a small dataset enough epochs for `MIN_STEPS`
     steps, as many as a probe says fit `SIZED_SECONDS` of training."""
-    spe = plan.steps_per_epoch
     epochs = DEFAULT_EPOCHS
     if spe * DEFAULT_EPOCHS < MIN_STEPS:
-        step = probe.step(plan.amp)
+        step = probe.step(amp)
         fits = max(DEFAULT_EPOCHS, math.floor(SIZED_SECONDS / (step * spe)))
         epochs = distributed.broadcast_object(min(math.ceil(MIN_STEPS / spe), fits))
         why.append(f"{epochs} epochs: {spe} steps an epoch is a small dataset, so the run is "
                    f"sized to {epochs * spe} steps (at least {MIN_STEPS}, within "
                    f"{format_duration(SIZED_SECONDS)} of training at {step * 1000:.0f} ms a "
                    "step); --epochs sets it")
-    return dataclasses.replace(plan, cfg=plan.cfg.updated(epochs=epochs),
-                               total_steps=epochs * spe)
+    return epochs

@@ -24,6 +24,13 @@ def peak_lr(model: str | None, batch_size: int, fine_tuning: bool = False) -> fl
 def with_recipe(cfg: TrainConfig, data_name: str | None = None,
                 fine_tuning: bool = False) -> TrainConfig:
     """``cfg`` with its model named and its recipe's values in the settings left open."""
+    return cfg.updated(**recipe_changes(cfg, data_name, fine_tuning))
+
+
+def recipe_changes(cfg: TrainConfig, data_name: str | None = None,
+                   fine_tuning: bool = False) -> dict[str, Any]:
+    """The settings `with_recipe` fills: the model named, the recipe's values in those left
+    open."""
     model = cfg.model or DEFAULT_MODEL
     recipe = recipe_for(model, fine_tuning)
     fill: dict[str, Any] = {"label_smoothing": recipe.label_smoothing,
@@ -41,7 +48,7 @@ def with_recipe(cfg: TrainConfig, data_name: str | None = None,
     if recipe.model_args is not None:
         follows = recipe.model_args(changes.get("augment", cfg.augment))
         changes["model_args"] = {**follows, **cfg.model_args}  # the user's win
-    return cfg.updated(**changes)
+    return changes
 
 
 def unmirrored(augment: str) -> str:
