@@ -6,20 +6,15 @@ folder's ``config.json`` through `upgrade_config`, so that eval, predict, export
 version it names (0.2.0 still spelled the decode geometry inside ``augment``), and leaves a
 file already in today's format as it is. What descend 0.1.0 wrote, and what it becomes:
 
-====================================================  =======================================
-0.1.0                                                 today
-====================================================  =======================================
-config ``augment`` with ``resize:R``, ``center-crop:C``  config ``resize``, ``center_crop``
-no ``geometry``                                       the decode geometry replayed from config
-``data``: the folder it ran on, now maybe gone;       ``data``: where eval finds the data now
-config ``data`` as typed (relative)
-last.pt ``early_stopping``: EarlyStopping's fields    the best metric's (`BestMetric`)
-last.pt ``scheduler`` of cosine / onecycle: torch's   ``{"peaks": [...]}`` (`ProgressSchedule`)
-LambdaLR / OneCycleLR state
-last.pt without ``horizon``                           the steps of the epochs done
-last.pt without ``precision``                         float32
-last.pt without ``data_fingerprint``                  a fingerprint that records nothing
-====================================================  =======================================
+- config ``augment`` with ``resize:R`` / ``center-crop:C`` -> config ``resize``, ``center_crop``;
+- no ``geometry`` -> the decode geometry replayed from the config;
+- ``data`` the folder it ran on, the config's as typed (relative) -> ``data`` where it is now;
+- last.pt ``early_stopping`` with EarlyStopping's fields -> the best metric's (`BestMetric`);
+- last.pt ``scheduler`` of cosine / onecycle, torch's LambdaLR / OneCycleLR state ->
+  ``{"peaks": [...]}`` (`ProgressSchedule`);
+- last.pt without ``horizon`` -> the steps of the epochs done;
+- last.pt without ``precision`` -> float32;
+- last.pt without ``data_fingerprint`` -> a fingerprint that records nothing.
 
 A user who types the 0.1 spelling (``--augment resize:R``) is read where settings are parsed
 (`TrainConfig`); this module is for files.
@@ -74,8 +69,8 @@ def upgrade_checkpoint(ckpt: dict[str, Any]) -> dict[str, Any]:
         ckpt["early_stopping"] = {k: v for k, v in ckpt["early_stopping"].items()
                                   if k not in EARLY_STOPPING_ONLY}
     if "optimizer" in ckpt:  # a last.pt
-        # 0.1.0 always trained in float32 when resumed (the precision was not kept), and
-        # had no fingerprint to check the data against.
+        # 0.1.0 recorded neither: a resumed 0.1.0 run continues in float32, and its data
+        # is not checked.
         ckpt.setdefault("precision", {"bf16_autocast": False})
         ckpt.setdefault("data_fingerprint", {"classes": None, "counts": None, "files": None})
     return ckpt
