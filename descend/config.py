@@ -313,8 +313,9 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         """descend 0.1 spelled the decode geometry inside ``--augment`` (``resize:R``,
-        ``center-crop:C``): it moves to ``--resize`` / ``--center-crop`` here, so a 0.1
-        checkpoint's config and an old command line mean what they meant."""
+        ``center-crop:C``): where a user still types it (a flag, a Python argument, a config
+        file), it moves to ``--resize`` / ``--center-crop`` here. The files 0.1 wrote are
+        upgraded when they are read (`descend.runtime.migrate`)."""
         augment, old = split_geometry(self.augment)
         if old:
             geometry = self.geometry().merged(**old)

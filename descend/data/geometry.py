@@ -8,14 +8,13 @@ Decoding is not augmentation: everything after it keeps the size, so training an
 batches always agree.
 
 descend 0.1 wrote ``resize:R`` and ``center-crop:C`` inside ``--augment``; `split_geometry`
-still reads that spelling and moves the two into their own settings.
+still reads that spelling, where a user types it (`TrainConfig`, ``descend data preview``) and
+in the files 0.1 wrote (`descend.runtime.migrate`), and moves the two into their own settings.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
 
 from descend.errors import ConfigError
 
@@ -31,14 +30,6 @@ class Geometry:
     image_size: int | None = None
     resize: int | None = None
     center_crop: int | None = None
-
-    @classmethod
-    def from_settings(cls, settings: Mapping[str, Any]) -> Geometry:
-        """The geometry a saved run config describes, in either spelling."""
-        _, old = split_geometry(settings.get("augment"))
-        geometry = cls(settings.get("image_size"), settings.get("resize"),
-                       settings.get("center_crop"))
-        return geometry.merged(**old)
 
     def merged(self, **old: int) -> Geometry:
         """This geometry with the values of the 0.1 spelling added; `ConfigError` where the

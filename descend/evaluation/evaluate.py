@@ -15,7 +15,6 @@ from descend.data.batching import LoaderOptions
 from descend.data.datasets import load_dataset
 from descend.data.images import BadImage
 from descend.data.loader import make_loader
-from descend.data.paths import image_folder
 from descend.data.splits import DataSplits, ImageFiles, ImageTensors
 from descend.errors import DataError
 from descend.evaluation.explain import Explainer
@@ -106,16 +105,11 @@ def evaluate_checkpoint(
 
 
 def run_data_name(checkpoint: dict[str, Any]) -> str:
-    """The dataset a checkpoint was trained on: its resolved name, or, where that image folder
-    is gone (a run moved with its data, or made by 0.1.0 in another folder), the name in its
-    config, which may be a path relative to where the run started."""
-    names = [n for n in (checkpoint.get("data"), checkpoint["config"].get("data")) if n]
-    if not names:
+    """The dataset a checkpoint was trained on."""
+    name = checkpoint.get("data")
+    if not name:
         raise DataError("the checkpoint does not say what it was trained on; give --data")
-    for n in names:
-        if (folder := image_folder(n)) is None or folder.is_dir():
-            return n
-    return names[0]
+    return str(name)
 
 
 def _load_run_data(loaded: LoadedModel, name: str, data_root: str | None,

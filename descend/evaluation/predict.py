@@ -23,7 +23,6 @@ import torch.nn.functional as F
 from PIL import Image
 
 from descend.data.batching import Normalize
-from descend.data.geometry import Geometry
 from descend.data.images import IMAGE_SUFFIXES, BadImage, load_pixels
 from descend.errors import DataError
 from descend.runtime.checkpoint import LoadedModel, load_model
@@ -48,18 +47,11 @@ class Prediction:
 def decode_geometry(loaded: LoadedModel) -> tuple[tuple[int, int], int | None]:
     """((h, w), resize): how the run decoded its images, for `load_pixels`.
 
-    The size is the model's input size. ``resize`` is the checkpoint's stored ``geometry``
-    when the trainer wrote one, else the `Geometry` of the run's config replayed. That replay
-    lacks the dataset's own default size, so the model's side stands in for it: exact unless
-    the run had ``center-crop:N`` without ``resize:R``, where the crop was cut from the image
-    scaled to the dataset's default size (64 for an image folder).
+    The size is the model's input size; ``resize`` is the checkpoint's stored ``geometry``
+    (`descend.runtime.migrate` replays it from the config of a run that stored none).
     """
-    ckpt, size = loaded.checkpoint, loaded.spec.image_size
-    stored = ckpt.get("geometry")
-    if isinstance(stored, dict):
-        resize = stored.get("resize")
-        return size, int(resize) if resize is not None else None
-    return size, Geometry.from_settings(ckpt.get("config") or {}).decode_size(size[0])[1]
+    resize = loaded.checkpoint["geometry"]["resize"]
+    return loaded.spec.image_size, int(resize) if resize is not None else None
 
 
 def image_from_array(array: ArrayLike) -> Image.Image:

@@ -27,6 +27,7 @@ from torch import nn
 from descend.errors import CheckpointError, DescendError
 from descend.io import atomic_torch_save
 from descend.models import ModelSpec, create_model
+from descend.runtime.migrate import upgrade_checkpoint
 from descend.version import __version__
 
 FORMAT = "descend-checkpoint"
@@ -59,8 +60,9 @@ def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> None:
 
 def read_checkpoint(path: str | os.PathLike[str],
                     needs: Iterable[str] = REQUIRED) -> dict[str, Any]:
-    """The checkpoint at ``path`` (or a run folder's best.pt, else last.pt), checked by
-    `check_checkpoint` to hold ``needs`` and to describe a model its weights fit."""
+    """The checkpoint at ``path`` (or a run folder's best.pt, else last.pt), in today's format
+    (`upgrade_checkpoint` reads what an older descend wrote), checked by `check_checkpoint` to
+    hold ``needs`` and to describe a model its weights fit."""
     path = Path(path)
     if path.is_dir():
         for name in ("best.pt", "last.pt"):
@@ -93,6 +95,7 @@ def read_checkpoint(path: str | os.PathLike[str],
         )
     if ckpt.get("format_version", 0) > FORMAT_VERSION:
         raise CheckpointError(f"{path} was written by a newer descend; upgrade descend to read it")
+    ckpt = upgrade_checkpoint(ckpt)
     check_checkpoint(ckpt, path, needs)
     return ckpt
 

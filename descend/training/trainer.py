@@ -263,7 +263,7 @@ def setup(request: Request, folder: RunFolder, extra_callbacks: list[Callback],
         if cfg.lr == "auto":
             plan = auto_lr(plan, data, folder, start, device, fingerprint, log)
     else:
-        if note := check_same_data(state.get("data_fingerprint"), fingerprint, allow_added_data):
+        if note := check_same_data(state["data_fingerprint"], fingerprint, allow_added_data):
             log(note)
         plan = plan_resumed(cfg, state, data, device)
     for line in plan.reasons:

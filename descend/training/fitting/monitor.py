@@ -6,7 +6,7 @@ Computed once per epoch by the loop; `best.pt`, early stopping and the epoch lin
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 
@@ -39,8 +39,5 @@ class BestMetric:
         return asdict(self)
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        # 0.1.0 stored EarlyStopping's fields here, patience and bad_epochs among them: the one
-        # lives in the config, the other is counted from the history (`epochs_since_best`).
-        for k in ("monitor", "min_delta", "best", "best_epoch"):
-            if k in state:
-                setattr(self, k, state[k])
+        for f in fields(self):
+            setattr(self, f.name, state[f.name])

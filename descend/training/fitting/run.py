@@ -128,7 +128,7 @@ class Run:
         return self.folder.path
 
     def resume_state(self) -> dict[str, Any]:
-        """What `last.pt` needs beyond the weights to continue exactly (0.1.0's keys)."""
+        """What `last.pt` needs beyond the weights to continue exactly."""
         return {"data_fingerprint": self.fingerprint,
                 "optimizer": self.optimizer.state_dict(),
                 "scheduler": self.schedule.scheduler.state_dict(),
@@ -146,10 +146,7 @@ class Run:
         constant run); a budgeted one, its last revision."""
         self.start_epoch = int(state["epoch"])
         total = self.horizon.total
-        if "horizon" in state:
-            self.horizon.load_state_dict(state["horizon"])
-        else:  # before horizons: every epoch had its whole length
-            self.horizon.step = self.start_epoch * self.steps_per_epoch
+        self.horizon.load_state_dict(state["horizon"])
         if self.budget is None:
             self.horizon.total = total
         self.model.load_state_dict(state["state_dict"])

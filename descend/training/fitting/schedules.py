@@ -92,11 +92,7 @@ class ProgressSchedule:
         return {"peaks": list(self.peaks)}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        if "peaks" in state:
-            self.peaks = list(state["peaks"])
-        else:  # torch's OneCycleLR or LambdaLR state, from descend 0.1.0
-            bases = state.get("base_lrs", self.peaks)
-            self.peaks = [g.get("max_lr", b) for g, b in zip(self.opt.param_groups, bases)]
+        self.peaks = list(state["peaks"])
         self.apply()
 
 

@@ -18,9 +18,11 @@ from descend.config import TrainConfig
 from descend.data.splits import DataSplits
 from descend.errors import CheckpointError, ConfigError, DataError
 from descend.runtime.checkpoint import REQUIRED, read_checkpoint
+from descend.runtime.migrate import upgrade_config
 
 # What a last.pt holds beyond what every checkpoint has: the state training continues from.
-RESUME_NEEDS = (*REQUIRED, "epoch", "optimizer", "scheduler", "early_stopping", "history", "rng")
+RESUME_NEEDS = (*REQUIRED, "epoch", "optimizer", "scheduler", "early_stopping", "history", "rng",
+                "horizon", "precision", "data_fingerprint")
 # Settings a resumed run may change; everything else must stay as the run began.
 RESUMABLE_OVERRIDES = {"epochs", "progress", "device", "data_root", "cache_dir", "early_stop",
                        "tensorboard", "eval_batch_size"}
@@ -81,7 +83,7 @@ def _read_config_json(run_dir: Path) -> dict[str, Any]:
         raise CheckpointError(f"cannot resume {run_dir}: {path} is unreadable ({e})") from None
     if not isinstance(values, dict):
         raise CheckpointError(f"cannot resume {run_dir}: {path} holds no settings")
-    return values
+    return upgrade_config(values)
 
 
 def absolute_paths(cfg: TrainConfig) -> TrainConfig:
@@ -109,11 +111,12 @@ def data_fingerprint(data: DataSplits) -> dict[str, Any]:
             "files": files or None}
 
 
-def check_same_data(old: dict[str, Any] | None, new: dict[str, Any], allow_added: bool
+def check_same_data(old: dict[str, Any], new: dict[str, Any], allow_added: bool
                     ) -> str | None:
     """Refuse data (fingerprint ``new``) that is not the run's (``old``); a note when added
-    files are accepted."""
-    if old is None:  # a checkpoint from before fingerprints (descend 0.1.0)
+    files are accepted. A part of ``old`` that is None was not recorded: the files of data that
+    is not a folder; all three for a run that recorded nothing (`descend.runtime.migrate`)."""
+    if all(part is None for part in old.values()):
         return "note: this run's checkpoint has no data fingerprint; the data is not checked"
     if new["classes"] != old["classes"]:
         raise DataError(f"the data has classes {new['classes']} but the run was trained on "

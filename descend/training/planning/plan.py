@@ -168,7 +168,7 @@ def plan_resumed(cfg: TrainConfig, state: dict[str, Any], data: DataSplits,
     that is left and the length its last revision gave."""
     spec = ModelSpec.from_dict(state["model"])
     norm = state["normalization"]
-    amp = bool(state.get("precision", {}).get("bf16_autocast", False))
+    amp = bool(state["precision"]["bf16_autocast"])
     why = [f"precision {'bfloat16 autocast' if amp else 'float32'}, as the run began"]
     probe = Probe(cfg, spec, data, norm["mean"], norm["std"], device)
     spe = probe.steps_per_epoch
@@ -178,7 +178,7 @@ def plan_resumed(cfg: TrainConfig, state: dict[str, Any], data: DataSplits,
     kept = state.get("time_budget")
     if cfg.time_budget is not None and kept is not None:
         left = float(kept["left"])
-        total = int(state.get("horizon", {}).get("total", total))
+        total = int(state["horizon"]["total"])
         budget = BudgetPlan(parse_duration(cfg.time_budget), time.monotonic() + left,
                             EpochCosts(**kept["costs"]))
     return RunPlan(cfg, spec, list(norm["mean"]), list(norm["std"]), amp, spe, total, budget,
