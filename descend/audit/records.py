@@ -17,6 +17,7 @@ from pathlib import PurePosixPath
 from typing import Any, TypeVar
 
 from descend.errors import DataError
+from descend.jsonfields import Fields
 
 # Each file's format; each is 1 since the audit began, and a reader refuses any other.
 AUDIT_FORMAT = 1
@@ -55,7 +56,7 @@ class Suspect:
 
     @classmethod
     def from_json(cls, data: Any) -> Suspect:
-        f = _Fields(data, "a suspect")
+        f = Fields(data, "a suspect")
         kind = f.need("kind", str)
         if kind not in KINDS:
             raise DataError(f"a suspect's kind is {kind[:40]!r}, not one of {', '.join(KINDS)}")
@@ -87,7 +88,7 @@ class Duplicate:
 
     @classmethod
     def from_json(cls, data: Any) -> Duplicate:
-        f = _Fields(data, "a duplicate pair")
+        f = Fields(data, "a duplicate pair")
         cosine = f.may("cosine", float)
         return cls(id=f.need("id", str), a=f.may("a", str), b=f.may("b", str),
                    index_a=f.may("index_a", int), index_b=f.may("index_b", int),
@@ -117,7 +118,7 @@ class Method:
 
     @classmethod
     def from_json(cls, data: Any) -> Method:
-        f = _Fields(data, "the method")
+        f = Fields(data, "the method")
         return cls(folds=f.may("folds", int), model=f.may("model", str),
                    from_run=f.may("from_run", str), judged=f.may("judged", int),
                    time_budget=f.may("time_budget", str),
@@ -146,7 +147,7 @@ class StrayRule:
 
     @classmethod
     def from_json(cls, data: Any) -> StrayRule:
-        f = _Fields(data, "the stray rule")
+        f = Fields(data, "the stray rule")
         return cls(judged=f.need("judged", bool), temperature=f.may("temperature", float),
                    median_evenness=f.may("median_evenness", float),
                    level=f.may("level", float), gate=f.may("gate", float))
@@ -174,14 +175,14 @@ class Summary:
 
     @classmethod
     def from_json(cls, data: Any) -> Summary:
-        f = _Fields(data, "the summary")
+        f = Fields(data, "the summary")
         per_class = f.mapping("per_class", dict)
         rule = f.may("stray_rule", dict)
         return cls(images=f.may("images", int), suspects=f.mapping("suspects", int),
                    duplicates=f.may("duplicates", int),
                    label_noise_estimate=f.may("label_noise_estimate", float),
                    per_class=None if per_class is None else
-                   {c: _Fields(counts, f"the summary of {c!r}").counts()
+                   {c: Fields(counts, f"the summary of {c!r}").counts()
                     for c, counts in per_class.items()},
                    stray_rule=None if rule is None else StrayRule.from_json(rule))
 
@@ -237,7 +238,7 @@ class Audit:
             raise DataError(f"{where} is not a format-{AUDIT_FORMAT} audit (a newer descend, or "
                             "not an audit): run `descend audit` again")
         try:
-            f = _Fields(data, "the file")
+            f = Fields(data, "the file")
             method, summary = f.may("method", dict), f.may("summary", dict)
             audit = cls(data=f.may("data", str) or "", root=f.may("root", str),
                         created=f.may("created", str),
@@ -269,7 +270,7 @@ class Decision:
 
     @classmethod
     def from_json(cls, data: Any) -> Decision:
-        f = _Fields(data, "a decision")
+        f = Fields(data, "a decision")
         return cls(f.need("action", str), f.may("to", str))
 
 
@@ -283,7 +284,7 @@ def decisions_from_json(data: Any, where: str = DECISIONS_FILE) -> dict[str, Dec
     """The decisions in ``data``, read from ``where``; `DataError` if it is not a format-1
     decisions file."""
     try:
-        f = _Fields(data, "the file")
+        f = Fields(data, "the file")
         if f.need("format", int) != DECISIONS_FORMAT:
             raise DataError(f"format {data['format']}")
         return {path: Decision.from_json(d)
@@ -307,7 +308,7 @@ class Move:
 
     @classmethod
     def from_json(cls, data: Any) -> Move:
-        f = _Fields(data, "a move")
+        f = Fields(data, "a move")
         return cls(f.need("from", str), f.need("to", str), tuple(f.items("made", str) or ()))
 
 
@@ -320,7 +321,7 @@ def journal_from_json(data: Any, where: str = JOURNAL_FILE) -> list[Move]:
     """The moves in ``data``, read from ``where``; `DataError` (`unreadable_journal`) if it is
     not a format-1 journal."""
     try:
-        f = _Fields(data, "the file")
+        f = Fields(data, "the file")
         if f.need("format", int) != JOURNAL_FORMAT:
             raise DataError(f"format {data['format']}")
         return [Move.from_json(m) for m in f.items("moves", dict, needed=True) or ()]
@@ -341,64 +342,4 @@ def is_relative(path: object) -> bool:
     pure = PurePosixPath(path)
     return not pure.is_absolute() and ".." not in pure.parts and str(pure) == path
 
-
-@dataclass
-class _Fields:
-    """A JSON object's fields read by type; the first missing or mistyped one is a
-    `DataError` that names it (``a suspect has no 'score'``, ``the file's 'classes' is not a
-    list``)."""
-
-    data: Any
-    what: str
-
-    def __post_init__(self) -> None:
-        if not isinstance(self.data, dict):
-            raise DataError(f"{self.what} is not a JSON object")
-
-    def need(self, key: str, kind: type[T]) -> T:
-        value = self.may(key, kind)
-        if value is None:
-            raise DataError(f"{self.what} has no {key!r}")
-        return value
-
-    def may(self, key: str, kind: type[T]) -> T | None:
-        value = self.data.get(key)
-        if value is None:
-            return None
-        if not _is(value, kind):
-            raise DataError(f"{self.what}'s {key!r} is not {_NAMES.get(kind, kind.__name__)}")
-        return value
-
-    def items(self, key: str, kind: type[T], needed: bool = False) -> list[T] | None:
-        """A list of ``kind``s."""
-        values = self.need(key, list) if needed else self.may(key, list)
-        if values is not None and not all(_is(v, kind) for v in values):
-            raise DataError(f"{self.what}'s {key!r} is not a list of "
-                            f"{_NAMES.get(kind, kind.__name__)}s")
-        return values
-
-    def mapping(self, key: str, kind: type[T], needed: bool = False) -> dict[str, T] | None:
-        """An object whose values are ``kind``s."""
-        values = self.need(key, dict) if needed else self.may(key, dict)
-        if values is not None and not all(_is(v, kind) for v in values.values()):
-            raise DataError(f"{self.what}'s {key!r} holds other than "
-                            f"{_NAMES.get(kind, kind.__name__)}s")
-        return values
-
-    def counts(self) -> dict[str, int]:
-        """The object itself, all of whose values are whole numbers."""
-        if not all(_is(v, int) for v in self.data.values()):
-            raise DataError(f"{self.what} holds other than whole numbers")
-        return dict(self.data)
-
-
-_NAMES = {str: "a string", int: "a whole number", float: "a number", bool: "true or false",
-          dict: "an object", list: "a list"}
-
-
-def _is(value: object, kind: type) -> bool:
-    """JSON has one kind of number and booleans apart: 3 is a float here, True is no int."""
-    if kind is not bool and isinstance(value, bool):
-        return False
-    return isinstance(value, (int, float) if kind is float else kind)
 

@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, ClassVar, TypeVar
 
 from descend.crawl.config import CrawlConfig
+from descend.jsonfields import Fields
 
 FORMAT = 1  # of the manifest: the statuses and keys written below
 SPLITS = ("train", "val")
@@ -227,27 +228,12 @@ def parse_record(data: Mapping[str, Any]) -> Record:
     return kind.from_json(data)
 
 
-@dataclass
-class _Fields:
-    """A JSON object's fields read by type; the first missing or mistyped one is a `BadRecord`."""
+class _Fields(Fields):
+    """A manifest record's fields (`descend.jsonfields`); the first missing or mistyped one is a
+    `BadRecord`."""
 
-    data: Mapping[str, Any] = field(repr=False)
-
-    def need(self, key: str, kind: type[T]) -> T:
-        value = self.may(key, kind)
-        if value is None:
-            raise BadRecord(f"it has no {key!r}")
-        return value
-
-    def may(self, key: str, kind: type[T]) -> T | None:
-        value = self.data.get(key)
-        if value is None:
-            return None
-        # JSON has one kind of number and booleans apart: 3 is a float here, True is no int.
-        ok = isinstance(value, (int, float) if kind is float else kind)
-        if not ok or (kind is not bool and isinstance(value, bool)):
-            raise BadRecord(f"its {key!r} is not a {kind.__name__}")
-        return value
+    def __init__(self, data: Mapping[str, Any]) -> None:
+        super().__init__(data, "it", BadRecord)
 
     def phash(self) -> int:
         text = self.need("phash", str)

@@ -60,4 +60,4 @@ def test_url_records_missing_what_a_later_run_needs_are_skipped_with_the_line(
                                                      reason="http-404")]
     assert m.problems == ["manifest.jsonl:2: skipped a 'kept' record: it has no 'sha256'",
                           "manifest.jsonl:3: skipped a 'rejected' record: its 'limit' is not a "
-                          "int"]
+                          "whole number"]
