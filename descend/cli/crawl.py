@@ -24,6 +24,16 @@ def source_names() -> list[str] | None:
     return SOURCES.names()
 
 
+def taking(option: str) -> list[str]:
+    """The sources that take ``option`` (``base_url``: the web searches), [] without the crawl
+    extra."""
+    try:
+        from descend.crawl import SOURCES
+    except MissingExtraError:
+        return []
+    return [name for name in SOURCES if any(o.name == option for o in SOURCES.get(name).options)]
+
+
 def own_options() -> list[SourceOption]:
     """The options of single sources (``--urls-file``), each a flag of its own; those that are
     settings of the whole crawl (``--base-url``) have that setting's flag. [] without the crawl
@@ -82,7 +92,8 @@ def add_parser(subparsers: Any) -> None:
         p.add_argument(option.flag, dest=option.name, type=option.type, metavar=option.metavar,
                        help=option.help)
     p.add_argument("--base-url", metavar="URL",
-                   help="replace the source's scheme://host:port (baidu, bing), e.g. a mirror "
+                   help=f"replace the source's scheme://host:port ({', '.join(taking('base_url'))}"
+                   "), e.g. a mirror "
                    "or a local test server; that host:port may then be a private address")
     p.add_argument("--allow-private-addresses", action="store_true",
                    help="also fetch from loopback, private and link-local addresses (by "

@@ -13,12 +13,13 @@ import json
 import sys
 from typing import Any
 
+from descend.data.datasets import datasets_help
+
 DEFAULT_AUGMENT = "crop:4,hflip"  # TrainConfig's default, so a bare preview shows training
 
 
 def _dataset_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("dataset", help="mnist, fashion-mnist, cifar10, cifar10-sample or "
-                   "imagefolder:PATH")
+    p.add_argument("dataset", help=datasets_help())
     p.add_argument("--data-root", help="where datasets live (default $DESCEND_DATA, else "
                    "~/.cache/descend/datasets)")
     p.add_argument("--cache-dir", help="where decoded caches go (default $DESCEND_CACHE)")

@@ -36,15 +36,17 @@ def add_parser(sub: Any) -> None:
     from descend.errors import MissingExtraError
 
     try:
+        from descend.serving.app import endpoints
         from descend.serving.limits import Limits
         defaults: dict[str, Any] = {f.name: f.default for f in fields(Limits)}
+        ways = endpoints("and")
     except MissingExtraError:  # `descend serve` says which extra to install, at run time
-        defaults = {}
+        defaults, ways = {}, "its endpoints (pip install 'descend[serve]')"
     p = sub.add_parser("serve", help="serve a model: a web page and a JSON endpoint",
                        description="Serve a checkpoint: a page at / to drop or choose an image, "
-                       "POST /predict (multipart field 'file', optional ?top_k=N, ?explain=1 for "
-                       "a heat map of the evidence) answering JSON, GET /health and GET "
-                       "/metrics (Prometheus).")
+                       f"and {ways}. POST /predict takes the image in the multipart field "
+                       "'file' (optional ?top_k=N, ?explain=1 for a heat map of the evidence) "
+                       "and answers JSON; GET /metrics is Prometheus'.")
     p.add_argument("checkpoint", help="a best.pt / last.pt, or a run folder")
     p.add_argument("--host", default="127.0.0.1",
                    help="address to listen on (default: %(default)s, this machine only; "
@@ -85,6 +87,7 @@ def run(args: argparse.Namespace) -> int:
     from descend.errors import ConfigError
     from descend.evaluation.predict import Classifier
     from descend.serving import Limits, bind, create_app, default_hosts, make_server, url
+    from descend.serving.app import endpoints
 
     if args.top_k < 1:
         raise ConfigError(f"--top-k must be at least 1, got {args.top_k}")
@@ -102,7 +105,7 @@ def run(args: argparse.Namespace) -> int:
                      access_log=sys.stderr if args.access_log else None)
     spec = classifier.loaded.spec
     print(f"descend serve: {url(sock)}/ (model {spec.name}, {len(classifier.classes)} classes, "
-          f"{classifier.device}; POST /predict, GET /health, GET /metrics; Ctrl+C stops)",
+          f"{classifier.device}; {endpoints()}; Ctrl+C stops)",
           flush=True)
 
     def stop(signum: int, frame: object) -> None:

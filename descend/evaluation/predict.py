@@ -48,9 +48,10 @@ def decode_geometry(loaded: LoadedModel) -> tuple[tuple[int, int], int | None]:
     """((h, w), resize): how the run decoded its images, for `load_pixels`.
 
     The size is the model's input size; ``resize`` is the checkpoint's stored ``geometry``
-    (`descend.runtime.migrate` replays it from the config of a run that stored none).
+    (`descend.runtime.migrate` replays it from the config of a run that stored none; a model
+    built in memory, with no checkpoint, decodes at its input size).
     """
-    resize = loaded.checkpoint["geometry"]["resize"]
+    resize = loaded.checkpoint.get("geometry", {}).get("resize")
     return loaded.spec.image_size, int(resize) if resize is not None else None
 
 

@@ -53,6 +53,7 @@ from starlette.types import Message, Receive
 from descend.data.images import BadImage
 from descend.evaluation.explain import Explainer
 from descend.evaluation.predict import Classifier
+from descend.registry import name_list
 from descend.serving.batching import Admission, Batcher, Busy
 from descend.serving.guard import (
     CLOSE,
@@ -99,7 +100,7 @@ def create_app(classifier: Classifier, *, checkpoint: str = "", top_k: int = 3,
     sites whose pages may POST; ``access_log``: a stream for one JSON line per request.
     """
     limits = limits or Limits()
-    metrics = Metrics()
+    metrics = Metrics(path for _, path, _ in ENDPOINTS)
     service = PredictionService(classifier, checkpoint, top_k, limits, metrics)
 
     @contextlib.asynccontextmanager
@@ -107,16 +108,27 @@ def create_app(classifier: Classifier, *, checkpoint: str = "", top_k: int = 3,
         yield
         service.close()
 
-    routes = [Route("/", service.page, methods=["GET"]),
-              Route("/health", service.health, methods=["GET"]),
-              Route("/metrics", service.exposition, methods=["GET"]),
-              Route("/predict", service.predict, methods=["POST"])]
+    routes = [Route(path, getattr(service, handler), methods=[method])
+              for method, path, handler in ENDPOINTS]
     app = Starlette(routes=routes, lifespan=lifespan,
                     exception_handlers={HTTPException: http_error,
                                         **exception_handlers(limits)})
     app.state.service = service
     policy = HostPolicy(allowed_hosts, allowed_origins)
     return Guard(app, policy, limits, metrics, access_log)
+
+
+# The way in: (method, path, the `PredictionService` method that answers). The routes, the 404
+# answer, /metrics' path labels and the command's own lines are made from this table.
+ENDPOINTS = (("GET", "/", "page"), ("POST", "/predict", "predict"), ("GET", "/health", "health"),
+             ("GET", "/metrics", "exposition"))
+
+
+def endpoints(last: str = ",") -> str:
+    """The endpoints besides the page: "POST /predict, GET /health and GET /metrics" (``last``
+    "and") or with commas alone (``last`` ",")."""
+    named = [f"{method} {path}" for method, path, _ in ENDPOINTS if path != "/"]
+    return ", ".join(named) if last == "," else name_list(named, last)
 
 
 async def http_error(request: Request, exc: Exception) -> Response:
@@ -130,7 +142,7 @@ async def http_error(request: Request, exc: Exception) -> Response:
                                      if path == "/predict" else ""), exc.headers)
     if exc.status_code == 404:
         return error(404, f"nothing at {path}: the page is at /, the endpoints are "
-                     "POST /predict, GET /health and GET /metrics")
+                     f"{endpoints('and')}")
     return error(exc.status_code, str(exc.detail), exc.headers)
 
 

@@ -6,7 +6,7 @@ process (tests, an embedding program) count apart.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
@@ -14,7 +14,6 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 # The paths counted by name; any other is "other", so that a client sending random paths
 # cannot grow the labels without end.
-PATHS = ("/", "/health", "/predict", "/metrics")
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64)
 
@@ -22,7 +21,8 @@ BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64)
 class Metrics:
     """Requests by path and status, their latency, the queue and the batches."""
 
-    def __init__(self) -> None:
+    def __init__(self, paths: Iterable[str] = ()) -> None:
+        self.paths = frozenset(paths)  # the app's own (`app.ENDPOINTS`); any other is "other"
         self.registry = CollectorRegistry()
         self.requests = Counter("descend_requests", "HTTP requests answered, by path and status",
                                 ["path", "status"], registry=self.registry)
@@ -44,7 +44,7 @@ class Metrics:
         self.queued.set_function(queued)
 
     def answered(self, path: str, status: int, seconds: float) -> None:
-        label = path if path in PATHS else "other"
+        label = path if path in self.paths else "other"
         self.requests.labels(label, str(status)).inc()
         self.latency.labels(label).observe(seconds)
 

@@ -15,8 +15,8 @@ from descend.errors import ConfigError
 
 
 def test_registry_names_and_unknown_source() -> None:
-    assert SOURCES.names() == ["baidu", "bing", "urls"]
-    with pytest.raises(ConfigError, match="baidu, bing, urls"):
+    assert {"baidu", "bing", "urls"} <= set(SOURCES.names())
+    with pytest.raises(ConfigError, match=", ".join(sorted(SOURCES.names()))):
         create_source("google")
 
 
@@ -125,7 +125,7 @@ def test_each_source_says_which_words_it_searches_for_a_class(tmp_path: Path) ->
 def test_each_source_is_given_only_the_options_it_takes(tmp_path: Path) -> None:
     listing = tmp_path / "urls.txt"
     listing.write_text("cat http://a/1.jpg\n")
-    assert [o.name for o in source_options()] == ["base_url", "urls_file"]
+    assert {"base_url", "urls_file"} <= {o.name for o in source_options()}
     # The crawl passes every setting; a source keeps its own and is not given the others.
     settings = {"base_url": "http://127.0.0.1:9", "urls_file": listing}
     assert create_source("baidu", **settings).base_url == "http://127.0.0.1:9"

@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from descend.errors import ConfigError
+from descend.optim import OPTIMIZERS
 from descend.optim.adagrad import AdaGrad
 from descend.optim.adam import Adam, AdamW
 from descend.optim.momentum import Momentum, Nesterov
@@ -44,7 +45,7 @@ def test_invalid_hyper_parameter_is_a_value_error_naming_it(cls, kwargs: dict, n
     assert cls.__name__ in str(info.value)
 
 
-@pytest.mark.parametrize("cls", [SGD, Momentum, Nesterov, AdaGrad, RMSProp, Adam, AdamW])
+@pytest.mark.parametrize("cls", [OPTIMIZERS.get(name) for name in OPTIMIZERS])
 def test_registry_calling_form(cls) -> None:
     # DescendOptimizer.build, which create_optimizer calls, passes every optimizer
     # Cls(params, lr=..., weight_decay=...) plus its own form of the momentum.

@@ -146,3 +146,13 @@ def test_eps_placement_matters_at_this_gradient_scale() -> None:
         inside = run_reference(ref, {**hyper, "inside": True})
         outside = run_reference(ref, {**hyper, "inside": False})
         assert np.abs(inside - outside).max() > 1e-3 * np.abs(outside - THETA0).max()
+
+
+def test_every_registered_optimizer_has_a_formula_case() -> None:
+    """A new optimizer needs its own numpy reference and a case above (CONTRIBUTING.md)."""
+    from descend.optim import OPTIMIZERS
+
+    param = [torch.nn.Parameter(torch.zeros(2))]
+    covered = {type(factory(param)) for factory, _, _ in CASES.values()}
+    missing = [name for name in OPTIMIZERS if OPTIMIZERS.get(name) not in covered]
+    assert not missing, f"no formula case in tests/optim/test_optim_formulas.py for {missing}"

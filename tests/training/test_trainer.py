@@ -12,6 +12,7 @@ import torch
 
 from descend.config import TrainConfig
 from descend.errors import CheckpointError, ConfigError
+from descend.optim import OPTIMIZERS
 from descend.runtime.checkpoint import load_model, read_checkpoint
 from descend.training.trainer import train
 
@@ -124,8 +125,7 @@ def test_every_schedule_runs(image_folder: Path, tmp_path: Path, schedule: str) 
         assert len(set(lrs)) == 3
 
 
-@pytest.mark.parametrize("optimizer", ["sgd", "momentum", "nesterov", "adagrad", "rmsprop",
-                                       "adam", "adamw"])
+@pytest.mark.parametrize("optimizer", list(OPTIMIZERS))
 def test_every_optimizer_trains(image_folder: Path, tmp_path: Path, optimizer: str) -> None:
     result = train(_cfg(image_folder, tmp_path / optimizer, epochs=2, optimizer=optimizer,
                         lr=0.01))
