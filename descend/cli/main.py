@@ -33,7 +33,29 @@ def build_parser() -> argparse.ArgumentParser:
         module.add_parser(sub)
         for cmd in set(sub.choices) - before:
             sub.choices[cmd].set_defaults(func=module.run)
+    for command in sub.choices.values():
+        _debug_after(command)
     return parser
+
+
+def _debug_after(parser: argparse.ArgumentParser) -> None:
+    """``--debug`` after the command too (``descend train --debug``), in its actions too
+    (``descend optim compare --debug``)."""
+    parser.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                        help="show the traceback of an unexpected error instead of one line")
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for child in action.choices.values():
+                _debug_after(child)
+
+
+# What Ctrl-C leaves behind, for the commands that leave work to continue.
+INTERRUPTED = {
+    "train": "a training run keeps its last finished epoch in RUN/last.pt: continue it with "
+             "`descend train --resume RUN`",
+    "crawl": "every image kept so far is in the folder and in its manifest: run the same "
+             "command again to continue where it stopped",
+}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -55,8 +77,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"descend: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("\ndescend: interrupted. A training run keeps its last finished epoch in "
-              "RUN/last.pt: continue it with `descend train --resume RUN`.", file=sys.stderr)
+        left = INTERRUPTED.get(args.command)
+        print(f"\ndescend {args.command}: interrupted" + (f"; {left}." if left else "."),
+              file=sys.stderr)
         return 130
     except BrokenPipeError:  # `descend ... | head`: the reader has all it wanted
         sys.stderr.close()

@@ -27,10 +27,18 @@ def add_parser(sub: Any) -> None:
     g.add_argument("--allow-added-data", action="store_true", help="with --resume: go on with "
                    "files added to the image folder since the run began")
     g.add_argument("--config", help="TOML, YAML or JSON file of settings; flags override it")
-    g.add_argument("--json", action="store_true", help="print the result as JSON at the end")
+    g.add_argument("--json", action="store_true", help="print the result as one JSON document "
+                   "at the end, the log on stderr (default: the log alone)")
+    g.add_argument("--print-config", action="store_true",
+                   help="print the settings as resolved (flags over --config, the photo default, "
+                   "the starting weights') as a JSON file that --config reads back, and stop "
+                   "without training; the plan decides the rest from the data (default: train)")
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.print_config:
+        print_config(args)
+        return 0
     if args.json:  # stdout carries the JSON alone; the run's log goes to stderr
         with contextlib.redirect_stdout(sys.stderr):
             result = _train(args)
@@ -47,6 +55,28 @@ def run(args: argparse.Namespace) -> int:
     else:
         _train(args)
     return 0
+
+
+def print_config(args: argparse.Namespace) -> None:
+    """``--print-config``: `resolve`'s settings, without downloading anything, and without the
+    run folder and default dataset it would choose at train time (a new folder each run;
+    CIFAR-10 if it can be had then, else the sample)."""
+    from descend.training.planning.resolve import resolve
+
+    given = config_values(args)
+    values: dict[str, Any] = read_config_file(args.config) if args.config else {}
+    if args.resume:
+        request = resolve(None, args.resume, given)
+    else:
+        cfg = TrainConfig.from_dict({**values, **given}, source=args.config or "flags")
+        request = resolve(cfg.updated(download=False), None, {})
+    settings = request.cfg.to_dict()
+    if not args.resume:
+        settings["download"] = values.get("download", given.get("download", True))
+        for name in ("out", "data"):  # a new folder each run; CIFAR-10 if it can be had then
+            if not (given.get(name) or values.get(name)):
+                settings[name] = None
+    print(json.dumps(settings, indent=2))
 
 
 def _train(args: argparse.Namespace) -> TrainResult:

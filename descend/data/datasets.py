@@ -273,6 +273,25 @@ def cifar10(request: DataRequest) -> DataSplits:
                       request, 32)
 
 
+def default_dataset(root: str | None, download: bool) -> tuple[str, str | None]:
+    """The dataset a run with no ``--data`` trains on, and why when it is not CIFAR-10:
+    CIFAR-10 where it is under ``root`` (or can be downloaded there now), else the built-in
+    sample. Decided before the run folder is named, so that the folder says which."""
+    where = data_root(root)
+    if is_split_layout(where / "cifar10") or (where / "cifar-10-batches-py").is_dir():
+        return "cifar10", None
+    if not download:
+        return "cifar10-sample", _missing("cifar10", where / "cifar10", "")
+    import torchvision.datasets as tvd
+
+    try:
+        for train in (True, False):
+            tvd.CIFAR10(str(where), train=train, download=True)
+    except Exception as e:  # noqa: BLE001 - no network, a full disk, a refused download...
+        return "cifar10-sample", _missing("cifar10", where / "cifar10", str(e))
+    return "cifar10", None
+
+
 @register("cifar10-sample")
 def cifar10_sample(request: DataRequest) -> DataSplits:
     """A stratified sample of CIFAR-10 shipped in the package (see sample/PROVENANCE.md)."""

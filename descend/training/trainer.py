@@ -106,7 +106,7 @@ def train(cfg: TrainConfig | None = None, resume: str | Path | None = None,
     Four steps: `resolve` the request, then (in `setup`) load the data and plan the run, `build`
     it, and `fit` it.
     """
-    request = resolve(cfg, resume, overrides, photo_default_applies=splits is None)
+    request = resolve(cfg, resume, overrides, data_given=splits is not None)
     cfg = request.cfg
     # A process group under torchrun (nothing in one process); torch's threads given back at the
     # end (the plan may choose fewer).
