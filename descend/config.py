@@ -122,7 +122,7 @@ class TrainConfig:
         None, "hold out this share of each class for validation",
         default_text="the official test split; 0.2 for a flat image folder", bounds=FRACTION)
     augment: str | None = _data(
-        None, "e.g. crop:4,hflip,cutout:8 or none",
+        None, "e.g. crop:2,hflip,cutout:8 or none",
         default_text=f"the model's recipe: {recipe_help('augment')}, the two that pay on small "
         f"images; {mirroring_help()}; decoding is --image-size, --resize and --center-crop "
         "(0.1's resize:N and center-crop:N here are still read)")
@@ -222,8 +222,9 @@ class TrainConfig:
         bounds=NON_NEGATIVE)
     time_budget: str | None = _stop(
         None, "plan the epochs (and the schedule's length) to finish training within this "
-        "time, e.g. 90s, 5m, 1h30m; timed from the first step, data loading and the test pass "
-        "are extra", metavar="DURATION")
+        "time, e.g. 90s, 5m, 1h30m; timed from the first probe to the end of the last "
+        "validation: loading the data, --lr auto's sweep and the test pass are extra",
+        metavar="DURATION")
     # --- machine --------------------------------------------------------------------------
     seed: int = _machine(0, "seed of every random stream (order, augmentation, initialisation)")
     deterministic: bool = _machine(False, "bit-exact reruns at some cost in speed")
