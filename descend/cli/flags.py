@@ -72,12 +72,12 @@ def _default_text(default: Any, none_text: str | None) -> str:
     if default is None:
         return f" (default: {none_text})" if none_text else ""
     if isinstance(default, bool):
-        return f" (default {'on' if default else 'off'})"
+        return f" (default: {'on' if default else 'off'})"
     if isinstance(default, dict):
-        return "" if not default else f" (default {json.dumps(default)})"
+        return "" if not default else f" (default: {json.dumps(default)})"
     if isinstance(default, list):
         default = ",".join(str(v) for v in default)
-    return f" (default {default})"
+    return f" (default: {default})"
 
 
 def _parser_for(name: str) -> Any:

@@ -20,19 +20,19 @@ def test_every_setting_is_a_train_flag_with_its_one_default(
     defaults = TrainConfig()
     for f in dataclasses.fields(TrainConfig):
         assert flag_name(f.name) in text, f.name
-    assert f"(default {defaults.weight_decay})" in text
+    assert f"(default: {defaults.weight_decay})" in text
     assert "epochs to train (--time-budget plans them instead) (default: 8, or for a small " \
            "dataset" in text
     assert "training batch size; an explicit one the data cannot fill is an error (default: " \
            "256 (large enough" in text  # a None default says what it means
     assert "P x batch size / 256" in text and "--no-drop-last" in text
-    assert "(default 10,15)" in text  # milestones, a list
+    assert "(default: 10,15)" in text  # milestones, a list
 
 
 def test_compare_shows_its_own_defaults(capsys: pytest.CaptureFixture[str]) -> None:
     text = _help(capsys, "optim", "compare")
     assert "--batch-size BATCH_SIZE training batch size" in text
-    assert "(default 128)" in text and "(default mnist)" in text
+    assert "(default: 128)" in text and "(default: mnist)" in text
     assert "--overwrite" not in text and "--optimizer " not in text
 
 
