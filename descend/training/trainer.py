@@ -260,14 +260,14 @@ def setup(request: Request, folder: RunFolder, extra_callbacks: list[Callback],
     fingerprint = data_fingerprint(data)
     if state is None:
         plan = plan_new(cfg, data, device, start is None)
-        if cfg.lr == "auto":
-            plan = auto_lr(plan, data, folder, start, device, fingerprint, log)
     else:
         if note := check_same_data(state["data_fingerprint"], fingerprint, allow_added_data):
             log(note)
         plan = plan_resumed(cfg, state, data, device)
     for line in plan.reasons:
         log(line)
+    if state is None and cfg.lr == "auto":
+        plan = auto_lr(plan, data, folder, start, device, fingerprint, log)
     run = build(plan, data, folder, start, log, device, fingerprint, extra_callbacks)
     if state is not None:
         run.load_resume_state(state)
