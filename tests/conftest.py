@@ -51,6 +51,15 @@ def isolated_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return cache
 
 
+@pytest.fixture(autouse=True)
+def no_proxy_from_the_caller(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The caller's HTTP_PROXY and friends are not the tests': crawls of the local fake web go
+    direct unless a test sets a proxy itself (tests/crawl/test_proxy.py)."""
+    for name in list(os.environ):
+        if name.lower().endswith("_proxy"):
+            monkeypatch.delenv(name)
+
+
 @pytest.fixture
 def real_data() -> Path:
     """The shared real datasets (``DESCEND_DATA``); skips when they are not configured."""

@@ -9,6 +9,11 @@ to a private one for the connection) get no second chance to resolve differently
 
 Two opt-ins: the ``--base-url`` of a source (its host and port, exactly as written: tests and
 intranet mirrors live on local addresses) and ``--allow-private-addresses`` (everything).
+
+Through a proxy (`descend.crawl.proxy`) the crawler cannot choose the address the proxy
+connects to, so the policy is applied to both hops: the connection to the proxy is made by the
+same backend, trusting the proxy's own host and port (the user named it) and nothing else, and
+each request's target is resolved and checked here before the request is sent (`check_target`).
 """
 
 from __future__ import annotations
@@ -128,6 +133,23 @@ class GuardedBackend(httpcore.AsyncNetworkBackend):
         await self.inner.sleep(seconds)
 
 
+async def check_target(policy: AddressPolicy, host: str, port: int) -> None:
+    """Refuse ``host`` as the target of a proxied request unless its origin is trusted or every
+    address it resolves to is public (`BlockedAddress`; `httpcore.ConnectError` if it does not
+    resolve).
+
+    Every address, not the first public one as a direct connection takes: the proxy picks.
+    It also resolves the name again, so a name that answers differently the second time (DNS
+    rebinding) could still reach a private address on the proxy's side; a direct connection
+    has no such gap.
+    """
+    if policy.trusts(host, port):
+        return
+    for address in await _resolve(host, port):
+        if not is_public(address):
+            raise BlockedAddress(host, address)
+
+
 async def _resolve(host: str, port: int) -> list[str]:
     """Every address ``host`` resolves to (an address literal resolves to itself), in order."""
     loop = asyncio.get_running_loop()
@@ -143,19 +165,49 @@ class GuardedTransport(httpx.AsyncHTTPTransport):
     """`httpx.AsyncHTTPTransport` whose connections go through a `GuardedBackend`.
 
     httpx 0.28 takes no network backend, so the pool it builds is replaced by the same pool
-    with ours (encode/httpx discussion #3180, pull request #3749). No proxy is used: behind a
-    proxy the crawler could not see which address a request reaches.
+    with ours (encode/httpx discussion #3180, pull request #3749).
+
+    With ``proxy`` (an http:// proxy) the pool is httpcore's `AsyncHTTPProxy`, built on the
+    same backend: it connects only to the proxy, whose host and port alone it trusts. The
+    proxy, not this machine, then connects to each request's target, so the target is checked
+    here before the request goes out (`check_target`, under the crawl's ``policy``).
     """
 
-    def __init__(self, policy: AddressPolicy, limits: httpx.Limits) -> None:
+    def __init__(self, policy: AddressPolicy, limits: httpx.Limits,
+                 proxy: httpx.Proxy | None = None) -> None:
         super().__init__(limits=limits)
         if not isinstance(getattr(self, "_pool", None), httpcore.AsyncConnectionPool):
             raise RuntimeError("this httpx version builds its transport differently; "
                                "descend's address check needs updating")
-        self._pool = httpcore.AsyncConnectionPool(
-            ssl_context=httpx.create_ssl_context(),
+        self.policy = policy
+        self.proxy = proxy
+        ssl_context = httpx.create_ssl_context()
+        if proxy is None:
+            self._pool = httpcore.AsyncConnectionPool(
+                ssl_context=ssl_context,
+                max_connections=limits.max_connections,
+                max_keepalive_connections=limits.max_keepalive_connections,
+                keepalive_expiry=limits.keepalive_expiry,
+                network_backend=GuardedBackend(policy),
+            )
+            return
+        if proxy.url.scheme != "http":
+            raise ValueError(f"only http:// proxies are supported, not {proxy.url.scheme}://")
+        self._pool = httpcore.AsyncHTTPProxy(
+            proxy_url=httpcore.URL(scheme=proxy.url.raw_scheme, host=proxy.url.raw_host,
+                                   port=proxy.url.port, target=proxy.url.raw_path),
+            proxy_auth=proxy.raw_auth,
+            ssl_context=ssl_context,
             max_connections=limits.max_connections,
             max_keepalive_connections=limits.max_keepalive_connections,
             keepalive_expiry=limits.keepalive_expiry,
-            network_backend=GuardedBackend(policy),
+            network_backend=GuardedBackend(AddressPolicy(trusted=frozenset({origin(proxy.url)}))),
         )
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        if self.proxy is not None:
+            try:
+                await check_target(self.policy, *origin(request.url))
+            except httpcore.ConnectError as e:  # httpx maps httpcore's errors only inside
+                raise httpx.ConnectError(str(e), request=request) from None
+        return await super().handle_async_request(request)

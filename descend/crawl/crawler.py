@@ -34,7 +34,7 @@ import httpx
 from PIL import Image
 from tqdm import tqdm
 
-from descend.crawl.address import AddressPolicy, GuardedTransport
+from descend.crawl.address import AddressPolicy
 from descend.crawl.config import CrawlConfig
 from descend.crawl.decide import Decisions
 from descend.crawl.dedup import DuplicateIndex
@@ -45,6 +45,7 @@ from descend.crawl.ledger import Ledger
 from descend.crawl.limits import ByteBudget, HostRateLimiter
 from descend.crawl.manifest import MANIFEST_NAME, Manifest, open_plain_file
 from descend.crawl.names import MAX_NAME_BYTES, check_names_fit
+from descend.crawl.proxy import EnvironmentProxies, crawl_transport
 from descend.crawl.records import RunRecord
 from descend.crawl.replay import replay
 from descend.crawl.report import CrawlReport
@@ -63,6 +64,7 @@ def crawl(config: CrawlConfig) -> CrawlReport:
 async def crawl_async(config: CrawlConfig) -> CrawlReport:
     """`crawl` for callers that already run an event loop."""
     config.validate()
+    proxies = EnvironmentProxies.from_environment()  # a proxy it cannot use: before any write
     source = create_source(config.source, base_url=config.base_url, **config.source_options)
     out = Path(config.out)
     try:
@@ -76,13 +78,13 @@ async def crawl_async(config: CrawlConfig) -> CrawlReport:
         warnings.simplefilter("error", Image.DecompressionBombWarning)
         manifest = Manifest(out / MANIFEST_NAME)
         try:
-            return await _run(config, source, out, manifest)
+            return await _run(config, source, out, manifest, proxies)
         finally:
             manifest.close()
 
 
-async def _run(config: CrawlConfig, source: Source, out: Path,
-               manifest: Manifest) -> CrawlReport:
+async def _run(config: CrawlConfig, source: Source, out: Path, manifest: Manifest,
+               proxies: EnvironmentProxies) -> CrawlReport:
     folder = OutputFolder(out)
     policy = AddressPolicy.for_crawl([config.base_url],
                                      allow_private=config.allow_private_addresses)
@@ -98,7 +100,7 @@ async def _run(config: CrawlConfig, source: Source, out: Path,
     limits = httpx.Limits(max_connections=config.concurrency,
                           max_keepalive_connections=config.concurrency)
     remaining = sum(max(0, config.per_class - c.kept) for c in classes)
-    transport = GuardedTransport(policy, limits)
+    transport = crawl_transport(policy, limits, proxies)
     async with httpx.AsyncClient(headers=headers, transport=transport, follow_redirects=False,
                                  timeout=httpx.Timeout(config.timeout)) as client:
         fetcher = Fetcher(
@@ -128,7 +130,8 @@ async def _run(config: CrawlConfig, source: Source, out: Path,
     return CrawlReport(
         out=out, manifest=out / MANIFEST_NAME, classes=[c.summary for c in classes],
         seconds=time.perf_counter() - start, bytes_downloaded=budget.used, stopped=stopped,
-        notes=list(manifest.problems),
+        # The proxy line first: the report prints only the first MAX_NOTES notes.
+        notes=[line for line in [proxies.describe()] if line] + list(manifest.problems),
     )
 
 
