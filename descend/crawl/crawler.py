@@ -128,7 +128,7 @@ async def _run(config: CrawlConfig, source: Source, out: Path,
     return CrawlReport(
         out=out, manifest=out / MANIFEST_NAME, classes=[c.summary for c in classes],
         seconds=time.perf_counter() - start, bytes_downloaded=budget.used, stopped=stopped,
-        notes=list(manifest.problems),
+        notes=list(manifest.problems), source=config.source,
     )
 
 
