@@ -16,7 +16,7 @@ from typing import Any
 
 from descend.audit.findings import Findings, find_suspects, near_duplicates, phashes
 from descend.audit.oos import OutOfSample, Pool, cross_validate, from_features, judged_by_run
-from descend.audit.records import AUDIT_FILE, AUDIT_FOLDER, Audit
+from descend.audit.records import AUDIT_FOLDER, Audit
 from descend.audit.report import write_report
 from descend.config import TrainConfig
 from descend.data.datasets import load_dataset
@@ -109,5 +109,4 @@ def run_audit(cfg: TrainConfig, folds: int | None = None, out: str | Path | None
     log(f"{kinds.count('label')} likely wrong labels, {kinds.count('outlier')} "
         f"images that fit no class, {len(audit.duplicates)} near duplicates across splits; "
         f"estimated label noise {noise:.1%}; {seconds:.0f} s")
-    log(f"report: {folder / AUDIT_FILE}, contact sheet: {folder / 'suspects.png'}")
     return AuditResult(folder, audit)

@@ -6,11 +6,15 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import sys
+from pathlib import Path
 from typing import Any
 
+from descend.cli import common
 from descend.cli.flags import add_config_flags, config_values
+
+# The files an audit writes; --review adds decisions.json, which a new audit leaves alone.
+AUDIT_FILES = ["audit.json", "suspects.png"]
 
 # Train settings that mean nothing for the folds an audit trains.
 NOT_FOR_AUDIT = ("data", "out", "overwrite", "tensorboard", "val_every", "early_stop",
@@ -34,8 +38,6 @@ def add_parser(sub: Any) -> None:
     g.add_argument("--from", dest="from_run", metavar="RUN", help="judge with this run's "
                    "model instead of training folds: only its validation images are out of "
                    "sample, so only they are judged (duplicates cover every split)")
-    g.add_argument("--out", help="where the report goes (default: PATH/.descend-audit for an "
-                   "image folder, else runs/audit-<data>)")
     g.add_argument("--review", action="store_true", help="open the review page of the last "
                    "audit: keep, relabel or drop each suspect (nothing is trained)")
     g.add_argument("--host", default="127.0.0.1", help="--review: address (default "
@@ -46,7 +48,13 @@ def add_parser(sub: Any) -> None:
                    "relabelled ones into their new class folder, dropped ones into "
                    "PATH/_dropped/ (nothing is deleted)")
     g.add_argument("--undo", action="store_true", help="move every file --apply moved back")
-    g.add_argument("--json", action="store_true", help="print the summary as JSON")
+    common.add_json(p, "the summary and the folder")
+    # --review, --apply and --undo read the audit in --out, so its default is one fixed place.
+    common.add_out(p, "audit.json and suspects.png (--review, --apply and --undo read them "
+                   "there)", default="PATH/.descend-audit for imagefolder:PATH, else "
+                   "runs/audit-<data>")
+    # --device, --progress, --strict (stop at the first unusable image) and the rest mean
+    # what they mean for descend train, whose settings the folds train with.
     add_config_flags(p, exclude=NOT_FOR_AUDIT)
 
 
@@ -71,7 +79,7 @@ def _audit(args: argparse.Namespace) -> int:
     from descend.extras import require
 
     require("audit", "descend audit")
-    from descend.audit import run_audit
+    from descend.audit import audit_folder, run_audit
     from descend.config import TrainConfig
     from descend.errors import ConfigError
 
@@ -79,15 +87,17 @@ def _audit(args: argparse.Namespace) -> int:
         raise ConfigError(f"--folds must be at least 2, got {args.folds}")
     cfg = TrainConfig.from_dict({**config_values(args), "data": args.dataset}, "flags")
     cfg.validate()
+    common.claim_out(audit_folder(args.dataset, args.out), AUDIT_FILES, args.overwrite)
     with contextlib.redirect_stdout(sys.stderr if args.json else sys.stdout):
         result = run_audit(cfg, folds=args.folds, out=args.out,  # its log on stderr
                            from_run=args.from_run)
     if args.json:
-        print(json.dumps({"folder": str(result.folder), **result.report["summary"]}, indent=1))
+        common.print_json({"folder": str(result.folder), **result.report["summary"]})
+    common.say_written(result.folder, AUDIT_FILES, json_out=args.json)
     return 0
 
 
-def _act(action: str, folder: Any, args: argparse.Namespace) -> int:
+def _act(action: str, folder: Path, args: argparse.Namespace) -> int:
     from descend.extras import require
 
     if action == "--review":

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from descend.cli import common
 from descend.errors import ConfigError, MissingExtraError
 
 if TYPE_CHECKING:
@@ -79,13 +80,17 @@ def add_parser(subparsers: Any) -> None:
     )
     p.add_argument("--class", dest="classes", action="append", default=[],
                    metavar="NAME[=WORD,...]",
-                   help="a class and its search words (repeatable); NAME alone searches NAME")
+                   help="a class and its search words (repeatable); NAME alone searches NAME "
+                   "(default: the classes the source names, as a --urls-file does)")
     p.add_argument("--per-class", type=int, default=100, metavar="N",
-                   help="images to keep per class (default 100)")
+                   help="images to keep per class (default: 100)")
     p.add_argument("--out", type=Path, required=True, metavar="DIR",
-                   help="output folder; it gets train/, val/ and manifest.jsonl")
+                   help="the folder to write train/, val/ and manifest.jsonl into (required, "
+                   "no default: it is the dataset you train on next, and running the same "
+                   "command with the same --out resumes an interrupted crawl, so it is not "
+                   "a new runs/crawl-<date>-<time> each time)")
     p.add_argument("--source", default="baidu", choices=source_names(),
-                   help="where to search (default baidu)")
+                   help="where to search (default: baidu)")
     if source_names() is None:  # the sources' own flags are unknown: `main` names the extra
         p.set_defaults(needs_extra="crawl")
     for option in own_options():
@@ -93,36 +98,43 @@ def add_parser(subparsers: Any) -> None:
                        help=option.help)
     p.add_argument("--base-url", metavar="URL",
                    help=f"replace the source's scheme://host:port ({', '.join(taking('base_url'))}"
-                   "), e.g. a mirror "
-                   "or a local test server; that host:port may then be a private address")
+                   "), e.g. a mirror or a local test server; that host:port may then be a "
+                   "private address (default: the source's own)")
     p.add_argument("--allow-private-addresses", action="store_true",
                    help="also fetch from loopback, private and link-local addresses (by "
                    "default only public ones, so that a search result or a redirect cannot "
-                   "reach a machine on your network)")
+                   "reach a machine on your network) (default: off)")
     p.add_argument("--val-fraction", type=float, default=0.2,
-                   help="share of each class put in val/ (default 0.2)")
-    p.add_argument("--seed", type=int, default=0, help="picks which images go to val/")
+                   help="share of each class put in val/ (default: 0.2)")
+    p.add_argument("--seed", type=int, default=0,
+                   help="picks which images go to val/ (default: 0)")
     p.add_argument("--min-size", type=int, default=32, metavar="PX",
-                   help="reject images narrower or lower than this (default 32)")
-    p.add_argument("--concurrency", type=int, default=8, help="parallel downloads (default 8)")
+                   help="reject images narrower or lower than this (default: 32)")
+    p.add_argument("--concurrency", type=int, default=8, metavar="N",
+                   help="parallel downloads (default: 8)")
     p.add_argument("--rate", type=float, metavar="R",
                    help="at most R requests per second to any one host (default: no limit)")
     p.add_argument("--max-bytes", default="10MB", metavar="SIZE",
-                   help="largest file downloaded, e.g. 500k, 10MB (default 10MB)")
+                   help="largest file downloaded, e.g. 500k, 10MB (default: 10MB)")
     p.add_argument("--max-total-bytes", metavar="SIZE",
                    help="stop after downloading this much in this run (default: no limit)")
     p.add_argument("--timeout", type=float, default=30.0, metavar="S",
-                   help="seconds for one attempt, connect to last byte (default 30)")
-    p.add_argument("--retries", type=int, default=3,
-                   help="extra attempts after a timeout, connection error, 429 or 5xx (default 3)")
+                   help="seconds for one attempt, connect to last byte (default: 30)")
+    p.add_argument("--retries", type=int, default=3, metavar="N",
+                   help="extra attempts after a timeout, connection error, 429 or 5xx "
+                   "(default: 3)")
     p.add_argument("--backoff", type=float, default=0.5, metavar="S",
-                   help="first retry waits about S seconds, doubling each time (default 0.5)")
+                   help="first retry waits about S seconds, doubling each time (default: 0.5)")
     p.add_argument("--phash-distance", type=int, default=6, metavar="BITS",
                    help="images whose perceptual hashes differ in at most BITS of 64 are "
-                   "duplicates (default 6)")
-    p.add_argument("--strict", action="store_true",
-                   help="exit with status 1 if any class ends with fewer than --per-class images")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+                   "duplicates (default: 6)")
+    p.add_argument("--fail-if-short", action="store_true",
+                   help="exit with status 1 if any class ends with fewer than --per-class images "
+                   "(default: exit 0, and the summary names the short classes)")
+    p.add_argument("--strict", action="store_true", help=argparse.SUPPRESS)  # --fail-if-short
+    common.add_json(p, "the summary (per class: kept, train, val, rejected by reason; the "
+                    "folder)")
+    common.add_progress(p)
 
 
 def config_from_args(args: argparse.Namespace) -> CrawlConfig:
@@ -156,15 +168,18 @@ def config_from_args(args: argparse.Namespace) -> CrawlConfig:
         retries=args.retries,
         backoff=args.backoff,
         phash_distance=args.phash_distance,
-        progress=not args.no_progress,
+        progress=args.progress,
         allow_private_addresses=args.allow_private_addresses,
     ).validate()
 
 
 def run(args: argparse.Namespace) -> int:
-    """Crawl, print the per-class summary; 1 under --strict when a class came up short."""
+    """Crawl, print the per-class summary; 1 under --fail-if-short when a class came up short."""
     from descend.crawl import crawl
 
+    if args.strict:  # it never meant what --strict means elsewhere: stop at a bad file
+        common.deprecated("crawl --strict", "--fail-if-short")
+        args.fail_if_short = True
     config = config_from_args(args)
     try:
         report = crawl(config)
@@ -172,9 +187,13 @@ def run(args: argparse.Namespace) -> int:
         print(f"\ninterrupted; {config.out}/manifest.jsonl keeps what was done: run the same "
               "command again to continue", file=sys.stderr)
         return 130
-    print(report.format())
-    if args.strict and report.short:
+    if args.json:
+        common.print_json(report.to_dict())
+    else:
+        print(report.format())
+    common.say_written(config.out, ["train/", "val/", "manifest.jsonl"], json_out=args.json)
+    if args.fail_if_short and report.short:
         names = ", ".join(f"{c.name} ({c.kept}/{c.target})" for c in report.short)
-        print(f"--strict: too few images for {names}", file=sys.stderr)
+        print(f"--fail-if-short: too few images for {names}", file=sys.stderr)
         return 1
     return 0

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import json
+from pathlib import Path
 from typing import Any
+
+from descend.cli import common
 
 RUN_HINT = {
     "onnx": 'onnxruntime.InferenceSession("{path}").run(None, {{"pixels": uint8_nchw}})[0]',
@@ -12,8 +14,9 @@ RUN_HINT = {
 }
 
 
-# descend.export.FORMATS, named here so that `descend --help` does not import torch.
-FORMATS = ["onnx", "torchscript"]
+# descend.export.FORMATS (format -> the file's name), named here so that `descend --help` does
+# not import torch.
+FORMATS = {"onnx": "model.onnx", "torchscript": "model.torchscript.pt"}
 
 
 def add_parser(sub: Any) -> None:
@@ -25,21 +28,30 @@ def add_parser(sub: Any) -> None:
                        "NAME.json file beside it. The export is checked against the checkpoint "
                        "before it is written.")
     p.add_argument("checkpoint", help="a best.pt / last.pt, or a run folder")
-    p.add_argument("--format", choices=FORMATS, default="onnx",
-                   help="onnx (default; onnxruntime and most inference runtimes) or "
-                   "torchscript (torch.jit.load)")
-    p.add_argument("--out", help="the file to write, or a folder (default: model.onnx or "
-                   "model.torchscript.pt beside the checkpoint)")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing export")
-    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--format", choices=list(FORMATS), default="onnx",
+                   help="onnx: onnxruntime and most inference runtimes; torchscript: "
+                   "torch.jit.load (default: onnx)")
+    common.add_out(p, "model.onnx or model.torchscript.pt and its NAME.json description",
+                   default="the checkpoint's folder")
+    common.add_json(p, "what was written and the model's description")
 
 
 def run(args: argparse.Namespace) -> int:
-    from descend.export import export_checkpoint
+    from descend.export import export_checkpoint, legacy_file_out
 
+    name = FORMATS[args.format]
+    if args.out is not None and legacy_file_out(args.out):
+        common.deprecated(f"--out {args.out} (a file)", f"--out {args.out.parent} (the folder; "
+                          f"the file is {name})")
+        folder, name = args.out.parent, args.out.name
+    else:
+        checkpoint = Path(args.checkpoint)
+        folder = args.out or (checkpoint if checkpoint.is_dir() else checkpoint.parent)
+    common.claim_out(folder, [name, name + ".json"], args.overwrite)
     exported = export_checkpoint(args.checkpoint, args.format, args.out, args.overwrite)
     if args.json:
-        print(json.dumps(exported.to_dict(), ensure_ascii=False))
+        common.print_json(exported.to_dict())
+        common.say_written(folder, [exported.path.name, exported.sidecar.name], json_out=True)
         return 0
     d = exported.description
     _, c, h, w = d["input_shape"]
@@ -48,13 +60,13 @@ def run(args: argparse.Namespace) -> int:
                                        else "")
     geometry = (f"scaled to a shorter side of {d['resize']}" if d["resize"]
                 else f"scaled to cover {w}x{h}") + f" and its centre {w}x{h} cut out"
-    print(f"wrote {exported.path} ({args.format}, {exported.size / 1e6:.1f} MB) and "
-          f"{exported.sidecar}")
-    print(f"checked against the checkpoint on random images: largest logit difference "
+    print(f"{exported.path.name}: {args.format}, {exported.size / 1e6:.1f} MB; checked against "
+          f"the checkpoint on random images: largest logit difference "
           f"{exported.max_difference:.2g}")
     print(f"input  {d['input_name']}: uint8 (N, {c}, {h}, {w}) {d['channel_order']}; each image "
           f"{geometry} (\"decode\" in {exported.sidecar.name} says exactly how)")
     print(f"output {d['output_name']}: (N, {len(classes)}) for {names}; softmax gives "
           "probabilities")
     print(f"run it: {RUN_HINT[args.format].format(path=exported.path)}")
+    common.say_written(folder, [exported.path.name, exported.sidecar.name])
     return 0

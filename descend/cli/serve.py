@@ -11,6 +11,8 @@ import argparse
 from dataclasses import fields
 from typing import Any
 
+from descend.cli import common
+
 # The flags of `Limits`' fields (but --max-upload-mb, in MB): what each bounds, for --help.
 LIMIT_HELP = {
     "max_pixels": "pixels of a decoded image; more are refused (422) from the file's header "
@@ -56,15 +58,15 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--top-k", type=int, default=3,
                    help="classes in an answer when the request does not say (default: "
                    "%(default)s)")
-    p.add_argument("--device", default="auto")
+    common.add_device(p)
     p.add_argument("--allow-host", action="append", default=[], metavar="NAME",
                    help="a Host name to answer to besides the address listened on (and "
-                   "localhost for 127.0.0.1); repeatable; '*' for any")
+                   "localhost for 127.0.0.1); repeatable; '*' for any (default: none)")
     p.add_argument("--allow-origin", action="append", default=[], metavar="ORIGIN",
                    help="another site whose pages may POST, e.g. https://example.org; "
                    "repeatable (default: the server's own page and programs only)")
     p.add_argument("--no-access-log", dest="access_log", action="store_false",
-                   help="no JSON line per request on stderr")
+                   help="no JSON line per request on stderr (default: one per request)")
     limits = p.add_argument_group("limits")
     limits.add_argument("--max-upload-mb", type=float,
                         default=defaults.get("max_upload_bytes", 0) / 2**20,

@@ -132,6 +132,7 @@ async def _run(config: CrawlConfig, source: Source, out: Path, manifest: Manifes
         seconds=time.perf_counter() - start, bytes_downloaded=budget.used, stopped=stopped,
         # The proxy line first: the report prints only the first MAX_NOTES notes.
         notes=[line for line in [proxies.describe()] if line] + list(manifest.problems),
+        source=config.source,
     )
 
 

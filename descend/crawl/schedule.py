@@ -181,11 +181,13 @@ class Schedule:
                 urls = await self.source.page(c.name, word.word, word.page, self.downloads.page)
             except (FetchError, BadPage) as e:
                 word.exhausted = True
+                c.summary.searches[e.reason.split(":", 1)[0]] += 1
                 c.summary.notes.append(f"search for {word.word!r} page {word.page} failed: "
                                        f"{e.reason}")
                 self.manifest.append(SearchRecord(class_name=c.name, word=word.word,
                                                   page=word.page, reason=e.reason))
                 return
+            c.summary.searches["results" if urls else "empty"] += 1
             usable = [u for u in urls if len(u) <= MAX_URL_LENGTH]
             fresh = list(dict.fromkeys(u for u in usable if u not in c.seen))
             self.manifest.append(SearchRecord(

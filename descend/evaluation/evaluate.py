@@ -4,6 +4,7 @@ misclassified examples of a checkpoint on a dataset split, worst first."""
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -65,8 +66,14 @@ def evaluate_checkpoint(
     batch_size: int = 256,
     progress: bool = True,
     explain: bool = True,
+    claim: Callable[[Path], Path] | None = None,
 ) -> dict[str, Any]:
-    """Evaluate on ``split`` (default: test if the dataset has one, else validation).
+    """Evaluate on ``split`` (default: test if the dataset has one, else validation), writing
+    the plots into ``out_dir`` (default: ``eval-<split>/`` beside the checkpoint).
+
+    ``claim``, given the folder once the split is known and before the model runs, returns the
+    folder to write into or raises (``descend eval`` refuses to write over an earlier
+    evaluation without ``--overwrite`` there, before the minutes of work, not after).
 
     ``explain`` adds ``misclassified-explained.png``: the top-loss grid again, each picture
     under its heat map of the evidence for the (wrong) class it was given
@@ -80,13 +87,15 @@ def evaluate_checkpoint(
     tensors = {"train": splits.train, "val": splits.val, "test": splits.test}.get(split)
     if tensors is None:
         raise DataError(f"{name} has no {split!r} split; use --split val or --split train")
+    run_dir = Path(checkpoint) if Path(checkpoint).is_dir() else Path(checkpoint).parent
+    out = Path(out_dir) if out_dir else run_dir / f"eval-{split}"
+    if claim is not None:
+        out = claim(out)
     batches = make_loader(tensors, LoaderOptions(batch_size, loaded.mean, loaded.std, device=dev))
     logits, labels = predict_batches(loaded.model, batches, dev)
     preds = logits.argmax(1)
     matrix = confusion_matrix(labels, preds, len(loaded.classes))
     mistakes = _mistakes(logits, labels, loaded.classes, tensors)
-    run_dir = Path(checkpoint) if Path(checkpoint).is_dir() else Path(checkpoint).parent
-    out = Path(out_dir) if out_dir else run_dir / f"eval-{split}"
     explainer = Explainer(loaded, dev) if explain else None
     files = _plots(out, matrix, loaded.classes, tensors, mistakes, explainer)
     return {

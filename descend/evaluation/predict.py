@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import glob
 import os
+import sys
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -218,12 +219,19 @@ def _expand(item: str) -> tuple[list[Path], str | None]:
 
 
 def predict_files(
-    classifier: Classifier, files: Sequence[Path], top_k: int = 3, batch_size: int = 64
+    classifier: Classifier, files: Sequence[Path], top_k: int = 3, batch_size: int = 64,
+    progress: bool = False,
 ) -> tuple[list[Prediction], list[dict[str, str]]]:
-    """Predict every readable file; unreadable ones are returned as errors, not raised."""
+    """Predict every readable file; unreadable ones are returned as errors, not raised.
+    ``progress``: a bar on stderr, a batch at a time."""
+    from tqdm import tqdm
+
     predictions: list[Prediction] = []
     errors: list[dict[str, str]] = []
-    for start in range(0, len(files), batch_size):
+    starts = range(0, len(files), batch_size)
+    bar_off = not progress or len(starts) < 2  # one batch: over before a bar says anything
+    for start in tqdm(starts, desc="predict", unit="batch", disable=bar_off, file=sys.stderr,
+                      leave=False):
         chunk, pixels = [], []
         for f in files[start:start + batch_size]:
             try:

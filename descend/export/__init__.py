@@ -7,7 +7,8 @@ into those pixels, the class names and the rest are in the file's own metadata a
 has given the checkpoint's logits on random batches (`descend.export.checks`).
 
     from descend.export import export_checkpoint
-    export_checkpoint("runs/x", "onnx").path      # runs/x/model.onnx
+    export_checkpoint("runs/x", "onnx").path                # runs/x/model.onnx
+    export_checkpoint("runs/x", "onnx", "exports/x").path   # exports/x/model.onnx
 """
 
 from __future__ import annotations
@@ -45,7 +46,7 @@ def _torchscript(*args: Any) -> tuple[bytes, float]:
     return export_torchscript(*args)
 
 
-# format -> (default file name beside the checkpoint, exporter). The TorchScript name says what it
+# format -> (the file's name in the folder written to, exporter). The TorchScript name says what it
 # is: a plain model.pt beside best.pt would pass for a checkpoint.
 FORMATS: dict[str, tuple[str, Exporter]] = {
     "onnx": ("model.onnx", _onnx),
@@ -73,8 +74,10 @@ def export_checkpoint(checkpoint: str | os.PathLike[str], format: str = "onnx",
                       overwrite: bool = False) -> Exported:
     """Export ``checkpoint`` (a best.pt / last.pt, or a run folder) as ``format``.
 
-    ``out``: the file to write (or a folder for the default name); default beside the
-    checkpoint. An existing file is replaced only with ``overwrite``, the checkpoint never.
+    ``out``: the folder to write ``model.onnx`` / ``model.torchscript.pt`` and its ``.json``
+    description into (default: the checkpoint's folder). A path ending in ``.onnx`` or ``.pt``
+    is still taken as the file itself, this release (`legacy_file_out`). An existing file is
+    replaced only with ``overwrite``, the checkpoint never.
     """
     if format not in FORMATS:
         raise ConfigError(f"unknown export format {format!r}; choose from {', '.join(FORMATS)}")
@@ -104,10 +107,19 @@ def checkpoint_file(path: Path) -> Path:
 
 
 def output_path(source: Path, default_name: str, out: str | os.PathLike[str] | None) -> Path:
+    """``out/default_name`` (default: beside the checkpoint), or ``out`` itself where it names
+    a file the old way (`legacy_file_out`)."""
     if out is None:
         return source.parent / default_name
-    folder = str(out).endswith(("/", os.sep)) or Path(out).is_dir()  # "exports/" is a folder
-    return Path(out) / default_name if folder else Path(out)
+    return Path(out) if legacy_file_out(out) else Path(out) / default_name
+
+
+def legacy_file_out(out: str | os.PathLike[str]) -> bool:
+    """Whether ``out`` names the export's file, as ``--out`` did before it named the folder: a
+    path ending in ``.onnx`` or ``.pt`` that is not an existing folder."""
+    text = str(out)
+    return (text.endswith((".onnx", ".pt")) and not text.endswith(("/", os.sep))
+            and not Path(out).is_dir())
 
 
 def check_output(path: Path, source: Path, overwrite: bool) -> None:
@@ -138,4 +150,4 @@ def _is_torch_save(path: Path) -> bool:
             and not any("/code/" in n for n in names))
 
 
-__all__ = ["FORMATS", "Exported", "ExportError", "export_checkpoint"]
+__all__ = ["FORMATS", "Exported", "ExportError", "export_checkpoint", "legacy_file_out"]

@@ -116,12 +116,17 @@ def faulty_folder(split_folder: Path) -> Path:
 
 def test_the_command_finds_the_wrong_label_and_the_leak(faulty_folder: Path,
                                                         capsys: pytest.CaptureFixture) -> None:
-    code = main(["audit", f"imagefolder:{faulty_folder}", "--model", "mlp", "--epochs", "6",
-                 "--device", "cpu", "--no-progress", "--json"])
-    assert code == 0
-    summary = json.loads(capsys.readouterr().out)  # stdout: the JSON alone
+    argv = ["audit", f"imagefolder:{faulty_folder}", "--model", "mlp", "--epochs", "6",
+            "--device", "cpu", "--no-progress", "--json"]
+    assert main(argv) == 0
+    out, err = capsys.readouterr()
+    summary = json.loads(out)  # stdout: the JSON alone, indented as every --json is
+    assert out.startswith('{\n  "folder"')
     assert summary["suspects"]["label"] >= 1 and summary["duplicates"] >= 1
     folder = faulty_folder / ".descend-audit"
+    assert err.endswith(f"wrote audit.json, suspects.png to {folder}\n")
+    assert main(argv) == 2  # a second audit does not write over the first unasked
+    assert "already holds audit.json, suspects.png" in capsys.readouterr().err
     report = json.loads((folder / "audit.json").read_text())
     assert report["classes"] == ["blue", "green", "red"]
     top = report["suspects"][0]

@@ -36,9 +36,15 @@ def test_train_eval_predict_round_trip(trained: Path, image_folder: Path,
 
 
 def test_eval_prints_a_table(trained: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["eval", str(trained)]) == 0
+    assert main(["eval", str(trained), "--no-progress"]) == 0
     out = capsys.readouterr().out
     assert "accuracy 1.0000" in out and "precision" in out and "red" in out
+    # No mistakes: only the confusion matrix, in the run's own eval-val/.
+    assert out.splitlines()[-1] == f"wrote confusion.png to {trained / 'eval-val'}"
+    assert main(["eval", str(trained)]) == 2  # an earlier evaluation is not written over
+    err = capsys.readouterr().err
+    assert "already holds confusion.png from an earlier run" in err and "--overwrite" in err
+    assert main(["eval", str(trained), "--overwrite", "--batch-size", "5"]) == 0
 
 
 def test_predict_any_mode_and_size_and_reports_unreadable(

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 
 import pytest
 
 from descend.cli import crawl as crawl_cli
 from descend.errors import ConfigError
-from tests.support.fakeweb import FakeWeb, pictures
+from tests.support.fakeweb import FakeWeb, Route, pictures
 
 
 def cli(argv: list[str]) -> int:
@@ -33,20 +34,65 @@ def test_crawl_prints_a_summary_and_makes_an_imagefolder(web: FakeWeb, tmp_path:
     assert rc == 0
     printed = capsys.readouterr().out
     assert "class" in printed and "10/10" in printed and "manifest" in printed
+    assert printed.splitlines()[-1] == f"wrote train/, val/, manifest.jsonl to {out}"
     for split, n in (("train", 8), ("val", 2)):
         for name in ("cat", "dog"):
             assert len(list((out / split / name).glob("*.jpg"))) == n
 
 
-def test_strict_fails_when_a_class_comes_up_short(web: FakeWeb, tmp_path: Path,
-                                                  capsys: pytest.CaptureFixture) -> None:
+def test_fail_if_short_fails_when_a_class_comes_up_short(web: FakeWeb, tmp_path: Path,
+                                                         capsys: pytest.CaptureFixture) -> None:
     web.baidu["猫"] = [web.add(f"/c{i}.jpg", b) for i, b in enumerate(pictures(3))]
     argv = ["--class", "cat=猫", "--per-class", "5", "--out", str(tmp_path / "o"),
             "--base-url", web.url, "--no-progress"]
     assert cli(argv) == 0
     assert "only 3 of 5" in capsys.readouterr().out
-    assert cli([*argv, "--strict"]) == 1
-    assert "--strict: too few images for cat (3/5)" in capsys.readouterr().err
+    assert cli([*argv, "--fail-if-short"]) == 1
+    assert "--fail-if-short: too few images for cat (3/5)" in capsys.readouterr().err
+    assert cli([*argv, "--strict"]) == 1  # the old spelling, this release
+    err = capsys.readouterr().err
+    assert "note: crawl --strict is deprecated" in err and "use --fail-if-short" in err
+
+
+def test_json_prints_the_summary_as_one_document(web: FakeWeb, tmp_path: Path,
+                                                 capsys: pytest.CaptureFixture) -> None:
+    web.baidu["猫"] = [web.add(f"/c{i}.jpg", b) for i, b in enumerate(pictures(4))]
+    web.baidu["猫"].append(web.url + "/missing.jpg")
+    out = tmp_path / "o"
+    assert cli(["--class", "cat=猫", "--per-class", "5", "--out", str(out), "--base-url",
+                web.url, "--progress", "--json"]) == 0
+    printed, err = capsys.readouterr()
+    summary = json.loads(printed)  # stdout holds the document alone
+    assert printed.startswith('{\n  "folder"')
+    assert summary["folder"] == str(out) and summary["images"] == 4
+    [cat] = summary["classes"]
+    assert (cat["class"], cat["kept"], cat["target"]) == ("cat", 4, 5)
+    assert cat["train"] + cat["val"] == 4 and cat["rejected"] == 1
+    assert cat["rejected_by_reason"] == {"http-404": 1} and cat["why_none"] is None
+    assert summary["short"] == ["cat"] and any("only 4 of 5" in n for n in cat["notes"])
+    assert err.endswith(f"wrote train/, val/, manifest.jsonl to {out}\n")
+
+
+@pytest.mark.parametrize(("answer", "why"), [
+    (Route(b"<html>please prove you are human</html>", content_type="text/html"),
+     "no images: baidu answered in a shape descend does not read (1 results page)"),
+    (Route(b"forbidden", status=403, content_type="text/plain"),
+     "no images: baidu refused the search (HTTP 403, 1 results page)"),
+    (Route(b'{"data": [{}]}', content_type="application/json"),
+     "no images: baidu found nothing (1 results page without results)"),
+])
+def test_a_search_that_yields_no_image_says_why_in_one_line(
+        web: FakeWeb, tmp_path: Path, capsys: pytest.CaptureFixture, answer: Route,
+        why: str) -> None:
+    web.raw_pages["猫"] = answer
+    argv = ["--class", "cat=猫", "--per-class", "3", "--out", str(tmp_path / "o"),
+            "--base-url", web.url, "--no-progress", "--retries", "0"]
+    assert cli(argv) == 0
+    lines = [line for line in capsys.readouterr().out.splitlines() if "no images" in line]
+    assert len(lines) == 1 and lines[0].startswith(f"cat: {why}"), lines
+    assert cli([*argv, "--json"]) == 0
+    [cat] = json.loads(capsys.readouterr().out)["classes"]
+    assert cat["why_none"].startswith(why) and cat["found"] == 0
 
 
 def test_url_list_gives_the_classes_when_none_are_named(web: FakeWeb, tmp_path: Path) -> None:

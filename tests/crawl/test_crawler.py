@@ -256,7 +256,8 @@ def test_search_failures_are_reported_not_fatal(web: FakeWeb, tmp_path: Path) ->
                            retries=1))
     assert report.classes[0].kept == 0
     assert any("http-500" in note for note in report.classes[0].notes)
-    assert "only 0 of 3" in report.format()
+    assert "cat: no images: the search could not be fetched (http-500, 1 results page)" in \
+        report.format()
     records = [r for r in read_manifest(tmp_path / "out") if r.status == "search"]
     assert records[0].reason == "http-500"
 

@@ -29,8 +29,11 @@ def test_baidu_seed_shape_and_todays_shape() -> None:
     # Baidu escapes ' as \' , which strict JSON refuses.
     assert parse_baidu(b'{"data": [{"thumbURL": "http://a/x.jpg", "fromPageTitle": "it\\\'s"}]}'
                        ) == ["http://a/x.jpg"]
-    assert parse_baidu(b"<html>anti-crawler page</html>") == []
-    assert parse_baidu(b'{"data": null}') == []
+    assert parse_baidu(b'{"data": [{}]}') == []  # found nothing, in today's shape
+    assert parse_baidu(b'{"data": {"images": []}}') == []  # and in the seed's
+    for unknown in (b"<html>anti-crawler page</html>", b'{"data": null}', b'{"result": []}'):
+        with pytest.raises(BadPage, match="unknown-shape"):  # not "found nothing"
+            parse_baidu(unknown)
 
 
 def test_baidu_builds_the_seed_request() -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import copy
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -187,18 +188,24 @@ def test_explanation_names_never_collide() -> None:
         "cat.explain.png", "cat-2.explain.png", "dog.explain.png", "cat-3.explain.png"]
 
 
-def test_predict_explain_writes_a_png_per_image_beside_the_json(
+def test_predict_explain_writes_a_png_per_image_into_the_run(
         photo_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
         monkeypatch: pytest.MonkeyPatch) -> None:
     val = photo_run.parent / "data" / "val"
     files = [str(f) for f in sorted(val.glob("*/photo_00[01].*"))]
+    run = tmp_path / "run"  # a run of its own: the session's run folder stays as it was
+    run.mkdir()
+    shutil.copy(photo_run / "best.pt", run / "best.pt")
     monkeypatch.chdir(tmp_path)
     capsys.readouterr()
-    assert main(["predict", str(photo_run / "best.pt"), *files, "--json", "--explain"]) == 0
-    rows = json.loads(capsys.readouterr().out)["predictions"]
+    assert main(["predict", str(run / "best.pt"), *files, "--json", "--explain"]) == 0
+    out, err = capsys.readouterr()
+    rows = json.loads(out)["predictions"]
     assert [r["path"] for r in rows] == files
     names = [Path(r["explanation"]) for r in rows]
-    assert all(n.parent == Path("explanations") for n in names)  # ./explanations by default
+    assert all(n.parent == run / "explanations" for n in names)  # RUN/explanations by default
+    assert not (tmp_path / "explanations").exists()  # never the working directory
+    assert err.endswith(f"wrote {len(files)} heat maps to {run / 'explanations'}\n")
     assert len(set(names)) == len(files)  # photo_000 of each class: no overwrites
     for n in names:
         with Image.open(n) as im:  # the picture and its overlay, side by side, scaled up
@@ -208,11 +215,27 @@ def test_predict_explain_writes_a_png_per_image_beside_the_json(
     assert Explainer(clf.loaded, clf.device).method == INTEGRATED_GRADIENTS  # an mlp
 
 
+def test_predict_explain_writes_over_earlier_maps_only_with_overwrite(
+        photo_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    image = str(next((photo_run.parent / "data" / "val" / "red").glob("photo_*")))
+    ckpt, out = str(photo_run / "best.pt"), tmp_path / "maps"
+    assert main(["predict", ckpt, image, "--explain", "--out", str(out)]) == 0
+    assert capsys.readouterr().out.splitlines()[-1] == f"wrote 1 heat map to {out}"
+    assert main(["predict", ckpt, image, "--explain", "--out", str(out)]) == 2
+    assert "already holds photo_" in capsys.readouterr().err
+    assert main(["predict", ckpt, image, "--explain", "--out", str(out), "--overwrite"]) == 0
+    old = tmp_path / "old"
+    assert main(["predict", ckpt, image, f"--explain={old}"]) == 0  # the old spelling
+    assert "note: --explain " in capsys.readouterr().err and len(list(old.iterdir())) == 1
+    assert main(["predict", ckpt, image, "--out", str(out)]) == 2  # --out alone writes nothing
+    assert "add --explain" in capsys.readouterr().err
+
+
 def test_predict_explain_refuses_an_image_as_its_folder(
         photo_run: Path, capsys: pytest.CaptureFixture[str]) -> None:
     image = next((photo_run.parent / "data" / "val" / "red").glob("photo_*"))
     assert main(["predict", str(photo_run / "best.pt"), "--explain", str(image), str(image)]) != 0
-    assert "--explain takes a folder" in capsys.readouterr().err
+    assert "--explain takes no value" in capsys.readouterr().err
 
 
 def test_eval_draws_the_mistakes_heat_maps(photo_run: Path, tmp_path: Path) -> None:

@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import json
 
-from descend.crawl.sources.base import PageGetter, WebSearchSource, load_json, string_urls
+from descend.crawl.report import UNKNOWN_SHAPE
+from descend.crawl.sources.base import (
+    BadPage,
+    PageGetter,
+    WebSearchSource,
+    load_json,
+    string_urls,
+)
 from descend.crawl.sources.registry import SOURCES
 
 PAGE_SIZE = 30  # Baidu's rn maximum; pn counts results, so page p starts at 30 * p
@@ -39,9 +46,11 @@ class BaiduSource(WebSearchSource):
 
 
 def parse_baidu(body: bytes) -> list[str]:
-    """Image URLs of one acjson answer; [] for an answer that is not the expected JSON.
+    """Image URLs of one acjson answer ([] for one that found nothing).
 
-    `BadPage` for JSON that cannot be parsed safely (see `load_json`).
+    `BadPage` "unknown-shape" for an answer in neither known shape (a page for robots, a changed
+    API), so that a crawl that finds nothing can say which it was; `BadPage` for JSON that
+    cannot be parsed safely (see `load_json`).
     """
     text = body.decode("utf-8", errors="replace")
     try:
@@ -51,7 +60,7 @@ def parse_baidu(body: bytes) -> list[str]:
         try:
             doc = load_json(text.replace("\\'", "'"))
         except json.JSONDecodeError:
-            return []
+            raise BadPage(UNKNOWN_SHAPE) from None
     data = doc.get("data") if isinstance(doc, dict) else None
     if isinstance(data, dict):  # the seed's shape
         items = data.get("images")
@@ -60,7 +69,7 @@ def parse_baidu(body: bytes) -> list[str]:
         items = data
         keys = ("middleURL", "thumbURL", "thumburl")
     if not isinstance(items, list):
-        return []
+        raise BadPage(UNKNOWN_SHAPE)
     urls = []
     for item in items:
         if isinstance(item, dict):

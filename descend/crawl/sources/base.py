@@ -16,7 +16,8 @@ PageGetter = Callable[[str, Mapping[str, str]], Awaitable[bytes]]
 
 
 class BadPage(Exception):
-    """A search answer that cannot be read safely; the crawler notes ``reason`` for that page."""
+    """A search answer that cannot be read safely, or is not in a shape the source knows
+    (``reason`` "unknown-shape"); the crawler notes ``reason`` for that page."""
 
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
