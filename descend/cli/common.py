@@ -92,3 +92,17 @@ def add_device(parser: argparse.ArgumentParser) -> None:
 def deprecated(old: str, new: str) -> None:
     """One line on stderr for a spelling that still works this release."""
     print(f"note: {old} is deprecated and goes in the next release; use {new}", file=sys.stderr)
+
+
+def figure_out(out: Path | None, command: str, name: str, *, old: Path | None = None,
+               old_flag: str = "--out") -> tuple[Path, str, bool]:
+    """``(folder, file name, old spelling)`` for a command whose figure is ``name``: the folder
+    is ``--out DIR`` (else `default_out`). 0.x's spelling of the file itself (``old``, given as
+    ``--plot FILE``, or an ``--out`` ending in .png) still writes that file, with a
+    `deprecated` note; it wrote over an earlier file, and keeps doing so this release."""
+    if old is None and out is not None and out.suffix.lower() == ".png":
+        old = out
+    if old is not None:
+        deprecated(f"{old_flag} FILE.png", f"--out DIR (the figure is DIR/{name})")
+        return old.parent, old.name, True
+    return (out if out is not None else default_out(command)), name, False

@@ -3,10 +3,17 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import sys
 from pathlib import Path
 from typing import Any
 
+from descend.cli import common
 from descend.cli.flags import add_config_flags, config_values
+
+PATHS_FIGURE = "paths.png"
+COMPARE_FIGURE, COMPARE_TABLE = "compare.png", "compare.txt"
+COMPARE_OPTIMIZERS = "sgd,momentum,nesterov,adagrad,rmsprop,adam"
 
 # Where a comparison differs from `descend train`: small, quick, and with nothing (augmentation,
 # a schedule) that would blur the difference between the optimizers. Six "epochs" of 50 steps:
@@ -26,29 +33,64 @@ def add_parser(sub: Any) -> None:
     osub = p.add_subparsers(dest="optim_command", metavar="ACTION", required=True)
     paths = osub.add_parser("paths", help="optimizer paths over 2-D test functions",
                             description="Every optimizer from the same start on Rosenbrock, "
-                            "Beale, a saddle and an ill-conditioned quadratic; a PNG of the paths "
-                            "over contours and a table of where each ended.")
-    paths.add_argument("--optimizers", help="comma-separated names (default: all)")
-    paths.add_argument("--functions", help="comma-separated: rosenbrock, beale, saddle, quadratic")
-    paths.add_argument("--steps", type=int, default=500)
-    paths.add_argument("--out", default="paths.png")
+                            "Beale, a saddle and an ill-conditioned quadratic; "
+                            f"{PATHS_FIGURE}, the paths over contours, and a table of where each "
+                            "ended.")
+    add_optimizer(paths, "every registered one", old_spelling=True)
+    paths.add_argument("--functions", metavar="NAMES",
+                       help="comma-separated: rosenbrock, beale, saddle, quadratic (default: all)")
+    paths.add_argument("--steps", type=int, default=500,
+                       help="steps each optimizer takes on each function (default: %(default)s)")
+    common.add_out(paths, PATHS_FIGURE, "runs/optim-paths-<date>-<time>")
+    common.add_json(paths, "where each optimizer ended on each function")
     compare = osub.add_parser("compare", help="train one model once per optimizer",
                               description="Train the same model on the same data once per "
                               "optimizer (same seed, constant lr unless --schedule) and draw "
                               "the smoothed training loss of every step beside the validation "
                               "accuracy after each epoch. Every `descend train` setting applies "
-                              "to all the runs.")
-    compare.add_argument("--optimizers", default="sgd,momentum,nesterov,adagrad,rmsprop,adam",
-                         help="comma-separated names (default %(default)s)")
+                              f"to all the runs. --out holds {COMPARE_FIGURE}, {COMPARE_TABLE} "
+                              "and one run folder per optimizer.")
+    add_optimizer(compare, COMPARE_OPTIMIZERS, old_spelling=True)
     compare.add_argument("--lr", help="one lr for all, or per optimizer: sgd=0.1,adam=1e-3 "
                          "(default: each optimizer's own comparison lr)")
-    compare.add_argument("--out", default="runs/compare", help="folder for the runs, PNG, table")
-    compare.add_argument("--plot", help="the PNG to write (default OUT/compare.png)")
+    common.add_out(compare, f"{COMPARE_FIGURE}, {COMPARE_TABLE} and a run folder per optimizer",
+                   "runs/optim-compare-<date>-<time>")
+    compare.add_argument("--plot", type=Path, metavar="FILE",
+                         help=f"deprecated: write the figure here instead of OUT/{COMPARE_FIGURE} "
+                         "(default: off)")
     compare.add_argument("--lr-find", action="store_true",
                          help="also run descend lr-find for each optimizer on the same model and "
-                         "data, and draw its curves beside the training curves")
+                         "data, and draw its curves beside the training curves (default: off)")
+    common.add_json(compare, "each optimizer's epochs")
     add_config_flags(compare, exclude=("optimizer", "lr", "out", "overwrite"),
                      defaults=COMPARE_DEFAULTS)
+
+
+def add_optimizer(parser: argparse.ArgumentParser, default: str, *,
+                  old_spelling: bool = False) -> None:
+    """``--optimizer NAME[,NAME...]``, spelt alike by lr-find, optim paths and optim compare;
+    ``old_spelling``: optim's 0.x ``--optimizers`` too, with a `common.deprecated` note."""
+    parser.add_argument("--optimizer", metavar="NAMES",
+                        help="an optimizer by name, or several separated by commas, e.g. "
+                        f"sgd,adam (a wrong name lists them all) (default: {default})")
+    if old_spelling:
+        parser.add_argument("--optimizers", dest="old_optimizers", metavar="NAMES",
+                            help="deprecated spelling of --optimizer (default: off)")
+
+
+def optimizer_names(args: argparse.Namespace, default: str | None) -> list[str] | None:
+    """The names ``--optimizer`` (or the old ``--optimizers``) gave, else ``default``'s; each
+    is checked against the registry before anything runs (a wrong one lists them all)."""
+    from descend.optim import OPTIMIZERS
+
+    text = args.optimizer
+    if getattr(args, "old_optimizers", None) is not None:
+        common.deprecated("--optimizers", "--optimizer")
+        text = text or args.old_optimizers
+    names = _names(text or default)
+    for name in names or ():
+        OPTIMIZERS.get(name)
+    return names
 
 
 def _names(text: str | None) -> list[str] | None:
@@ -74,36 +116,51 @@ def _lrs(text: str | None, names: list[str]) -> dict[str, float]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from descend.errors import ConfigError
-
     if args.optim_command == "paths":
-        from descend.experiments.paths import format_paths_table, plot_paths, run_paths
+        return _paths(args)
+    return _compare(args)
 
-        try:
-            results = run_paths(_names(args.optimizers), _names(args.functions), args.steps)
-        except ValueError as e:
-            raise ConfigError(str(e)) from None
+
+def _paths(args: argparse.Namespace) -> int:
+    from descend.experiments.paths import format_paths_table, plot_paths, run_paths
+
+    if args.steps < 1:
+        from descend.errors import ConfigError
+
+        raise ConfigError(f"--steps must be at least 1, got {args.steps}")
+    folder, figure, old = common.figure_out(args.out, "optim-paths", PATHS_FIGURE)
+    results = run_paths(optimizer_names(args, None), _names(args.functions), args.steps)
+    common.claim_out(folder, [figure], args.overwrite or old)
+    if args.json:
+        common.print_json([r.to_dict() for r in results])
+    else:
         print(format_paths_table(results))
-        print(f"wrote {plot_paths(results, Path(args.out))}")
-        return 0
+    plot_paths(results, folder / figure)
+    common.say_written(folder, [figure], args.json)
+    return 0
 
+
+def _compare(args: argparse.Namespace) -> int:
     from descend.config import TrainConfig
     from descend.runtime.device import keep_freed_memory
 
     keep_freed_memory()  # as `descend train` does (BENCHMARKS.md, B9)
     from descend.experiments.compare import compare_optimizers, format_compare_table, plot_compare
     from descend.experiments.lr_find import lr_find
-    from descend.optim import OPTIMIZERS
     from descend.training.fitting.callbacks import StepLosses
     from descend.training.trainer import train
 
-    names = _names(args.optimizers) or []
-    for n in names:
-        OPTIMIZERS.get(n)  # unknown names fail before any training
+    names = optimizer_names(args, COMPARE_OPTIMIZERS) or []
     lrs = _lrs(args.lr, names)
-    out = Path(args.out)
+    if args.plot is not None:
+        common.deprecated("--plot FILE", f"--out DIR (the figure is DIR/{COMPARE_FIGURE})")
+    out = args.out if args.out is not None else common.default_out("optim-compare")
+    figure = args.plot if args.plot is not None else out / COMPARE_FIGURE
+    written = [COMPARE_TABLE, *([] if args.plot else [COMPARE_FIGURE])]
+    common.claim_out(out, [*written, *names], args.overwrite)
 
-    settings = config_values(args, COMPARE_DEFAULTS)
+    settings = {k: v for k, v in config_values(args, COMPARE_DEFAULTS).items()
+                if k not in ("out", "overwrite")}  # each run's are its own, below
 
     def config(name: str) -> TrainConfig:
         return TrainConfig.from_dict({**settings, "optimizer": name, "lr": lrs[name],
@@ -119,12 +176,16 @@ def run(args: argparse.Namespace) -> int:
             rows.append({**r, "seconds": elapsed, "step_losses": losses})
         return rows
 
-    runs = compare_optimizers(one, names, lrs=lrs)
-    findings = [lr_find(config(name).validate()) for name in names] if args.lr_find else []
-    table = format_compare_table(runs)
-    print(table)
-    (out / "compare.txt").write_text(table + "\n", encoding="utf-8")
-    plot = plot_compare(runs, Path(args.plot) if args.plot else out / "compare.png", findings,
-                        settings.get("label_smoothing") or 0.0)
-    print(f"wrote {plot} and {out / 'compare.txt'}")
+    with contextlib.redirect_stdout(sys.stderr if args.json else sys.stdout):
+        runs = compare_optimizers(one, names, lrs=lrs)
+        findings = [lr_find(config(name).validate()) for name in names] if args.lr_find else []
+        table = format_compare_table(runs)
+        print(table)
+    (out / COMPARE_TABLE).write_text(table + "\n", encoding="utf-8")
+    plot_compare(runs, figure, findings, settings.get("label_smoothing") or 0.0)
+    if args.json:
+        common.print_json([r.to_dict() for r in runs])
+    if args.plot is not None:
+        print(f"wrote {figure}", file=sys.stderr if args.json else sys.stdout)
+    common.say_written(out, [*written, *(f"{n}/" for n in names)], args.json)
     return 0 if all(r.error is None for r in runs) else 1

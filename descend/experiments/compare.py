@@ -9,6 +9,7 @@ given, lr-find's sweeps of the same optimizers), and tabulates the final figures
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -55,6 +56,12 @@ class CompareRun:
     epochs: list[EpochRecord] = field(default_factory=list)
     error: str | None = None  # a run that raised is kept, with its message, not lost
     lr: float | None = None  # the rate it trained at, where the caller said
+
+    def to_dict(self) -> dict[str, Any]:
+        """The run as JSON values (``descend optim compare --json``)."""
+        return {"optimizer": self.optimizer, "lr": self.lr, "error": self.error,
+                "best_val_acc": self.best_val_acc,
+                "epochs": [dataclasses.asdict(e) for e in self.epochs]}
 
     @property
     def final(self) -> EpochRecord | None:

@@ -49,6 +49,15 @@ class GDResult:
     history_loss: list[float] = field(default_factory=list)
     history_seconds: list[float] = field(default_factory=list)
 
+    def to_dict(self) -> dict[str, object]:
+        """The result as JSON values (``descend gd --json``)."""
+        return {"mode": self.mode, "batch_size": self.batch_size, "updates": self.updates,
+                "final_loss": self.final_loss, "distance_to_w": self.distance_to_w,
+                "seconds": self.seconds, "weights": [float(w) for w in self.weights],
+                "bias": self.bias, "history": {"updates": self.history_updates,
+                                               "loss": self.history_loss,
+                                               "seconds": self.history_seconds}}
+
 
 @dataclass
 class GDData:

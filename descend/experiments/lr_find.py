@@ -41,7 +41,7 @@ def lr_find(cfg: TrainConfig, *, steps: int = STEPS, start: float = START, end: 
                 sweep_cfg = start_weights.complete(sweep_cfg)
             run = setup(Request(sweep_cfg, None, False, start_weights), folder, [],
                         given=splits)
-            sweep(run, finding, steps, start, end)
+            sweep(run, finding, steps, start, end, progress=cfg.progress)
         finally:
             folder.close()
     finding.suggestion, finding.steepest = suggest(finding.lrs, finding.smoothed)

@@ -108,6 +108,13 @@ class PathResult:
             return None
         return float(np.hypot(self.path[-1, 0] - minimum[0], self.path[-1, 1] - minimum[1]))
 
+    def to_dict(self) -> dict[str, object]:
+        """Where the path ended, as JSON values (``descend optim paths --json``)."""
+        return {"function": self.function, "optimizer": self.optimizer, "lr": self.lr,
+                "steps": len(self.path) - 1, "final_point": list(self.final_point),
+                "final_value": self.final_value, "distance_to_minimum":
+                self.distance_to_minimum(), "diverged": self.diverged}
+
 
 def run_paths(
     optimizers: list[str] | None = None,

@@ -33,9 +33,12 @@ def test_no_progress_frames_without_a_terminal(image_folder: Path, tmp_path: Pat
 def test_a_file_that_cannot_be_written_is_one_line(tmp_path: Path,
                                                    capsys: pytest.CaptureFixture[str]) -> None:
     (tmp_path / "file").write_text("a file, not a folder")
-    assert main(["gd", "--out", str(tmp_path / "file" / "gd.png")]) == 2
+    assert main(["gd", "--out", str(tmp_path / "file" / "gd")]) == 2
     err = capsys.readouterr().err
-    assert err.startswith("descend: error: cannot write") and err.count("\n") == 1
+    assert err.startswith("descend: error: ") and "file" in err and err.count("\n") == 1
+    assert main(["gd", "--out", str(tmp_path / "file")]) == 2  # --out names a folder
+    err = capsys.readouterr().err
+    assert "is a file; --out names the folder" in err and err.count("\n") == 1
 
 
 def test_an_unexpected_error_is_one_line_with_its_traceback_in_a_file(

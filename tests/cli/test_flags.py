@@ -33,7 +33,9 @@ def test_compare_shows_its_own_defaults(capsys: pytest.CaptureFixture[str]) -> N
     text = _help(capsys, "optim", "compare")
     assert "--batch-size BATCH_SIZE training batch size" in text
     assert "(default: 128)" in text and "(default: mnist)" in text
-    assert "--overwrite" not in text and "--optimizer " not in text
+    assert "--optimizer NAMES an optimizer by name, or several" in text  # lr-find's and paths'
+    assert "(default: sgd,momentum,nesterov,adagrad,rmsprop,adam)" in text
+    assert "--overwrite write over the files" in text
 
 
 def test_flags_parse_to_the_field_types() -> None:

@@ -8,6 +8,8 @@ import pytest
 from PIL import Image
 
 from descend.cli import data as data_cli
+from descend.errors import ConfigError
+from descend.models import DEFAULT_MODEL, recipe_for
 
 
 def _run(*argv: str) -> int:
@@ -44,19 +46,38 @@ def test_info_text_flags_imbalance(tmp_path: Path, make_images,
 
 def test_preview_writes_a_grid_png(image_folder: Path, tmp_path: Path,
                                    capsys: pytest.CaptureFixture[str]) -> None:
-    out = tmp_path / "grid.png"
-    assert _run("preview", f"imagefolder:{image_folder}", "--image-size", "16", "--augment",
-                "random-resized-crop:0.3:1,hflip,color-jitter,cutout:4", "--n", "12",
-                "--out", str(out)) == 0
-    assert "wrote" in capsys.readouterr().out
-    with Image.open(out) as im:
+    argv = ["preview", f"imagefolder:{image_folder}", "--image-size", "16", "--augment",
+            "random-resized-crop:0.3:1,hflip,color-jitter,cutout:4", "--n", "12",
+            "--out", str(tmp_path)]
+    assert _run(*argv) == 0
+    assert capsys.readouterr().out.splitlines()[-1] == f"wrote preview.png to {tmp_path}"
+    with Image.open(tmp_path / "preview.png") as im:
         assert im.format == "PNG" and im.size[0] > 200
+    with pytest.raises(ConfigError, match="already holds preview.png"):
+        _run(*argv)
+    assert _run(*argv, "--overwrite", "--json") == 0
+    printed = capsys.readouterr()
+    shown = json.loads(printed.out)
+    assert shown["samples"] == len(shown["labels"]) == 12 and shown["shape"] == [3, 16, 16]
+    assert printed.err.splitlines()[-1] == f"wrote preview.png to {tmp_path}"
+
+
+def test_preview_shows_what_a_default_run_trains_with(
+        image_folder: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert _run("preview", f"imagefolder:{image_folder}", "--image-size", "16", "--n", "4",
+                "--json") == 0
+    assert json.loads(capsys.readouterr().out)["augment"] == recipe_for(DEFAULT_MODEL).augment
+    (run,) = (tmp_path / "runs").iterdir()  # not the working directory
+    assert run.name.startswith("data-preview-") and (run / "preview.png").is_file()
 
 
 def test_preview_of_a_streamed_dataset(image_folder: Path, tmp_path: Path,
-                                       monkeypatch: pytest.MonkeyPatch) -> None:
+                                       monkeypatch: pytest.MonkeyPatch,
+                                       capsys: pytest.CaptureFixture[str]) -> None:
     monkeypatch.setenv("DESCEND_MEMORY_BUDGET", "0")
-    out = tmp_path / "grid.png"
+    out = tmp_path / "grid.png"  # 0.x's spelling: the file itself
     assert _run("preview", f"imagefolder:{image_folder}", "--image-size", "16", "--n", "4",
-                "--out", str(out)) == 0
-    assert out.is_file()
+                "--out", str(out), "--no-progress") == 0
+    assert out.is_file() and "note: --out FILE.png is deprecated" in capsys.readouterr().err

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import time
 from pathlib import Path
@@ -81,6 +82,9 @@ def test_a_failing_run_is_kept_with_its_message() -> None:
     assert "stopped: FloatingPointError" in format_compare_table(runs)
     with pytest.raises(FloatingPointError):
         compare_optimizers(train, ["bad"], keep_going=False)
+    bad = json.loads(json.dumps(runs[1].to_dict()))  # `optim compare --json`
+    assert bad["error"] == "FloatingPointError: loss is NaN" and bad["best_val_acc"] == 0.5
+    assert bad["epochs"][0]["train_loss"] == 1.0
 
 
 def sweep_of(name: str, fall_at: float) -> LRFinding:

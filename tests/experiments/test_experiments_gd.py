@@ -71,3 +71,11 @@ def test_truth_is_recoverable_from_the_data() -> None:
 def test_bad_batch_size() -> None:
     with pytest.raises(ValueError, match="batch size for X"):
         run_gd_modes(samples=10, epochs=1, batch_sizes={"X": 0})
+
+
+def test_a_result_is_json(seed_run: list) -> None:
+    import json
+
+    row = json.loads(json.dumps(seed_run[0].to_dict()))
+    assert (row["mode"], row["updates"], len(row["weights"])) == ("BGD", 20, 10)
+    assert len(row["history"]["loss"]) == len(row["history"]["updates"])

@@ -92,3 +92,12 @@ def test_a_missing_learning_rate_is_named_before_anything_runs(
         run_paths(["sgd", "adam"], ["quadratic", "saddle"], steps=1)
     (r,) = run_paths(["adam"], ["saddle"], steps=1, lrs={"saddle": {"adam": 0.01}})
     assert r.lr == 0.01
+
+
+def test_a_path_result_is_json() -> None:
+    import json
+
+    (result,) = run_paths(["adam"], ["quadratic"], steps=10)
+    row = json.loads(json.dumps(result.to_dict()))
+    assert (row["optimizer"], row["steps"], row["diverged"]) == ("adam", 10, False)
+    assert row["distance_to_minimum"] == pytest.approx(result.distance_to_minimum())

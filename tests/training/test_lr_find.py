@@ -43,14 +43,31 @@ def test_a_sweep_grows_the_rate_exponentially_and_stops_at_divergence(
 
 def test_the_command_compares_optimizers_on_one_plot(image_folder: Path, tmp_path: Path,
                                                      capsys: pytest.CaptureFixture) -> None:
-    plot = tmp_path / "lr.png"
-    assert main(["lr-find", "--data", f"imagefolder:{image_folder}", "--model", "mlp",
-                 "--optimizer", "sgd,adam", "--steps", "30", "--device", "cpu",
-                 "--no-progress", "--plot", str(plot), "--json"]) == 0
-    sweeps = json.loads(capsys.readouterr().out)
+    argv = ["lr-find", "--data", f"imagefolder:{image_folder}", "--model", "mlp",
+            "--optimizer", "sgd,adam", "--steps", "30", "--device", "cpu", "--no-progress",
+            "--out", str(tmp_path), "--json"]
+    assert main(argv) == 0
+    printed = capsys.readouterr()
+    sweeps = json.loads(printed.out)  # the log went to stderr
     assert [s["optimizer"] for s in sweeps] == ["sgd", "adam"]
     assert all(len(s["lrs"]) == len(s["smoothed"]) > 13 for s in sweeps)
-    assert plot.stat().st_size > 10_000
+    assert (tmp_path / "lr_find.png").stat().st_size > 10_000
+    assert "lr-find adam: " in printed.err
+    assert printed.err.splitlines()[-1] == f"wrote lr_find.png to {tmp_path}"
+    assert main(argv) == 2 and "add --overwrite" in capsys.readouterr().err
+    assert main(["lr-find", "--optimizer", "sgd,lion"]) == 2  # before any sweep
+    assert "unknown optimizer 'lion'" in capsys.readouterr().err
+
+
+def test_the_old_plot_flag_still_writes_its_file(image_folder: Path, tmp_path: Path,
+                                                 capsys: pytest.CaptureFixture) -> None:
+    plot = tmp_path / "lr.png"
+    assert main(["lr-find", "--data", f"imagefolder:{image_folder}", "--model", "mlp",
+                 "--steps", "15", "--device", "cpu", "--no-progress", "--plot", str(plot)]) == 0
+    printed = capsys.readouterr()
+    assert plot.is_file() and "lr-find nesterov: " in printed.out
+    assert "note: --plot FILE.png is deprecated" in printed.err
+    assert printed.out.splitlines()[-1] == f"wrote lr.png to {tmp_path}"
 
 
 def test_train_with_lr_auto_trains_at_the_suggested_rate(image_folder: Path,

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import sys
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -33,6 +34,7 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
+from tqdm import tqdm
 
 from descend.runtime.precision import autocast
 
@@ -97,13 +99,17 @@ def suggest(lrs: list[float], smoothed: list[float]) -> tuple[float | None, floa
     return float(minimum), float(lrs[part][int(np.argmin(slope))])
 
 
-def sweep(run: Any, finding: LRFinding, steps: int, start: float, end: float) -> None:
+def sweep(run: Any, finding: LRFinding, steps: int, start: float, end: float,
+          progress: bool = False) -> None:
     """Train ``run``'s model for ``steps`` steps at exponentially growing rates, recording
-    the losses, until the smoothed loss diverges."""
+    the losses, until the smoothed loss diverges; ``progress``: a bar on a terminal's stderr."""
     model, optimizer, cfg = run.step_model, run.optimizer, run.cfg
     model.train()
     average, best = SmoothedLoss(), math.inf
+    bar = tqdm(total=steps, desc=f"lr-find {finding.optimizer}", unit="step", leave=False,
+               disable=not (progress and sys.stderr.isatty()))  # no frames into a file
     for i, (x, y) in enumerate(itertools.islice(batches(run), steps)):
+        bar.update(1)
         lr = start * (end / start) ** (i / (steps - 1))
         for group in optimizer.param_groups:
             group["lr"] = lr
@@ -121,6 +127,7 @@ def sweep(run: Any, finding: LRFinding, steps: int, start: float, end: float) ->
         if not math.isfinite(smoothed) or (i >= SKIP and smoothed > DIVERGE * best):
             finding.diverged_at = lr
             break
+    bar.close()
 
 
 def batches(run: Any) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
