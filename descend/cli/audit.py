@@ -32,7 +32,7 @@ def add_parser(sub: Any) -> None:
     p.add_argument("dataset", metavar="DATA", help="imagefolder:PATH, or any dataset descend "
                    "reads (mnist, cifar10, ...)")
     g = p.add_argument_group("audit")
-    g.add_argument("--folds", type=int, default=None, help="cross-validation folds (default "
+    g.add_argument("--folds", type=int, default=None, help="cross-validation folds (default: "
                    "3: each model trains on two thirds of the images; 10 for heads on ImageNet "
                    "features, a folder of photos with descend[pretrained] installed)")
     g.add_argument("--from", dest="from_run", metavar="RUN", help="judge with this run's "
@@ -40,9 +40,9 @@ def add_parser(sub: Any) -> None:
                    "sample, so only they are judged (duplicates cover every split)")
     g.add_argument("--review", action="store_true", help="open the review page of the last "
                    "audit: keep, relabel or drop each suspect (nothing is trained)")
-    g.add_argument("--host", default="127.0.0.1", help="--review: address (default "
+    g.add_argument("--host", default="127.0.0.1", help="--review: address (default: "
                    "%(default)s)")
-    g.add_argument("--port", type=int, default=8765, help="--review: port (default "
+    g.add_argument("--port", type=int, default=8765, help="--review: port (default: "
                    "%(default)s; 0 picks a free one)")
     g.add_argument("--apply", action="store_true", help="move the files as the review decided: "
                    "relabelled ones into their new class folder, dropped ones into "

@@ -107,9 +107,10 @@ def add_parser(subparsers: Any) -> None:
     p.add_argument("--val-fraction", type=float, default=0.2,
                    help="share of each class put in val/ (default: 0.2)")
     p.add_argument("--seed", type=int, default=0,
-                   help="picks which images go to val/ (default: 0)")
+                   help="the random seed that picks which images go to val/ (default: 0)")
     p.add_argument("--min-size", type=int, default=32, metavar="PX",
-                   help="reject images narrower or lower than this (default: 32)")
+                   help="the smallest side in pixels an image may have; smaller ones are rejected "
+                   "(default: 32)")
     p.add_argument("--concurrency", type=int, default=8, metavar="N",
                    help="parallel downloads (default: 8)")
     p.add_argument("--rate", type=float, metavar="R",
