@@ -147,20 +147,21 @@ def run_paths(
 
 def _run_one(fn: TestFunction, optimizer: str, lr: float, steps: int) -> PathResult:
     # float64: the paths are the subject here, and float32 rounding would blur them near
-    # the minimum.
-    point = torch.tensor(fn.start, dtype=torch.float64, requires_grad=True)
+    # the minimum. The point is a 1 x 2 matrix: Muon takes matrices only (its step is then
+    # g / |g|, normalised), and the element-wise optimizers do not see the difference.
+    point = torch.tensor([fn.start], dtype=torch.float64, requires_grad=True)
     opt = OPTIMIZERS.get(optimizer)([point], lr=lr)  # type: ignore[call-arg]  # own defaults
     x0, x1, y0, y1 = fn.window
     span = max(x1 - x0, y1 - y0)
-    path = [point.detach().clone()]
-    values = [float(fn.f(*point.detach()))]
+    path = [point.detach()[0].clone()]
+    values = [float(fn.f(*point.detach()[0]))]
     diverged = False
     for _ in range(steps):
         opt.zero_grad()
-        value = fn.f(point[0], point[1])
+        value = fn.f(point[0, 0], point[0, 1])
         value.backward()
         opt.step()
-        p = point.detach().clone()
+        p = point.detach()[0].clone()
         far = (p[0] < x0 - ESCAPE_FACTOR * span or p[0] > x1 + ESCAPE_FACTOR * span
                or p[1] < y0 - ESCAPE_FACTOR * span or p[1] > y1 + ESCAPE_FACTOR * span)
         if not torch.isfinite(p).all() or far:

@@ -15,9 +15,11 @@ from descend.optim.momentum import Momentum, Nesterov
 from descend.optim.adagrad import AdaGrad
 from descend.optim.rmsprop import RMSProp
 from descend.optim.adam import Adam, AdamW
+from descend.optim.muon import Muon, MuonWithAuxiliary, muon_groups
 # isort: on
 from descend.optim.ema import EMA, ModelEMA
 from descend.optim.registry import OPTIMIZERS, compare_lr, create_optimizer
 
 __all__ = ["EMA", "OPTIMIZERS", "SGD", "AdaGrad", "Adam", "AdamW", "ModelEMA", "Momentum",
-           "Nesterov", "RMSProp", "compare_lr", "create_optimizer"]
+           "Muon", "MuonWithAuxiliary", "Nesterov", "RMSProp", "compare_lr", "create_optimizer",
+           "muon_groups"]

@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterable
 from typing import Any, ClassVar
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 from torch.optim import Optimizer
 
 from descend.errors import ConfigError
@@ -203,6 +203,12 @@ class DescendOptimizer(Optimizer):
         """
         # Each subclass gives its own keyword settings defaults (the base's are required).
         return cls(params, lr=lr, weight_decay=weight_decay)  # type: ignore[call-arg]
+
+    @classmethod
+    def params_of(cls, model: nn.Module) -> Any:
+        """What `create_optimizer` passes this optimizer for a whole model: its parameters,
+        or the parameter groups an optimizer such as `Muon` wants (which layer takes what)."""
+        return model.parameters()
 
     def _label(self, group_index: int, param: Tensor) -> str:
         group = self.param_groups[group_index]

@@ -14,6 +14,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+from torch import nn
+
 from descend.optim.base import DescendOptimizer
 from descend.registry import Registry
 
@@ -24,18 +26,23 @@ OPTIMIZERS: Registry[type[DescendOptimizer]] = Registry("optimizer")
 
 def create_optimizer(
     name: str,
-    params: Iterable[Any],
+    params: Iterable[Any] | nn.Module,
     lr: float,
     momentum: float = 0.9,
     weight_decay: float = 0.0,
 ) -> DescendOptimizer:
-    """``create_optimizer("adam", model.parameters(), lr=1e-3)``.
+    """``create_optimizer("adam", model.parameters(), lr=1e-3)``, or the model itself:
+    ``create_optimizer("muon", model, lr=0.05)``, which lets the optimizer choose its
+    parameter groups (`DescendOptimizer.params_of`: Muon gives the classifier head and the
+    biases to Nesterov; the others take every parameter).
 
     ``momentum`` is beta for Momentum and Nesterov, beta1 for Adam and AdamW (beta2 stays
     0.999); SGD, AdaGrad and RMSProp have none and ignore it. Each class's `build` says how.
     Unknown names raise `ConfigError` listing the known ones.
     """
-    return OPTIMIZERS.get(name).build(params, lr, momentum, weight_decay)
+    cls = OPTIMIZERS.get(name)
+    chosen = cls.params_of(params) if isinstance(params, nn.Module) else params
+    return cls.build(chosen, lr, momentum, weight_decay)
 
 
 def compare_lr(name: str) -> float:

@@ -319,8 +319,8 @@ def build(plan: RunPlan, data: DataSplits, folder: RunFolder, start: StartingWei
                                      device, log)
     # The plan filled both (and `setup` turned --lr auto into lr-find's rate).
     assert isinstance(cfg.lr, (int, float)) and cfg.batch_size is not None
-    optimizer = create_optimizer(cfg.optimizer, model.parameters(), cfg.lr, cfg.momentum,
-                                 cfg.weight_decay)
+    # The model, not its parameters: an optimizer may split it into groups (Muon's head).
+    optimizer = create_optimizer(cfg.optimizer, model, cfg.lr, cfg.momentum, cfg.weight_decay)
     options = loader_options(cfg, plan.mean, plan.std, device, plan.channels_last, log)
     train_batches = make_loader(data.train, options)
     if plan.total_steps:  # the cached head alone reads the images once, unaugmented

@@ -18,6 +18,7 @@ from descend.optim import OPTIMIZERS
 from descend.optim.adagrad import AdaGrad
 from descend.optim.adam import Adam, AdamW
 from descend.optim.momentum import Momentum, Nesterov
+from descend.optim.muon import MuonWithAuxiliary
 from descend.optim.rmsprop import RMSProp
 from descend.optim.sgd import SGD
 
@@ -46,6 +47,12 @@ CASES: dict[str, tuple[Factory, dict[str, Any]]] = {
     "adam": (Adam, dict(lr=0.01)),
     "adam-l2": (Adam, dict(lr=0.01, betas=(0.8, 0.99), weight_decay=0.1)),
     "adamw": (AdamW, dict(lr=0.01, weight_decay=0.1)),
+    # Matrices (conv filters as out x rest too) take Muon, the 0-D and 1-D ones Nesterov.
+    "muon": (MuonWithAuxiliary, dict(lr=0.02)),
+    "muon-classic-l2": (MuonWithAuxiliary, dict(lr=0.02, momentum=0.9, nesterov=False,
+                                                weight_decay=0.01)),
+    "muon-float32-rms": (MuonWithAuxiliary, dict(lr=0.01, ns_dtype="float32",
+                                                 adjust_lr_fn="match_rms_adamw")),
 }
 
 ALL_CLASSES = [OPTIMIZERS.get(name) for name in OPTIMIZERS]

@@ -104,5 +104,6 @@ def test_nesterov_by_name_is_torchs_undamped_form() -> None:
 
 def test_unknown_name_is_a_config_error_listing_the_known_ones() -> None:
     with pytest.raises(ConfigError, match="unknown optimizer 'lbfgs'; choose one of: "
-                                          "adagrad, adam, adamw, momentum, nesterov, rmsprop, sgd"):
+                                          "adagrad, adam, adamw, momentum, muon, "
+                                          "nesterov, rmsprop, sgd"):
         create_optimizer("lbfgs", [nn.Parameter(torch.zeros(2))], lr=0.1)
