@@ -81,6 +81,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"\ndescend {args.command}: interrupted" + (f"; {left}." if left else "."),
               file=sys.stderr)
         return 130
+    except MemoryError as e:
+        return _out_of_memory(args.command, str(e))
+    except RuntimeError as e:  # torch's OutOfMemoryError is one; the CPU allocator's message too
+        if "out of memory" not in str(e) and "can't allocate memory" not in str(e):
+            if args.debug:
+                raise
+            return _unexpected(e)
+        return _out_of_memory(args.command, str(e).splitlines()[0][:200])
     except BrokenPipeError:  # `descend ... | head`: the reader has all it wanted
         sys.stderr.close()
         return 0
@@ -88,6 +96,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.debug:
             raise
         return _unexpected(e)
+
+
+def _out_of_memory(command: str, what: str) -> int:
+    """Not a bug: the batch, the model or the images are too big for this machine."""
+    print(f"descend {command}: error: out of memory ({what}): lower --batch-size (and "
+          "--eval-batch-size), or --image-size, or use a smaller --model", file=sys.stderr)
+    return 2
 
 
 def _unexpected(e: Exception) -> int:

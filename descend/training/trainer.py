@@ -273,8 +273,11 @@ def setup(request: Request, folder: RunFolder, extra_callbacks: list[Callback],
         run.load_resume_state(state)
         log(f"resuming {folder.path} after epoch {run.start_epoch} of {run.planned_epochs}")
         if not run.horizon.steps_left:
-            log(f"the run already finished its {run.planned_epochs} epochs; raise --epochs to "
-                "go on")
+            fixed = run.cfg.schedule in ("onecycle", "cosine")  # their shape cannot stretch
+            log(f"the run already finished its {run.planned_epochs} epochs; "
+                + ("start a new run to train longer (its " + str(run.cfg.schedule) +
+                   " schedule was planned for these epochs)" if fixed else
+                   "raise --epochs to go on"))
     folder.write_text("config.json", json.dumps(plan.cfg.to_dict(), indent=2))
     describe(run)
     return run

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 from descend.cli.main import _unexpected, main
 
@@ -56,3 +57,35 @@ def test_an_unexpected_error_is_one_line_with_its_traceback_in_a_file(
     except OSError as e:
         assert _unexpected(e) == 2
     assert "No such file or directory: /nonexistent/x (check the path" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("error", [
+    torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB"),
+    RuntimeError("DefaultCPUAllocator: can't allocate memory: you tried to allocate 9 bytes"),
+    MemoryError("cannot allocate"),
+])
+def test_out_of_memory_is_a_user_error_with_what_to_lower(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+        error: Exception) -> None:
+    import descend.cli.gd as gd
+
+    def run(args: object) -> int:
+        raise error
+
+    monkeypatch.setattr(gd, "run", run)
+    assert main(["gd"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("descend gd: error: out of memory") and "--batch-size" in err
+    assert "internal error" not in err and err.count("\n") == 1
+
+
+def test_ctrl_c_says_what_the_command_kept(monkeypatch: pytest.MonkeyPatch,
+                                           capsys: pytest.CaptureFixture[str]) -> None:
+    import descend.cli.gd as gd
+
+    def run(args: object) -> int:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(gd, "run", run)
+    assert main(["gd", "--debug"]) == 130  # --debug after the command is accepted too
+    assert capsys.readouterr().err.strip() == "descend gd: interrupted."
