@@ -95,7 +95,7 @@ _machine = functools.partial(setting, group="machine")
 _output = functools.partial(setting, group="output")
 
 
-@dataclass
+@dataclass(frozen=True)
 class TrainConfig:
     # --- data -----------------------------------------------------------------------------
     # A None default is resolved when the run starts (from the data, or the --init weights) and
@@ -320,8 +320,10 @@ class TrainConfig:
         augment, old = split_geometry(self.augment)
         if old:
             geometry = self.geometry().merged(**old)
-            self.augment, self.resize, self.center_crop = (augment, geometry.resize,
-                                                           geometry.center_crop)
+            # Frozen: the one place a config is changed after it is made, while it is made.
+            object.__setattr__(self, "augment", augment)
+            object.__setattr__(self, "resize", geometry.resize)
+            object.__setattr__(self, "center_crop", geometry.center_crop)
 
     def geometry(self) -> Geometry:
         """How the run decodes its images."""
