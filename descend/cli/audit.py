@@ -18,7 +18,8 @@ AUDIT_FILES = ["audit.json", "suspects.png"]
 
 # Train settings that mean nothing for the folds an audit trains.
 NOT_FOR_AUDIT = ("data", "out", "overwrite", "tensorboard", "val_every", "early_stop",
-                 "monitor", "min_delta", "init", "pretrained", "weights", "freeze_epochs")
+                 "monitor", "min_delta", "init", "pretrained", "weights", "freeze_epochs",
+                 "cached_head")
 
 
 def add_parser(sub: Any) -> None:

@@ -14,7 +14,8 @@ FIGURE = "gd.png"
 
 def add_parser(sub: Any) -> None:
     p = sub.add_parser("gd", help="compare batch, stochastic and mini-batch gradient descent",
-                       description="The seed's experiment (SPEC §1): nn.Linear(10, 1), MSE, plain "
+                       description="The seed's first experiment (its gradient-descent chapter): "
+                       "nn.Linear(10, 1), MSE, plain "
                        "SGD, on identical data and initial weights for BGD, SGD and MBGD; a table "
                        f"of where each ended and {FIGURE}, the loss against updates and time.")
     p.add_argument("--samples", type=int, default=1000,
