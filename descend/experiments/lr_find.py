@@ -16,7 +16,7 @@ from descend.runtime.device import cpu_threads
 from descend.training.keeping.run_folder import RunFolder
 from descend.training.planning.initialize import starting_weights
 from descend.training.planning.lr_sweep import END, SKIP, START, STEPS, LRFinding, suggest, sweep
-from descend.training.planning.resolve import Request
+from descend.training.planning.resolve import Request, with_default_data
 from descend.training.trainer import setup
 
 
@@ -36,11 +36,14 @@ def lr_find(cfg: TrainConfig, *, steps: int = STEPS, start: float = START, end: 
             sweep_cfg = cfg.updated(out=str(folder.path), epochs=1, time_budget=None,
                                     val_every=0, progress=False, lr=start, schedule="constant",
                                     ema_decay=0.0)
+            notes: list[str] = []
+            if sweep_cfg.data is None and splits is None:  # CIFAR-10, else the sample
+                sweep_cfg, notes = with_default_data(sweep_cfg)
             start_weights = starting_weights(sweep_cfg)
             if start_weights:
                 sweep_cfg = start_weights.complete(sweep_cfg)
-            run = setup(Request(sweep_cfg, None, False, start_weights), folder, [],
-                        given=splits)
+            run = setup(Request(sweep_cfg, None, False, start_weights, tuple(notes)), folder,
+                        [], given=splits)
             sweep(run, finding, steps, start, end, progress=cfg.progress)
         finally:
             folder.close()

@@ -33,7 +33,7 @@ from descend.data.datasets import load_dataset
 from descend.data.loader import make_loader
 from descend.data.paths import data_root, image_folder
 from descend.data.splits import DataSplits
-from descend.errors import DataError, DescendError
+from descend.errors import DescendError
 from descend.models import ModelSpec, create_model
 from descend.optim import create_optimizer
 from descend.runtime.device import (
@@ -382,20 +382,12 @@ def checkpoint_meta(cfg: TrainConfig, data: DataSplits, spec: ModelSpec, mean: l
 
 def load_data(cfg: TrainConfig, log: RunLog, folder: RunFolder,
               folder_notice: FolderNotice | None = None) -> DataSplits:
-    """The dataset the config names (CIFAR-10 by default, else the built-in sample), with its
-    notes and skipped files logged and listed in ``skipped.json``, and ``folder_notice``'s line
-    for an image folder (the caller's: `descend.train` passes the audit's)."""
-    options = cfg.data_options()
-    if cfg.data is not None:
-        data = load_dataset(cfg.data, cfg.data_root, cfg.cache_dir, options)
-    else:
-        try:
-            data = load_dataset("cifar10", cfg.data_root, cfg.cache_dir, options)
-        except DataError as e:
-            log(f"note: no dataset named and CIFAR-10 is not available ({e})")
-            log("note: training on the built-in cifar10-sample (3,000 train / 800 test images) "
-                "instead; name a dataset with --data to train on real data")
-            data = load_dataset("cifar10-sample", cfg.data_root, cfg.cache_dir, options)
+    """The dataset the config names (the request named one: `resolve.with_default_data`),
+    with its notes and skipped files logged and listed in ``skipped.json``, and
+    ``folder_notice``'s line for an image folder (the caller's: `descend.train` passes the
+    audit's)."""
+    assert cfg.data is not None, "resolve names the dataset"
+    data = load_dataset(cfg.data, cfg.data_root, cfg.cache_dir, cfg.data_options())
     for note in data.notes:
         log(f"note: {note}")
     if folder_notice and (root := image_folder(data.name)) is not None:
