@@ -34,6 +34,10 @@ LITE2 = ["--model", "efficientnet_lite2", "--pretrained"]
 RECIPES = {
     "head on cached features (default)": [],
     "head, then 2 epochs fine-tuning": ["--epochs", "2"],
+    "head, then 2 epochs, backbone at 0.1x the rate": ["--epochs", "2",
+                                                        "--backbone-lr-scale", "0.1"],
+    "head, then 2 epochs, mirroring alone (no random crop)": ["--epochs", "2",
+                                                              "--augment", "hflip"],
     "whole network fine-tuned, 3 epochs": [*LITE2, "--no-cached-head", "--epochs", "3"],
     "--freeze-epochs 1, then 2 epochs": [*LITE2, "--no-cached-head", "--freeze-epochs", "1",
                                          "--epochs", "3"],
@@ -51,9 +55,10 @@ def run(folder: Path, out: Path, extra: list[str]) -> dict[str, object]:
     if done.returncode:
         raise SystemExit(f"{' '.join(command)} failed:\n{done.stderr[-2000:]}")
     with open(out / "metrics.csv") as f:
-        accuracy = max(float(r["val_acc"]) for r in csv.DictReader(f) if r["val_acc"])
+        accuracies = [float(r["val_acc"]) for r in csv.DictReader(f) if r["val_acc"]]
     first = next((line for line in done.stdout.splitlines() if line.startswith("photos")), "")
-    return {"args": " ".join(extra) or "(none)", "val_acc": round(accuracy, 4),
+    return {"args": " ".join(extra) or "(none)", "val_acc": round(max(accuracies), 4),
+            "epochs": [round(a, 4) for a in accuracies],
             "seconds": round(seconds, 1), "note": first}
 
 
@@ -65,6 +70,8 @@ def main() -> None:
     p.add_argument("--seeds", type=int, default=3)
     p.add_argument("--skip-recipes", action="store_true")
     p.add_argument("--skip-seeds", action="store_true")
+    p.add_argument("--recipe", action="append", default=[],
+                   help="run only the recipes whose name contains this (repeatable)")
     args = p.parse_args()
     print(describe(), flush=True)
     folders = []
@@ -80,6 +87,8 @@ def main() -> None:
     if args.skip_recipes:
         return
     for name, extra in RECIPES.items():
+        if args.recipe and not any(part in name for part in args.recipe):
+            continue
         row = run(folders[0], args.out / "runs" / f"recipe-{list(RECIPES).index(name)}", extra)
         print(json.dumps({"recipe": name, **row}), flush=True)
 

@@ -203,6 +203,11 @@ class TrainConfig:
     freeze_epochs: int = _model(0, "with --init, --pretrained or --weights: train only the new "
                                 "head for this many epochs, then everything",
                                 bounds=NON_NEGATIVE)
+    backbone_lr_scale: float = _model(
+        1.0, "with --init, --pretrained or --weights: the loaded layers learn at this multiple "
+        "of the learning rate and the new head at the rate itself (discriminative learning "
+        "rates, as fastai's lr slice); 1 trains every layer at one rate",
+        bounds=POSITIVE)
     cached_head: bool | None = _model(
         None, "with --pretrained, --init or --weights: first fit the new head on the frozen "
         "backbone's features, computed once (a logistic regression, its L2 strength by 5-fold "
@@ -348,6 +353,9 @@ class TrainConfig:
         if self.epochs == 0 and not (self.cached_head or (self.cached_head is None and sources)):
             raise ConfigError("--epochs 0 trains nothing: it is for --cached-head (the head "
                               "alone); give 1 or more")
+        if self.backbone_lr_scale != 1 and not sources:
+            raise ConfigError("--backbone-lr-scale slows the layers loaded from elsewhere: add "
+                              "--init, --pretrained or --weights")
         if self.freeze_epochs and not sources:
             raise ConfigError("--freeze-epochs trains a new head on weights from elsewhere: add "
                               "--init, --pretrained or --weights")

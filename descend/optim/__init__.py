@@ -18,8 +18,13 @@ from descend.optim.adam import Adam, AdamW
 from descend.optim.muon import Muon, MuonWithAuxiliary, muon_groups
 # isort: on
 from descend.optim.ema import EMA, ModelEMA
-from descend.optim.registry import OPTIMIZERS, compare_lr, create_optimizer
+from descend.optim.registry import (
+    OPTIMIZERS,
+    compare_lr,
+    create_optimizer,
+    discriminative_groups,
+)
 
 __all__ = ["EMA", "OPTIMIZERS", "SGD", "AdaGrad", "Adam", "AdamW", "ModelEMA", "Momentum",
            "Muon", "MuonWithAuxiliary", "Nesterov", "RMSProp", "compare_lr", "create_optimizer",
-           "muon_groups"]
+           "discriminative_groups", "muon_groups"]

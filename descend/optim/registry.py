@@ -16,10 +16,11 @@ from typing import Any
 
 from torch import nn
 
+from descend.errors import ConfigError
 from descend.optim.base import DescendOptimizer
 from descend.registry import Registry
 
-__all__ = ["OPTIMIZERS", "compare_lr", "create_optimizer"]
+__all__ = ["OPTIMIZERS", "compare_lr", "create_optimizer", "discriminative_groups"]
 
 OPTIMIZERS: Registry[type[DescendOptimizer]] = Registry("optimizer")
 
@@ -48,3 +49,23 @@ def create_optimizer(
 def compare_lr(name: str) -> float:
     """The constant lr ``descend optim compare`` trains optimizer ``name`` with by default."""
     return OPTIMIZERS.get(name).compare_lr
+
+
+def discriminative_groups(name: str, model: nn.Module, new: Iterable[str], lr: float,
+                          scale: float) -> list[dict[str, Any]]:
+    """Parameter groups for discriminative learning rates: the parameters named in ``new``
+    (a new head) learn at ``lr``, every other one (the layers loaded from elsewhere) at
+    ``scale x lr``. The head's group comes first, so the rate a run logs is the one given;
+    schedules scale each group from its own peak (`descend.training.fitting.schedules`).
+
+    Optimizer ``name`` must take plain parameters: one that picks its own groups (Muon) would
+    have two rules for one parameter, so it is refused with the fix."""
+    cls = OPTIMIZERS.get(name)
+    if cls.params_of.__func__ is not DescendOptimizer.params_of.__func__:  # type: ignore[attr-defined]
+        raise ConfigError(f"--backbone-lr-scale: {name} chooses its own parameter groups; use "
+                          "another --optimizer (e.g. nesterov) or --backbone-lr-scale 1")
+    head = set(new)
+    named = list(model.named_parameters())
+    groups = [{"params": [p for n, p in named if n in head], "lr": lr},
+              {"params": [p for n, p in named if n not in head], "lr": lr * scale}]
+    return [g for g in groups if g["params"]]

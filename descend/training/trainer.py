@@ -35,7 +35,7 @@ from descend.data.paths import data_root, image_folder
 from descend.data.splits import DataSplits
 from descend.errors import DescendError
 from descend.models import ModelSpec, create_model
-from descend.optim import create_optimizer
+from descend.optim import create_optimizer, discriminative_groups
 from descend.runtime.device import (
     cpu_threads,
     pick_device,
@@ -323,7 +323,11 @@ def build(plan: RunPlan, data: DataSplits, folder: RunFolder, start: StartingWei
     # The plan filled both (and `setup` turned --lr auto into lr-find's rate).
     assert isinstance(cfg.lr, (int, float)) and cfg.batch_size is not None
     # The model, not its parameters: an optimizer may split it into groups (Muon's head).
-    optimizer = create_optimizer(cfg.optimizer, model, cfg.lr, cfg.momentum, cfg.weight_decay)
+    params: nn.Module | list[dict[str, Any]] = model
+    if cfg.backbone_lr_scale != 1 and new_weights:  # discriminative rates: body slower
+        params = discriminative_groups(cfg.optimizer, model, new_weights, cfg.lr,
+                                       cfg.backbone_lr_scale)
+    optimizer = create_optimizer(cfg.optimizer, params, cfg.lr, cfg.momentum, cfg.weight_decay)
     options = loader_options(cfg, plan.mean, plan.std, device, plan.channels_last, log)
     train_batches = make_loader(data.train, options)
     if plan.total_steps:  # the cached head alone reads the images once, unaugmented

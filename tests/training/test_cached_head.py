@@ -81,6 +81,18 @@ def test_photos_start_from_imagenet(photo_folder: Path) -> None:
     assert photo_default(named) == (named, None)  # a model named is the user's choice
 
 
+@needs_weights
+def test_flags_that_need_starting_weights_accept_the_photo_default(photo_folder: Path) -> None:
+    from descend.training.planning.resolve import resolve
+
+    request = resolve(None, None, {"data": f"imagefolder:{photo_folder}", "epochs": 1,
+                                   "backbone_lr_scale": 0.1, "freeze_epochs": 1})
+    assert (request.cfg.model, request.cfg.backbone_lr_scale) == ("efficientnet_lite2", 0.1)
+    with pytest.raises(ConfigError, match="--backbone-lr-scale slows"):
+        resolve(None, None, {"data": f"imagefolder:{photo_folder}", "model": "fastres",
+                             "backbone_lr_scale": 0.1})
+
+
 def test_without_the_extra_one_line_names_it(photo_folder: Path,
                                               monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr("descend.training.planning.photos.installed", lambda: False)

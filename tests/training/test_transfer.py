@@ -88,6 +88,22 @@ def test_freeze_epochs_train_the_head_first(image_folder: Path, two_classes: Pat
     assert sum(not torch.equal(first[k], second[k]) for k in backbone) > len(backbone) // 2
 
 
+def test_backbone_lr_scale_slows_the_loaded_layers_alone(image_folder: Path, two_classes: Path,
+                                                          tmp_path: Path) -> None:
+    train(_cfg(image_folder, tmp_path / "a", model="cnn", model_args=CNN))
+    seen = Snapshots()
+    train(_cfg(two_classes, tmp_path / "b", init=str(tmp_path / "a"), epochs=1,
+               schedule="constant", backbone_lr_scale=0.1), callbacks=[seen])
+    groups = read_checkpoint(tmp_path / "b" / "last.pt")["optimizer"]["param_groups"]
+    assert [g["lr"] for g in groups] == pytest.approx([0.05, 0.005])  # head first, at --lr
+    assert len(groups[0]["params"]) == 2  # head.2.weight and head.2.bias
+    with pytest.raises(ConfigError, match="--backbone-lr-scale slows .* add --init"):
+        TrainConfig(backbone_lr_scale=0.1).validate()
+    with pytest.raises(ConfigError, match="muon chooses its own parameter groups"):
+        train(_cfg(two_classes, tmp_path / "c", init=str(tmp_path / "a"), optimizer="muon",
+                   backbone_lr_scale=0.1))
+
+
 def test_freeze_epochs_need_weights_from_elsewhere() -> None:
     with pytest.raises(ConfigError, match="--freeze-epochs .* add --init"):
         TrainConfig(freeze_epochs=1).validate()

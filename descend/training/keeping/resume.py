@@ -11,6 +11,7 @@ only when asked to (``--allow-added-data``).
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -28,14 +29,16 @@ RESUMABLE_OVERRIDES = {"epochs", "progress", "device", "data_root", "cache_dir",
                        "tensorboard", "eval_batch_size"}
 
 
-def read_request(cfg: TrainConfig | None, resume: str | Path | None, overrides: dict[str, Any]
-             ) -> tuple[TrainConfig, dict[str, Any] | None, bool]:
+def read_request(cfg: TrainConfig | None, resume: str | Path | None, overrides: dict[str, Any],
+                 complete: Callable[[TrainConfig], TrainConfig] | None = None
+                 ) -> tuple[TrainConfig, dict[str, Any] | None, bool]:
     """(config, ``last.pt`` state or None, restart): restart is a resumed run that never
-    finished an epoch, begun again in its folder with its config."""
+    finished an epoch, begun again in its folder with its config. A new run's config is
+    ``complete``d before it is checked (the photo default may name the weights that
+    ``--freeze-epochs`` or ``--backbone-lr-scale`` need)."""
     if resume is None:
-        cfg = cfg or TrainConfig()
-        return absolute_paths(cfg.updated(**overrides) if overrides else cfg).validate(), None, \
-            False
+        cfg = absolute_paths((cfg or TrainConfig()).updated(**overrides))
+        return (complete(cfg) if complete else cfg).validate(), None, False
     run_dir = run_folder_of(resume)
     blocked = sorted(set(overrides) - RESUMABLE_OVERRIDES)
     if blocked:

@@ -50,12 +50,16 @@ def resolve(cfg: TrainConfig | None, resume: str | Path | None, overrides: dict[
     """The request of ``descend train`` (a `TrainConfig` and/or keyword ``overrides``, or
     ``resume``), resolved; ``data_given`` where the caller brings its own data (the audit's
     folds): no photo default, no default dataset."""
-    cfg, state, restart = read_request(cfg, resume, overrides)
     notes: list[str] = []
+
+    def photos(new: TrainConfig) -> TrainConfig:  # a folder of photos starts from ImageNet
+        new, note = photo_default(new)
+        notes.extend([note] if note else [])
+        return new
+
+    cfg, state, restart = read_request(cfg, resume, overrides,
+                                       None if data_given else photos)
     start = None
-    if state is None and not data_given:  # a folder of photos starts from ImageNet
-        cfg, note = photo_default(cfg)
-        notes += [note] if note else []
     if state is None and cfg.data is None and not data_given:
         cfg, said = with_default_data(cfg)
         notes += said
