@@ -36,6 +36,9 @@ RECIPES = {
     "head, then 2 epochs fine-tuning": ["--epochs", "2"],
     "head, then 2 epochs, backbone at 0.1x the rate": ["--epochs", "2",
                                                         "--backbone-lr-scale", "0.1"],
+    "whole network from a new head, 3 epochs, --lr 0.01, backbone at 0.1x the rate": [
+        *LITE2, "--no-cached-head", "--epochs", "3", "--lr", "0.01",
+        "--backbone-lr-scale", "0.1"],
     "head, then 2 epochs, mirroring alone (no random crop)": ["--epochs", "2",
                                                               "--augment", "hflip"],
     "whole network fine-tuned, 3 epochs": [*LITE2, "--no-cached-head", "--epochs", "3"],

@@ -71,9 +71,10 @@ def seed_runs(seeds: int, args_of: Callable[[int], list[str]]
         yield seed, result, final_test_acc(result), train_s, wall
 
 
-def fixed_recipes(spec: str, seeds: int, root: Path, out: Path) -> None:
+def fixed_recipes(spec: str, seeds: int, root: Path, out: Path, extra: list[str]) -> None:
     """Each fixed recipe (fastres WIDTHS for EPOCHS epochs, every other setting at its
-    default) for ``seeds`` seeds: mean final test accuracy, training and wall seconds."""
+    default, or as ``extra`` sets it) for ``seeds`` seeds: mean final test accuracy, training
+    and wall seconds."""
     print(f"\n{'fixed recipe':<22}{'mean acc':>10}{'min':>8}{'max':>8}{'train s':>9}"
           f"{'wall s':>8}  ({seeds} seed(s))")
     for item in spec.split(","):
@@ -81,7 +82,7 @@ def fixed_recipes(spec: str, seeds: int, root: Path, out: Path) -> None:
         runs = list(seed_runs(seeds, lambda seed, widths=widths, epochs=epochs, item=item: [
             "--data", "cifar10", "--data-root", str(root), "--epochs", epochs, "--model-arg",
             f"widths=[{widths.replace('-', ',')}]", "--seed", str(seed), "--out",
-            str(out / f"fixed-{item}-{seed}"), "--overwrite"]))
+            str(out / f"fixed-{item}-{seed}"), "--overwrite", *extra]))
         accs, trains, walls = ([r[i] for r in runs] for i in (2, 3, 4))
         print(f"{widths + ' x ' + epochs + ' epochs':<22}{statistics.mean(accs):>10.4f}"
               f"{min(accs):>8.4f}{max(accs):>8.4f}{statistics.mean(trains):>9.0f}"
@@ -104,7 +105,7 @@ def main() -> None:
     print(describe(), flush=True)
     root, out = Path(a.data).resolve(), Path(a.out)
     if a.fixed:
-        fixed_recipes(a.fixed, a.seeds, root, out)
+        fixed_recipes(a.fixed, a.seeds, root, out, a.extra.split())
         return
     names = a.targets.split(",") + (["cifar10-94"] if a.include_long else [])
     rows = []
