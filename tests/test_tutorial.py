@@ -9,11 +9,11 @@ that each command exits with status 0 and still prints the lines the markdown ma
 Steps marked ``<!-- needs: data -->`` read MNIST or CIFAR-10 (a minute of CIFAR-10 training
 among them): they are `slow`, as every real-data test is, and skip without ``$DESCEND_DATA``.
 Steps marked ``<!-- needs: time -->`` (chapter 7's photos at photo size, chapter 5's MLP
-against the CNN and chapter 9's four schedules: about 5 minutes) are `slow` too, but run without
-the data. The others run in the default suite (a few minutes); none of them depends on a slow
-step. When a slow step is selected, every step
-before it runs too, since it builds on them (the photos folder, the test web): the whole
-tutorial, about 6 minutes.
+against the CNN and chapter 9's four schedules: about 5 minutes; chapter 2's Muon against the
+default, 72 s on a loaded machine) are `slow` too, but run without the data. The others run in
+the default suite (a few minutes); none of them depends on a slow step. When a slow step is
+selected, every step before it runs too, since it builds on them (the photos folder, the test
+web): the whole tutorial, about 6 minutes before chapter 2's Muon run was added.
 """
 
 from __future__ import annotations

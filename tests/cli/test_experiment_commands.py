@@ -105,3 +105,25 @@ def test_optim_compare_json_and_old_spelling(image_folder: Path, tmp_path: Path,
     assert run["optimizer"] == "sgd" and run["error"] is None and len(run["epochs"]) == 1
     assert "note: --optimizers is deprecated" in printed.err and "epoch   1/" in printed.err
     assert printed.err.splitlines()[-1] == f"wrote compare.txt, compare.png, sgd/ to {out}"
+
+
+def test_optim_compare_trains_muon_with_its_partner(image_folder: Path, tmp_path: Path,
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    """`--optimizer muon` in a comparison builds Muon from the model: the conv filters on
+    Muon, the biases, norms and the classifier head on Nesterov (issue 28)."""
+    import torch
+
+    from descend.optim import compare_lr
+
+    out = tmp_path / "cmp"
+    assert main(["optim", "compare", "--data", f"imagefolder:{image_folder}", "--model", "cnn",
+                 "--epochs", "1", "--batch-size", "8", "--optimizer", "nesterov,muon",
+                 "--out", str(out), "--no-progress", "--json"]) == 0
+    runs = json.loads(capsys.readouterr().out)
+    assert [(r["optimizer"], r["error"]) for r in runs] == [("nesterov", None), ("muon", None)]
+    assert runs[1]["lr"] == compare_lr("muon") and len(runs[1]["epochs"]) == 1
+    ckpt = torch.load(out / "muon" / "last.pt", map_location="cpu", weights_only=True)
+    filters = [k for k, v in ckpt["state_dict"].items() if v.ndim == 4]
+    groups = {g["muon"]: g["params"] for g in ckpt["optimizer"]["param_groups"]}
+    assert len(groups[True]) == len(filters) == 7  # the cnn's convs; its head is linear
+    assert "head.2.weight" in ckpt["state_dict"] and len(groups[False]) > 0

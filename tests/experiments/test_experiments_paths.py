@@ -101,3 +101,25 @@ def test_a_path_result_is_json() -> None:
     row = json.loads(json.dumps(result.to_dict()))
     assert (row["optimizer"], row["steps"], row["diverged"]) == ("adam", 10, False)
     assert row["distance_to_minimum"] == pytest.approx(result.distance_to_minimum())
+
+
+def test_muons_steps_on_the_point_all_have_one_length(results: list) -> None:
+    """The point is a 1 x 2 matrix, whose one singular value five Newton-Schulz steps take from
+    1 to p(p(p(p(p(1))))) = 0.696, p(s) = a s + b s^3 + c s^5: every Muon step is 0.696 lr
+    along the momentum, however large the gradient (what the tutorial says of its path)."""
+    from descend.optim.muon import NS_COEFFICIENTS, Muon
+
+    a, b, c = NS_COEFFICIENTS
+    s = 1.0
+    for _ in range(5):
+        s = a * s + b * s**3 + c * s**5
+    decay = Muon([torch.zeros(1, 2)]).defaults["weight_decay"]  # torch's 0.1: paths' Muon's
+    for r in results:
+        if r.optimizer != "muon":
+            continue
+        path = torch.from_numpy(r.path)
+        steps = (path[:-1] * (1 - r.lr * decay) - path[1:]).norm(dim=1) / r.lr
+        assert len(steps) == 500 and not r.diverged, r.function
+        # The iteration runs in bfloat16, which rounds X_0's singular value by up to 1%, and
+        # five steps near 1 swing that to 0.68-0.72 (3% of 0.696); |g| varies by decades.
+        assert steps.min() > 0.95 * s and steps.max() < 1.05 * s, (r.function, steps.aminmax())

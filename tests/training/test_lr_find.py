@@ -59,6 +59,20 @@ def test_the_command_compares_optimizers_on_one_plot(image_folder: Path, tmp_pat
     assert "unknown optimizer 'lion'" in capsys.readouterr().err
 
 
+def test_muon_sweeps_like_the_others(image_folder: Path, tmp_path: Path,
+                                     capsys: pytest.CaptureFixture) -> None:
+    # Built from the model as train builds it (the convs on Muon, the rest on Nesterov), every
+    # group at the one growing rate: the loss falls before the sweep ends.
+    assert main(["lr-find", "--data", f"imagefolder:{image_folder}", "--model", "cnn",
+                 "--optimizer", "muon", "--steps", "30", "--device", "cpu", "--no-progress",
+                 "--out", str(tmp_path), "--json"]) == 0
+    printed = capsys.readouterr()
+    (muon,) = json.loads(printed.out)
+    assert muon["optimizer"] == "muon" and len(muon["smoothed"]) > 13
+    assert min(muon["smoothed"]) < 0.9 * muon["smoothed"][0]
+    assert muon["suggestion"] is not None and "lr-find muon: " in printed.err
+
+
 def test_the_old_plot_flag_still_writes_its_file(image_folder: Path, tmp_path: Path,
                                                  capsys: pytest.CaptureFixture) -> None:
     plot = tmp_path / "lr.png"
