@@ -286,6 +286,10 @@ class TrainConfig:
         default_text="torch's (one per core), or half of them where a few timed steps show "
         "other programs busy on the cores (2.5x faster then, BENCHMARKS.md B10)",
         bounds=POSITIVE)
+    reprobe: bool = _machine(
+        False, "time the probes again (widths, precision, threads, the steps that fit) instead "
+        "of planning from the figures an earlier run measured on this machine, and remember the "
+        "new ones (probes.json in the cache dir; descend/training/planning/remembered.py)")
     eval_batch_size: int = _machine(256, "batch size of validation and test passes (256: on a "
                                     "2-core CPU, fastres evaluated 2x faster than at 1024, "
                                     "whose activations overflow the caches)",

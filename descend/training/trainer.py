@@ -72,6 +72,7 @@ from descend.training.planning.plan import (
     plan_new,
     plan_resumed,
 )
+from descend.training.planning.remembered import CheckFigures
 from descend.training.planning.resolve import Request, resolve
 
 FolderNotice = Callable[[Path], "str | None"]  # an image folder -> a line for the log, or None
@@ -268,7 +269,9 @@ def setup(request: Request, folder: RunFolder, extra_callbacks: list[Callback],
         log(line)
     if state is None and cfg.lr == "auto":
         plan = auto_lr(plan, data, folder, start, device, fingerprint, log)
-    run = build(plan, data, folder, start, log, device, fingerprint, extra_callbacks)
+    # The run checks the probe figures its plan used against its own steps (`remembered`).
+    checks = [CheckFigures(plan.figures)] if plan.figures is not None else []
+    run = build(plan, data, folder, start, log, device, fingerprint, checks + extra_callbacks)
     if state is not None:
         run.load_resume_state(state)
         log(f"resuming {folder.path} after epoch {run.start_epoch} of {run.planned_epochs}")

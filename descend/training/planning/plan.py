@@ -30,7 +30,7 @@ from descend.errors import ConfigError
 from descend.models import DEFAULT_MODEL, ModelSpec, Recipe, create_model, recipe_for, with_defaults
 from descend.optim import create_optimizer
 from descend.runtime.device import cpu_threads
-from descend.runtime.precision import amp_candidates, autocast, choose_amp, native_bf16
+from descend.runtime.precision import amp_candidates, choose_amp, native_bf16
 from descend.training.fitting import distributed
 from descend.training.fitting.budget import (
     MARGIN,
@@ -50,6 +50,7 @@ from descend.training.planning.probes import (
     step_seconds,
 )
 from descend.training.planning.recipe import peak_lr, recipe_changes
+from descend.training.planning.remembered import ProbeMemory, Used
 
 Log = Callable[[str], None]
 
@@ -78,6 +79,9 @@ class RunPlan:
     channels_last: bool = False
     new: bool = True
     reasons: tuple[str, ...] = ()  # one line per choice, for the log
+    # The figures of the run's own step and validation the probes used, for the run to check
+    # them (`remembered.CheckFigures`); None: nothing to check
+    figures: Used | None = None
 
 
 def plan_new(cfg: TrainConfig, data: DataSplits, device: torch.device,
@@ -100,24 +104,27 @@ def plan_new(cfg: TrainConfig, data: DataSplits, device: torch.device,
     budget = parse_duration(cfg.time_budget) if cfg.time_budget is not None else None
     mean, std = normalization(cfg, data)
     started = time.monotonic()  # --time-budget counts from the first probe
+    memory = ProbeMemory.open(cfg, device, why.append)  # figures of earlier runs (--reprobe)
+    first_probe = len(why)
 
     recipe = recipe_for(cfg.model or DEFAULT_MODEL, fine_tuning)
     spec = ModelSpec(cfg.model or DEFAULT_MODEL, len(data.classes), data.channels,
                      data.image_size, dict(cfg.model_args))
     if budget is not None and from_scratch and recipe.widths and "widths" not in spec.kwargs:
-        spec = probe_widths(spec, recipe, cfg, budget, started, data, device, why)
+        spec = probe_widths(spec, recipe, cfg, budget, started, data, device, why, memory)
     spec = with_defaults(spec)  # written out, so a checkpoint outlives a changed default
 
-    probe = Probe(cfg, spec, data, mean, std, device)
+    probe = Probe(cfg, spec, data, mean, std, device, memory)
     channels_last = uses_channels_last(cfg, probe.model)
     spe = probe.steps_per_epoch
-    amp, threads, budget_plan = False, None, None
+    amp, threads, budget_plan, figures = False, None, None, None
     record: dict[str, Any] = {"model_args": dict(spec.kwargs)}
     if not trains:  # the cached head alone: no training step to time, nothing to budget
         total = 0
         record["schedule"] = head_only(cfg, why)
     else:
         amp = probe_precision(cfg, device, probe, why)
+        probe.now = True  # the threads and the run's length answer for the load now
         threads = probe.threads = probe_threads(cfg, device, probe, amp, why)
         if budget is not None:
             total, budget_plan = probe_budget(cfg, spe, amp, probe, budget, started, why)
@@ -127,8 +134,13 @@ def plan_new(cfg: TrainConfig, data: DataSplits, device: torch.device,
             total = record["epochs"] * spe
         else:
             total = cfg.epochs * spe
+        figures = memory.used(probe.setup("step", amp), probe.setup("validation", amp), threads)
+    memory.save()
+    if line := memory.summary(time.monotonic() - started):
+        why.insert(first_probe, line)
     return RunPlan(cfg.updated(**record), spec, mean, std, amp, spe, total, budget_plan,
-                   threads=threads, channels_last=channels_last, reasons=tuple(why))
+                   threads=threads, channels_last=channels_last, reasons=tuple(why),
+                   figures=figures)
 
 
 def settle(cfg: TrainConfig, data: DataSplits, fine_tuning: bool, why: list[str]
@@ -244,15 +256,19 @@ def eval_options(train: LoaderOptions, cfg: TrainConfig) -> LoaderOptions:
 class Probe:
     """The run's own model (fresh weights), loaders and threads, for timing before the run: what
     the probes measure is what the run will do. Made lazily: a plan without probes makes none;
-    a step timed once (a precision, a thread count) is not timed again."""
+    a step timed once (a precision, a thread count) is not timed again, and one an earlier run
+    timed on this machine is not timed at all (``memory``: `remembered.ProbeMemory`)."""
 
     def __init__(self, cfg: TrainConfig, spec: ModelSpec, data: DataSplits, mean: list[float],
-                 std: list[float], device: torch.device) -> None:
+                 std: list[float], device: torch.device, memory: ProbeMemory | None = None
+                 ) -> None:
         self.cfg, self.spec, self.data, self.device = cfg, spec, data, device
         self.mean, self.std = mean, std
+        self.memory = memory
         self.threads: int | None = None  # the run's, once `probe_threads` has chosen
+        self.now = False  # figures that answer for the load now (`ProbeMemory.seconds`)
         self._model: nn.Module | None = None
-        self._steps: dict[tuple[bool, int, int], float] = {}
+        self._steps: dict[tuple[bool, int, int], tuple[float, bool]] = {}  # (s, remembered)
 
     @property
     def model(self) -> nn.Module:
@@ -280,25 +296,52 @@ class Probe:
         cfg = self.cfg
         with cpu_threads(self.threads):
             key = (amp, steps, torch.get_num_threads())
-            if key not in self._steps:
+            # A remembered figure is asked again once it must answer for the load now.
+            if key not in self._steps or (self.now and self._steps[key][1]):
                 lr = cfg.lr
                 assert isinstance(lr, (int, float))  # the plan filled it
-                self._steps[key] = step_seconds(
+                self._steps[key] = self.figure("step", amp, lambda: step_seconds(
                     self.model, make_loader(self.data.train, self.options()),
                     lambda params: create_optimizer(cfg.optimizer, params, lr, cfg.momentum,
-                                                    cfg.weight_decay), self.device, amp, steps)
-            return self._steps[key]
+                                                    cfg.weight_decay), self.device, amp, steps))
+            return self._steps[key][0]
 
     def validation(self, amp: bool) -> float:
         """Seconds of one epoch's validation pass (`probes.eval_seconds_per_image`)."""
         batches = make_loader(self.data.val, eval_options(self.options(), self.cfg))
-        with autocast(self.device, amp):
-            return eval_seconds_per_image(self.model, batches, self.device) * len(self.data.val)
+        with cpu_threads(self.threads):
+            return self.figure("validation", amp, lambda: eval_seconds_per_image(
+                self.model, batches, self.device, amp))[0] * len(self.data.val)
+
+    def figure(self, what: str, amp: bool, measure: Callable[[], float]) -> tuple[float, bool]:
+        """(``measure()``, False), or (the figure an earlier run on this machine measured,
+        True): `ProbeMemory.figure`."""
+        if self.memory is None:
+            return measure(), False
+        return self.memory.figure(self.setup(what, amp), measure, now=self.now)
+
+    def remembered_on_a_quiet_machine(self, amp: bool) -> bool:
+        """Is this step remembered at torch's threads, and no other program busy now
+        (`ProbeMemory.busy`: looked at only then)?"""
+        return self.memory is not None and self.memory.holds(self.setup("step", amp)) and (
+            not self.memory.busy)
+
+    def setup(self, what: str, amp: bool) -> dict[str, Any]:
+        """What a figure of this probe depends on besides the machine (`remembered`): a step
+        also on the optimizer, the augmentation, the EMA and ``--compile``; a validation pass is
+        timed per image, at the evaluation batch size."""
+        cfg = self.cfg
+        setup = {"probe": what, "model": self.spec.to_dict(), "amp": amp,
+                 "channels_last": uses_channels_last(cfg, self.model)}
+        if what == "validation":
+            return {**setup, "probe": "validation per image", "batch": cfg.eval_batch_size}
+        return {**setup, "batch": cfg.batch_size, "optimizer": cfg.optimizer,
+                "augment": cfg.augment, "ema": cfg.ema_decay > 0, "compile": cfg.compile}
 
 
 def probe_widths(spec: ModelSpec, recipe: Recipe, cfg: TrainConfig, budget: float,
                  started: float, data: DataSplits, device: torch.device,
-                 why: list[str]) -> ModelSpec:
+                 why: list[str], memory: ProbeMemory | None = None) -> ModelSpec:
     """Probe: the model's widths, the widest of its recipe's ladder that fits the recipe's
     ``min_epochs`` epochs of this data in the budget, in the faster precision
     (`probes.fit_widths`)."""
@@ -306,7 +349,7 @@ def probe_widths(spec: ModelSpec, recipe: Recipe, cfg: TrainConfig, budget: floa
     widths, notes = fit_widths(spec, recipe, budget, started, cfg.batch_size,
                                max(1, len(data.train) // cfg.batch_size), len(data.val), device,
                                cfg.channels_last, amp_candidates(cfg.amp, device),
-                               cfg.val_every or 0)
+                               cfg.val_every or 0, memory)
     widths = distributed.broadcast_object(widths)
     why.append(f"{spec.name} widths {list(widths)}: the widest with {recipe.min_epochs} epochs "
                f"or more in the budget (probe, epochs that fit: {', '.join(notes)})")
@@ -333,11 +376,14 @@ def probe_threads(cfg: TrainConfig, device: torch.device, probe: Probe, amp: boo
     faster now. Another program busy on a core stalls every thread at each of the step's
     synchronisations; fewer threads than cores then wins (a fastres step on 2 cores, one of them
     busy: 1,850 images/s with 2 threads, 4,624 with 1; idle: 7,607 and 4,388; B10). ``--threads``
-    and ``--deterministic`` (a thread count fixed in advance) skip it; None elsewhere."""
+    and ``--deterministic`` (a thread count fixed in advance) skip it; None elsewhere. A plan
+    that remembers the step (`remembered`) times nothing where no other program is busy now."""
     if cfg.threads is not None:
         return cfg.threads
     if device.type != "cpu" or cfg.deterministic or torch.get_num_threads() < 2:
         return None
+    if distributed.broadcast_object(probe.remembered_on_a_quiet_machine(amp)):
+        return None  # the probe's choice when no other program is busy (B10): time nothing
     every = torch.get_num_threads()
     times = {}
     for n in (every, every // 2):

@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import functools
 import itertools
 import time
 from collections.abc import Callable, Iterable, Iterator
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
@@ -24,6 +26,9 @@ from descend.runtime.precision import autocast
 from descend.training.fitting.budget import MARGIN, OVERHEAD, EpochCosts, steps_that_fit
 from descend.training.fitting.loop import train_one_epoch
 
+if TYPE_CHECKING:
+    from descend.training.planning.remembered import ProbeMemory
+
 PROBE_WARMUP = 2  # untimed steps before a probe: the first allocate and pick kernels
 PLAN_STEPS = 10  # timed steps of the probe that sizes a budgeted run
 PROBE_STEPS = 5  # timed steps of a quicker probe (a precision, a width)
@@ -31,15 +36,17 @@ PROBE_STEPS = 5  # timed steps of a quicker probe (a precision, a width)
 
 @torch.no_grad()
 def eval_seconds_per_image(model: nn.Module, batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
-                           device: torch.device) -> float:
-    """Seconds per image of an eval-mode forward pass, timed on the second batch."""
+                           device: torch.device, amp: bool = False) -> float:
+    """Seconds per image of an eval-mode forward pass (under bfloat16 autocast where
+    ``amp``), timed on the second batch."""
     was_training = model.training
     model.eval()
     times: list[tuple[float, int]] = []
     try:
         for x, _ in batches:
             start = time.perf_counter()
-            model(x)
+            with autocast(device, amp):
+                model(x)
             if device.type == "cuda":
                 torch.cuda.synchronize()
             times.append((time.perf_counter() - start, len(x)))
@@ -73,18 +80,31 @@ def step_seconds(model: nn.Module, batches: Iterable[tuple[torch.Tensor, torch.T
     return sum(timed) / len(timed)
 
 
+def sgd(params: Iterator[nn.Parameter]) -> torch.optim.Optimizer:
+    """The width probe's optimizer: plain SGD (the ladder compares networks, not optimizers)."""
+    return torch.optim.SGD(params, lr=0.01)
+
+
 def fit_widths(spec: ModelSpec, recipe: Recipe, budget: float, started: float, batch: int,
                steps_per_epoch: int, val_images: int, device: torch.device,
                channels_last: bool, precisions: tuple[bool, ...] = (False,),
-               val_every: int = 1) -> tuple[tuple[int, ...], list[str]]:
+               val_every: int = 1, memory: ProbeMemory | None = None
+               ) -> tuple[tuple[int, ...], list[str]]:
     """(the widest of ``recipe.widths`` with ``recipe.min_epochs`` epochs in the budget, the
     figures).
 
     Each candidate trains a few steps on random batches of the data's shape, in each of
     ``precisions`` (`precision.amp_candidates`: the run later picks the faster one, so the
     plan takes the faster too); its validation is timed on one batch in eval mode (with the
-    model's test-time augmentation).
+    model's test-time augmentation). ``memory``: figures an earlier run on this machine timed
+    are taken from it, not timed (`remembered.ProbeMemory`).
     """
+    def timed(what: str, candidate: ModelSpec, amp: bool, measure: Callable[[], float]) -> float:
+        if memory is None:
+            return measure()
+        return memory.seconds({"probe": what, "model": candidate.to_dict(), "amp": amp,
+                               "batch": batch, "channels_last": channels_last}, measure)
+
     x = torch.randn(batch, spec.in_channels, *spec.image_size, device=device)
     if channels_last:
         x = x.contiguous(memory_format=torch.channels_last)
@@ -93,14 +113,14 @@ def fit_widths(spec: ModelSpec, recipe: Recipe, budget: float, started: float, b
     ladder = recipe.widths
     chosen, notes = ladder[0], []
     for widths in ladder:
-        model = create_model(dataclasses.replace(spec, kwargs={**spec.kwargs, "widths": widths}))
-        model = model.to(device)
+        candidate = dataclasses.replace(spec, kwargs={**spec.kwargs, "widths": widths})
+        model = create_model(candidate).to(device)
         if channels_last:
             model = model.to(memory_format=torch.channels_last)
-        step, amp = min((step_seconds(model, batches, lambda p: torch.optim.SGD(p, lr=0.01),
-                                      device, amp), amp) for amp in precisions)
-        with autocast(device, amp):
-            per_image = eval_seconds_per_image(model, batches, device)
+        step, amp = min((timed("width step", candidate, amp, functools.partial(
+            step_seconds, model, batches, sgd, device, amp)), amp) for amp in precisions)
+        per_image = timed("width validation per image", candidate, amp, functools.partial(
+            eval_seconds_per_image, model, batches, device, amp))
         costs = EpochCosts(step, OVERHEAD, val_images * per_image, val_every)
         epochs = steps_that_fit(budget * (1 - MARGIN) - (time.monotonic() - started), costs,
                                 steps_per_epoch) // steps_per_epoch
