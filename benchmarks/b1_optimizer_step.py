@@ -78,8 +78,8 @@ def pairs() -> list[Pair]:
         # 21 conv and linear weights as out x rest matrices (11.2M of the 11.7M values).
         Pair("muon", lambda p: Muon(as_matrices(p), lr=0.02),
              lambda p: t.Muon(as_matrices(p), lr=0.02), "Muon (weights as matrices)"),
-        # Ours batches same-shaped matrices through one Newton-Schulz; the per-tensor loop does
-        # one matrix at a time, as torch does: which pays depends on the CPU's matmuls.
+        # Ours by default batches same-shaped matrices through one Newton-Schulz with more than
+        # one thread, and is the per-tensor loop (one matrix at a time, as torch) with one.
         Pair("muon (per-tensor loop)", lambda p: Muon(as_matrices(p), lr=0.02, foreach=False),
              lambda p: t.Muon(as_matrices(p), lr=0.02), "Muon (weights as matrices)"),
     ]

@@ -138,8 +138,10 @@ class Muon(DescendOptimizer):
         ns_steps: k, 5.
         adjust_lr_fn: None/"original", "match_rms_adamw" or "spectral_unclamped" (torch's).
         ns_dtype: "bfloat16" (torch's), "float32" or "float64": the iteration's precision.
-        foreach: the multi-tensor path (default; one Newton-Schulz per shape, batched) or the
-            per-tensor reference loop.
+        foreach: the fast path (default): on a GPU or with more than one CPU thread, the
+            multi-tensor update with one batched Newton-Schulz per shape; on the CPU with
+            one thread, one matrix at a time, which is faster there (`batches_matrices`).
+            False: always the per-tensor reference loop.
         check_finite: raise FloatingPointError on a NaN/inf gradient before changing anything.
 
     State per parameter: ``momentum_buffer`` (B, or v in the Nesterov groups).
@@ -210,10 +212,13 @@ class Muon(DescendOptimizer):
             return
         for p in group["params"]:
             if p.ndim < 2:
+                # An unnamed parameter's label ends in its shape already; say it once.
+                label = self._label(len(self.param_groups) - 1, p)
+                shape = f"(shape {list(p.shape)})"
+                label = label if label.endswith(shape) else f"{label} {shape}"
                 raise ConfigError(
-                    f"{type(self).__name__}: {self._label(len(self.param_groups) - 1, p)} "
-                    f"has shape {list(p.shape)}, not a matrix; Muon orthogonalises matrices "
-                    "(weights of linear and conv layers). Give biases, norms and the "
+                    f"{type(self).__name__}: {label} is not a matrix; Muon orthogonalises "
+                    "matrices (weights of linear and conv layers). Give biases, norms and the "
                     "classifier head to another optimizer with parameter groups: "
                     "{'params': [...], 'muon': False} takes Nesterov momentum here, and "
                     "muon_groups(model) or MuonWithAuxiliary (--optimizer muon) split a "
@@ -229,7 +234,8 @@ class Muon(DescendOptimizer):
             for p, v in zip(params, bufs):
                 self.state[p]["momentum_buffer"] = v
             return
-        update = _multi_tensor_muon if group["foreach"] else _single_tensor_muon
+        together = group["foreach"] and batches_matrices(params[0].device)
+        update = _multi_tensor_muon if together else _single_tensor_muon
         update(
             params,
             grads,
@@ -292,6 +298,23 @@ def muon_groups(model: nn.Module) -> list[dict[str, Any]]:
     groups = [{"params": [(n, p) for n, p in named if id(p) in filters], "muon": True},
               {"params": [(n, p) for n, p in named if id(p) not in filters], "muon": False}]
     return [g for g in groups if g["params"]]
+
+
+def batches_matrices(device: torch.device) -> bool:
+    """Whether Muon's default path (``foreach=True``) updates a group's matrices together
+    (foreach kernels, same-shaped matrices through one batched bfloat16 Newton-Schulz) or
+    one at a time (the per-tensor loop). Both give the same bits; only the speed differs.
+
+    On the CPU it turns on torch's thread count. resnet18's 21 matrices on a 2-core Xeon with
+    AMX, shared (load average 2.7-5.4), interleaved (BENCHMARKS.md B1): with 1 thread, the
+    batched Newton-Schulz takes the multi-tensor step to 1.18x its time one matrix at a time,
+    and even unbatched that step is 1.10x the per-tensor loop's (likely the cache: the loop
+    finishes each matrix's elementwise updates while it is still there); with 2 threads,
+    batching takes it to 0.81x, and the batched multi-tensor step is 0.94x the loop's. So a
+    CPU with one thread gets the loop. On a GPU the matrices go together (fewer, larger
+    launches; not measured: no GPU here).
+    """
+    return device.type != "cpu" or torch.get_num_threads() > 1
 
 
 def _single_tensor_muon(

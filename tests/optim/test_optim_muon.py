@@ -3,6 +3,8 @@ and the split of a model into Muon's matrices and Nesterov's rest."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
 import torch
 from torch import nn
@@ -11,7 +13,7 @@ from descend.errors import ConfigError
 from descend.models.cnn import CNN
 from descend.models.fastres import FastRes
 from descend.optim import Muon, MuonWithAuxiliary, create_optimizer, muon_groups
-from descend.optim.muon import newton_schulz
+from descend.optim.muon import batches_matrices, newton_schulz
 
 STEPS = 300
 # (rows, cols): tall, wide, square, and three alike (batched through one Newton-Schulz).
@@ -34,6 +36,18 @@ def trajectories(make_ours, make_torch, shapes, reshape=lambda t: t, steps: int 
     return [reshape(p.detach()) for p in ours], [q.detach() for q in theirs]
 
 
+@pytest.fixture(params=[1, 2], ids=["1-thread", "2-threads"])
+def threads(request: pytest.FixtureRequest) -> Iterator[int]:
+    """torch's CPU threads for the test: Muon's default path batches same-shaped matrices
+    through one Newton-Schulz with 2, and takes them one at a time with 1 (`batches_matrices`)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(request.param)
+    try:
+        yield request.param
+    finally:
+        torch.set_num_threads(before)
+
+
 @pytest.mark.parametrize("foreach", [True, False], ids=["foreach", "loop"])
 @pytest.mark.parametrize("settings", [
     dict(lr=0.02),
@@ -41,9 +55,10 @@ def trajectories(make_ours, make_torch, shapes, reshape=lambda t: t, steps: int 
     dict(lr=0.01, adjust_lr_fn="match_rms_adamw"),
     dict(lr=0.01, adjust_lr_fn="spectral_unclamped", ns_steps=3),
 ], ids=["defaults", "classic", "match_rms_adamw", "spectral_unclamped-3-steps"])
-def test_equals_torch_muon_on_matrices(foreach: bool, settings: dict) -> None:
+def test_equals_torch_muon_on_matrices(foreach: bool, settings: dict, threads: int) -> None:
     # 300 steps on six matrices. The same tensor operations in the same order (bf16
-    # Newton-Schulz included): measured difference 0, bit for bit, in both paths.
+    # Newton-Schulz included): measured difference 0, bit for bit, in both paths; the default
+    # batches the three alike matrices with 2 threads and is the loop with 1.
     ours, theirs = trajectories(lambda p: Muon(p, **settings, foreach=foreach),
                                 lambda p: torch.optim.Muon(p, **settings), SHAPES)
     for a, b, start in zip(ours, theirs, SHAPES):
@@ -130,18 +145,29 @@ def test_newton_schulz_against_the_exact_polar_factor(shape: tuple[int, int]) ->
     assert (bf16 - f32).norm() / f32.norm() < 0.02
 
 
-def test_newton_schulz_batched_equals_one_by_one() -> None:
+def test_newton_schulz_batched_equals_one_by_one(threads: int) -> None:
     ms = torch.randn(3, 40, 24, generator=torch.Generator().manual_seed(0))
     batched = newton_schulz(ms)
     for m, o in zip(ms, batched):
         assert torch.equal(newton_schulz(m), o)
 
 
+def test_the_default_path_goes_together_only_with_threads_to_spare(threads: int) -> None:
+    # Measured (BENCHMARKS.md B1): with 1 CPU thread the per-tensor loop is the faster path.
+    assert batches_matrices(torch.device("cpu")) is (threads > 1)
+    assert batches_matrices(torch.device("cuda"))  # whatever the CPU's threads
+
+
 def test_a_vector_is_refused_with_what_to_do() -> None:
     layer = nn.Linear(4, 3)
-    with pytest.raises(ConfigError, match=r"'bias'.* shape \[3\], not a matrix.*'muon': False"
-                                          r".*muon_groups\(model\)"):
-        Muon(layer.named_parameters(), lr=0.02)
+    # Named or not, the message says which parameter, its shape once, and what to do.
+    for params, label in [(layer.named_parameters(), "parameter 'bias' (shape [3])"),
+                          ([layer.weight, layer.bias],
+                           "parameter 1 of param group 0 (shape [3])")]:
+        with pytest.raises(ConfigError, match=r"'muon': False.*muon_groups\(model\)") as err:
+            Muon(params, lr=0.02)
+        assert str(err.value).startswith(f"Muon: {label} is not a matrix; "), str(err.value)
+        assert str(err.value).count("[3]") == 1, str(err.value)
     with pytest.raises(ConfigError, match="invalid ns_dtype"):
         Muon([layer.weight], ns_dtype="float16")
     with pytest.raises(ConfigError, match="invalid adjust_lr_fn"):
