@@ -4,7 +4,8 @@
 folder's ``config.json`` through `upgrade_config`, so that eval, predict, export, ``--init`` and
 ``--resume`` know only today's format. Each step is keyed on what the file holds, not on the
 version it names (0.2.0 still spelled the decode geometry inside ``augment``), and leaves a
-file already in today's format as it is. What descend 0.1.0 wrote, and what it becomes:
+file already in today's format as it is. What descend 0.1.0 (unless said) wrote, and what it
+becomes:
 
 - config ``augment`` with ``resize:R`` / ``center-crop:C`` -> config ``resize``, ``center_crop``;
 - no ``geometry`` -> the decode geometry replayed from the config;
@@ -14,7 +15,9 @@ file already in today's format as it is. What descend 0.1.0 wrote, and what it b
   ``{"peaks": [...]}`` (`ProgressSchedule`);
 - last.pt without ``horizon`` -> the steps of the epochs done;
 - last.pt without ``precision`` -> float32;
-- last.pt without ``data_fingerprint`` -> a fingerprint that records nothing.
+- last.pt without ``data_fingerprint`` -> a fingerprint that records nothing;
+- last.pt ``time_budget`` without ``val_images`` (0.3.0 and before) -> None: every
+  validation image.
 
 A user who types the 0.1 spelling (``--augment resize:R``) is read where settings are parsed
 (`TrainConfig`); this module is for files.
@@ -73,6 +76,8 @@ def upgrade_checkpoint(ckpt: dict[str, Any]) -> dict[str, Any]:
         # is not checked.
         ckpt.setdefault("precision", {"bf16_autocast": False})
         ckpt.setdefault("data_fingerprint", {"classes": None, "counts": None, "files": None})
+    if isinstance(ckpt.get("time_budget"), dict):  # a budgeted run validated on all its images
+        ckpt["time_budget"] = {"val_images": None, **ckpt["time_budget"]}
     return ckpt
 
 

@@ -43,7 +43,7 @@ from descend.runtime.device import (
     set_deterministic,
 )
 from descend.training.fitting import distributed
-from descend.training.fitting.budget import TimeBudget
+from descend.training.fitting.budget import TimeBudget, validation_subset
 from descend.training.fitting.callbacks import (
     Callback,
     CallbackList,
@@ -338,18 +338,20 @@ def build(plan: RunPlan, data: DataSplits, folder: RunFolder, start: StartingWei
     # Under torchrun, DistributedDataParallel (a frozen backbone's weights get no gradient).
     trained = distributed.wrap(model, device, find_unused=cfg.freeze_epochs > 0)
     horizon = Horizon(plan.total_steps)
+    val_images = plan.budget.val_images if plan.budget else None  # a short budget's subset
     run = Run(cfg=cfg, log=log, device=device, data=data, model=model,
               step_model=cast(nn.Module, torch.compile(trained)) if cfg.compile else trained,
               folder=folder,
               loader_options=options, train_batches=train_batches,
-              val_batches=make_loader(data.val, eval_options(options, cfg)), amp=plan.amp,
+              val_batches=make_loader(validation_subset(data.val, val_images, cfg.seed),
+                                      eval_options(options, cfg)), amp=plan.amp,
               optimizer=optimizer,
               schedule=create_schedule(optimizer, cfg, plan.steps_per_epoch, horizon),
               best=BestMetric(cfg.monitor, cfg.min_delta),
               meta=checkpoint_meta(cfg, data, plan.spec, plan.mean, plan.std),
               new_weights=new_weights, fingerprint=fingerprint, horizon=horizon,
               budget=plan.budget,
-              time_budget=TimeBudget(plan.budget.costs) if plan.budget else None, plan=plan)
+              time_budget=TimeBudget(plan.budget) if plan.budget else None, plan=plan)
     run.callbacks = CallbackList(rank_callbacks(default_callbacks(run)
                                                             + extra_callbacks))
     return run

@@ -12,10 +12,13 @@ and an epoch's validation and overhead, `steps_that_fit` sizes the run::
 is time the budget cannot train).
 
 Everything about the budget lives here: the formula, the `BudgetPlan` the plan makes from the
-probes, and the `TimeBudget` callback, the closed loop. While the run goes, `TimeBudget`
-measures the run's own steps and epochs and asks again (within the first epoch, after each epoch,
-and mid-epoch), revising the schedule's `Horizon` so that a one-cycle schedule anneals to its end
-when the budget ends; the last epoch is cut short where a whole one does not fit.
+probes (with `validation_images`, the rule for a budget too short to validate all of its
+images), and the `TimeBudget` callback, the closed loop. While the run goes, `TimeBudget`
+measures the run's own steps and epochs and asks again every `CHECK_EVERY` of the budget, in
+every epoch including the last, and after each epoch, revising the schedule's `Horizon` so that
+a one-cycle schedule anneals to its end when the budget ends: the last epoch is cut short where
+a whole one does not fit, and lengthened again (or followed by one more) when the steps get
+faster again.
 """
 
 from __future__ import annotations
@@ -23,9 +26,12 @@ from __future__ import annotations
 import dataclasses
 import statistics
 import time
+from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from descend.data.splits import Split, stratified_split
 from descend.training.fitting import distributed
 from descend.training.fitting.hooks import Callback
 
@@ -35,6 +41,18 @@ if TYPE_CHECKING:
 # The run aims to end this share of the budget early: its later revisions correct the rest.
 MARGIN = 0.01
 OVERHEAD = 0.5  # seconds per epoch for checkpoints, metrics and curves, until measured
+# The closed loop checks after each window of steps that lasts about this share of the budget
+# (BENCHMARKS.md B16). A check is three binary searches of the cost formula (microseconds)
+# and, under torchrun, one broadcast: about 50 a run cost nothing. Shorter windows would see a
+# change of load sooner, but a window of a few steps times noise on a busy machine (MNIST on 2
+# shared cores: windows of 8 steps varied by 42%, of 24 by 29%).
+CHECK_EVERY = 0.02
+FIRST_WINDOW = 7  # steps: the run's first check, at step 8, corrects a probe that was off
+WINDOWS = 3  # the step time is the median of the latest windows' (one odd window is not news)
+# A validation pass may take at most this share of the seconds a budget has left after its
+# probes; a longer one validates on a fixed subset of the split instead (`validation_images`).
+VALIDATION_SHARE = 0.25
+MIN_VALIDATION = 1000  # images: the accuracy of fewer is too noisy to report (see below)
 
 def format_duration(seconds: float) -> str:
     minutes, s = divmod(round(seconds), 60)
@@ -102,21 +120,59 @@ class BudgetPlan:
     seconds: float
     deadline: float  # time.monotonic() when the budget ends
     costs: EpochCosts  # seconds of a step, an epoch's overhead, a validation pass
+    val_images: int | None = None  # a short budget's validation subset (`validation_images`)
+
+
+def validation_images(images: int, seconds: float, left: float) -> int:
+    """How many of a validation split's ``images`` a budget with ``left`` seconds validates on,
+    a pass over all of them taking ``seconds``: all of them where the pass takes at most
+    `VALIDATION_SHARE` of what is left, else as many as that share allows, but not fewer than
+    `MIN_VALIDATION`.
+
+    Why a subset, and why these numbers: a budget exists to train. A budget too short for its
+    validation (a 1m CIFAR-10 run on a loaded machine measured a 48 s pass with 41 s left)
+    otherwise trains a step and reports chance. The accuracy of n images has a standard error of
+    sqrt(p (1 - p) / n): at most 1.6 points at n = 1000, 0.8 at n = 4000, so a pass on a subset
+    still says how good the model is, with the run training at least 3/4 of what is left. On
+    budgets long enough for their data the pass takes far less than the share (B16: under 10%
+    for MNIST in 20 s), so the rule changes nothing there."""
+    if images <= 0 or seconds <= VALIDATION_SHARE * left:
+        return images
+    fit = int(images * VALIDATION_SHARE * max(0.0, left) / seconds)
+    return min(images, max(MIN_VALIDATION, fit))
+
+
+def validation_subset(split: Split, images: int | None, seed: int) -> Split:
+    """The fixed ``images`` of ``split`` a short budget validates on (`validation_images`): the
+    same share of every class, drawn with the run's seed (the same subset after --resume); all
+    of ``split`` for None."""
+    if images is None or images >= len(split):
+        return split
+    _, kept = stratified_split(split.labels, images / len(split), seed)
+    return split.subset(kept)
 
 
 class TimeBudget(Callback):
     """``--time-budget``: the closed loop that keeps a run to its budget.
 
-    It measures the run's own steps (the first of each epoch apart: it also starts the loader),
-    each epoch's overhead besides them (checkpoints, curves, the first step's extra) and its
-    validation pass, and asks `budget.steps_that_fit` how many steps the time left allows: early
-    in the first epoch (the plan's probe may be off), mid-epoch (a machine that slowed) and at
-    the end of every epoch. An answer that differs by more than `TOLERANCE` revises
-    ``run.horizon``: the schedule re-paces what remains and the loop ends where the horizon
-    does, the last epoch cut short where a whole one does not fit. Each revision is one log line
-    and is kept in ``last.pt`` with the seconds left, so ``--resume`` goes on with the same plan
-    and the budget that is left. Past the deadline (a machine that stalled), the epoch under
-    way ends at once: the last resort.
+    It measures the run's own steps in windows of about `CHECK_EVERY` of the budget (the first
+    step of each epoch apart: it also starts the loader; the run's first window is
+    `FIRST_WINDOW` steps), each epoch's overhead besides them (checkpoints, curves, the first
+    step's extra) and its validation pass. After each window, in every epoch, the last
+    included, and at the end of every epoch, it asks `budget.steps_that_fit` how many steps the
+    time left allows at the median step of the latest `WINDOWS` windows. The answer revises
+    ``run.horizon`` where it differs from the plan by more than `TOLERANCE` and by more than the
+    windows' spread (the answers at their slowest and at their fastest step lie on the same
+    side of the plan): a machine whose steps jitter does not rock the plan back and forth, one
+    that changed speed does. The schedule re-paces what remains and the loop ends where the
+    horizon does. Steps that get slower cut the last epoch short; steps that get faster again
+    give the time back: the last epoch grows again up to a whole one, then one more follows.
+    The horizon's last step is a check too (a plan shorter than a window still corrects
+    itself). Each revision is one log line and is kept in ``last.pt`` with the seconds left, so
+    ``--resume`` goes on with the same plan and the budget that is left. Past the deadline (a
+    machine that stalled), the epoch under way ends at once: the last resort.
+
+    ``clock`` is `time.monotonic` (the plan's deadline is on it); a simulation gives its own.
     """
 
     order = 40
@@ -124,15 +180,20 @@ class TimeBudget(Callback):
     key = "time_budget"
     TOLERANCE = 0.01  # of the planned steps: a smaller change is noise, not news
 
-    def __init__(self, costs: EpochCosts) -> None:
-        self.costs = costs  # the plan's probe until the run has measured itself
-        self.after = costs.overhead  # seconds from an epoch's end to the next one's start
+    def __init__(self, plan: BudgetPlan, clock: Callable[[], float] = time.monotonic) -> None:
+        self.costs = plan.costs  # the plan's probe until the run has measured itself
+        self.val_images = plan.val_images
+        self.clock = clock
+        self.after = self.costs.overhead  # seconds from an epoch's end to the next one's start
         self.left: float | None = None  # seconds left when last.pt was written (a resume)
         self.revisions: list[str] = []
         self.epoch_start = self.first_step_end = self.last_step_end = 0.0
         self.epoch_end: float | None = None
-        self.steps = 0
-        self.checks: set[int] = set()
+        self.steps = 0  # of the epoch under way
+        self.window_start, self.window_steps = 0.0, 0  # the window under way
+        self.every = FIRST_WINDOW  # steps a window takes (each check sets the next one's)
+        self.windows: deque[float] = deque(maxlen=WINDOWS)  # the latest windows' step seconds
+        self.checks = 0
         self.spent: float | None = None  # seconds of the budget used, once training ends
         self.overheads: list[float] = []  # each epoch's, as measured
 
@@ -141,40 +202,57 @@ class TimeBudget(Callback):
             run.log(f"time budget: {format_duration(self.left)} left of the run's budget")
 
     def on_epoch_start(self, run: Run) -> None:
-        self.epoch_start, self.steps = time.monotonic(), 0
+        self.epoch_start, self.steps = self.clock(), 0
         if self.epoch_end is not None:  # the last epoch's checkpoints, curves and log
             self.after = self.epoch_start - self.epoch_end
-        length = min(run.steps_per_epoch, run.horizon.steps_left)
-        points = (8, length // 2) if not run.history else (length // 2,)
-        self.checks = {n for n in points if 2 <= n < length}
 
     def on_step_end(self, run: Run) -> None:
-        now = self.last_step_end = time.monotonic()
+        now = self.last_step_end = self.clock()
         self.steps += 1
         if self.steps == 1:
-            self.first_step_end = now
-            return
-        if self.steps in self.checks:  # the same steps on every rank under torchrun
-            self.measured(step=(now - self.first_step_end) / (self.steps - 1))
-            self.revise(run, now, run.epoch.index, min(run.steps_per_epoch - self.steps,
-                                                 run.horizon.steps_left),
-                        f"{self.steps} steps into epoch {run.epoch.index + 1}")
+            self.first_step_end = self.window_start = now
+            self.window_steps = 0
+        else:
+            self.window_steps += 1
+        # The same steps on every rank under torchrun: the window's length and the horizon are
+        # agreed. A check on an epoch's last step is the epoch's end's (`on_epoch_end`).
+        due = self.window_steps >= self.every or (self.window_steps > 0
+                                                  and not run.horizon.steps_left)
+        if due and self.steps < run.steps_per_epoch:
+            self.close_window(now)
+            # The formula charges the epoch under way a whole overhead; part of it is behind
+            # it: the last epoch's checkpoints and this one's first step's extra.
+            extra = max(0.0, self.first_step_end - self.epoch_start - self.costs.step)
+            paid = min(self.costs.overhead, extra + (self.after if self.epoch_end else 0.0))
+            self.revise(run, now, run.epoch.index, run.steps_per_epoch - self.steps,
+                        f"{self.steps} steps into epoch {run.epoch.index + 1}", paid=paid)
         # (Under torchrun the ranks would disagree on the moment; they keep the revisions.)
         if (run.deadline is not None and now > run.deadline and run.horizon.steps_left
                 and one_process()):
             run.horizon.revise(run.horizon.step)
             run.log("time budget: the deadline has passed; this epoch ends now")
 
+    def close_window(self, now: float) -> None:
+        """The window under way ends at ``now``: its step time joins the latest ones, and their
+        median becomes the step the plan counts on."""
+        self.windows.append((now - self.window_start) / self.window_steps)
+        self.window_start, self.window_steps = now, 0
+        self.measured(step=statistics.median(self.windows))
+
     def on_epoch_end(self, run: Run) -> None:
-        now = time.monotonic()
+        now = self.clock()
         if self.steps >= 2:
-            step = (self.last_step_end - self.first_step_end) / (self.steps - 1)
+            if self.window_steps >= max(2, self.every // 2):  # long enough to count
+                self.close_window(self.last_step_end)
+            elif not self.windows:  # an epoch too short for a window: its own mean
+                self.measured(step=(self.last_step_end - self.first_step_end) / (self.steps - 1))
             validation = float(run.epoch.row.get("val_seconds") or 0.0)
-            extra = max(0.0, self.first_step_end - self.epoch_start - step)
+            extra = max(0.0, self.first_step_end - self.epoch_start - self.costs.step)
             self.overheads.append(extra + now - self.last_step_end - validation + self.after)
             # The median: one slow checkpoint write is not the next epoch's cost.
-            self.measured(step=step, overhead=statistics.median(self.overheads),
+            self.measured(overhead=statistics.median(self.overheads),
                           validation=validation or None)
+        self.window_steps = 0  # the next epoch's first step starts a new window
         if run.horizon.steps_left and not run.epoch.stop:
             done = run.epoch.index + 1
             self.revise(run, now, done, 0, f"after epoch {done}",
@@ -184,7 +262,7 @@ class TimeBudget(Callback):
 
     def on_train_end(self, run: Run) -> None:
         if run.deadline is not None and run.budget_seconds is not None:
-            self.spent = run.budget_seconds - (run.deadline - time.monotonic())
+            self.spent = run.budget_seconds - (run.deadline - self.clock())
 
     def measured(self, **figures: float | None) -> None:
         """Replace the estimates with the run's own figures (None: not measured this time)."""
@@ -192,15 +270,30 @@ class TimeBudget(Callback):
         self.costs = dataclasses.replace(self.costs, **known)
 
     def revise(self, run: Run, now: float, epoch: int, left_in_epoch: int, when: str,
-               at_least: int = 0) -> None:
-        """Ask again how many steps fit; ``at_least`` 1 after an epoch left unvalidated (the
-        run may not end without the validation of its last epoch)."""
+               at_least: int = 0, paid: float = 0.0) -> None:
+        """Ask again how many steps fit, from epoch ``epoch`` with ``left_in_epoch`` of its
+        steps still to come (the whole rest of it, wherever the horizon ends now: a revision
+        may lengthen it); ``at_least`` 1 after an epoch left unvalidated (the run may not end
+        without the validation of its last epoch; ``paid``: the seconds of the epoch under way's
+        overhead already spent). Sets the next window's length, about `CHECK_EVERY` of the
+        budget at the step measured."""
         assert run.deadline is not None and run.budget_seconds is not None
-        seconds = run.deadline - now - MARGIN * run.budget_seconds
-        more = max(at_least, steps_that_fit(seconds, self.costs, run.steps_per_epoch, epoch,
-                                            left_in_epoch))
-        total = agreed(run.horizon.step + more)
-        if abs(total - run.horizon.total) <= self.TOLERANCE * run.horizon.total:
+        self.checks += 1
+        seconds = run.deadline - now - MARGIN * run.budget_seconds + paid
+
+        def total_at(step: float) -> int:
+            costs = dataclasses.replace(self.costs, step=step)
+            return run.horizon.step + max(at_least, steps_that_fit(
+                seconds, costs, run.steps_per_epoch, epoch, left_in_epoch))
+
+        total, planned = total_at(self.costs.step), run.horizon.total
+        if abs(total - planned) <= self.TOLERANCE * planned or (
+                self.windows and total_at(max(self.windows)) <= planned
+                <= total_at(min(self.windows))):
+            total = planned  # within the tolerance, or the windows' own spread: noise
+        every = max(2, round(CHECK_EVERY * run.budget_seconds / max(self.costs.step, 1e-9)))
+        total, self.every = agreed((total, every))  # rank 0's answer, on every rank
+        if total == run.horizon.total:
             return
         was = run.horizon.total
         run.horizon.revise(total)
@@ -214,15 +307,18 @@ class TimeBudget(Callback):
 
     def state_dict(self) -> dict[str, Any]:
         return {"costs": dataclasses.asdict(self.costs), "left": self.left,
-                "revisions": self.revisions}
+                "revisions": self.revisions, "val_images": self.val_images}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.costs = EpochCosts(**state["costs"])
         self.left, self.revisions = state["left"], list(state["revisions"])
+        self.val_images = state["val_images"]
 
     def report(self, run: Run) -> dict[str, Any]:
-        """The budget, the seconds of it spent (probes, training and validation), and the
-        probe's step against the run's own (the median of its epochs' steps)."""
+        """The budget, the seconds of it spent (probes, training and validation), the probe's
+        step against the run's own (the median of its epochs' steps), how often the loop
+        checked and what it revised, and the validation images of a budget too short for all
+        of them (None: all)."""
         assert run.budget is not None
         steps = sorted(r["seconds"] / max(1, round(r["images_per_sec"] * r["seconds"]
                                                    / (run.cfg.batch_size or 1)))
@@ -230,7 +326,8 @@ class TimeBudget(Callback):
         return {"seconds": run.budget.seconds, "spent": self.spent,
                 "probe_step": run.budget.costs.step,
                 "run_step": steps[len(steps) // 2] if steps else None,
-                "revisions": list(self.revisions)}
+                "checks": self.checks, "revisions": list(self.revisions),
+                "val_images": self.val_images}
 
 
 def agreed(value: Any) -> Any:

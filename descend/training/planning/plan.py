@@ -35,11 +35,13 @@ from descend.training.fitting import distributed
 from descend.training.fitting.budget import (
     MARGIN,
     OVERHEAD,
+    VALIDATION_SHARE,
     BudgetPlan,
     EpochCosts,
     describe_length,
     format_duration,
     steps_that_fit,
+    validation_images,
 )
 from descend.training.fitting.run import epoch_length
 from descend.training.planning.probes import (
@@ -192,7 +194,7 @@ def plan_resumed(cfg: TrainConfig, state: dict[str, Any], data: DataSplits,
         left = float(kept["left"])
         total = int(state["horizon"]["total"])
         budget = BudgetPlan(parse_duration(cfg.time_budget), time.monotonic() + left,
-                            EpochCosts(**kept["costs"]))
+                            EpochCosts(**kept["costs"]), kept["val_images"])
     return RunPlan(cfg, spec, list(norm["mean"]), list(norm["std"]), amp, spe, total, budget,
                    threads=threads, channels_last=uses_channels_last(cfg, probe.model),
                    new=False, reasons=tuple(why))
@@ -307,7 +309,9 @@ class Probe:
             return self._steps[key][0]
 
     def validation(self, amp: bool) -> float:
-        """Seconds of one epoch's validation pass (`probes.eval_seconds_per_image`)."""
+        """Seconds of one epoch's validation pass (`probes.eval_seconds_per_image`), on the
+        run's threads: with all of them while another program holds a core, a pass the run
+        made in 0.6 s was timed at 8.6 s (MNIST, B16)."""
         batches = make_loader(self.data.val, eval_options(self.options(), self.cfg))
         with cpu_threads(self.threads):
             return self.figure("validation", amp, lambda: eval_seconds_per_image(
@@ -402,17 +406,46 @@ def probe_budget(cfg: TrainConfig, spe: int, amp: bool, probe: Probe, budget: fl
                  started: float, why: list[str]) -> tuple[int, BudgetPlan]:
     """Probe: the steps that fit ``budget`` (`budget.steps_that_fit`), from the run's own step
     and validation timed here, and the budget's plan; the run revises them as it measures
-    itself (`budget.TimeBudget`)."""
-    costs = EpochCosts(probe.step(amp, PLAN_STEPS), OVERHEAD, probe.validation(amp),
-                       cfg.val_every or 0)
+    itself (`budget.TimeBudget`). A budget whose validation pass would take more than
+    `budget.VALIDATION_SHARE` of what the probes left validates on a fixed subset instead and
+    trains in the rest (`budget.validation_images`), said in one line (`short_budget`)."""
+    step, full, images = probe.step(amp, PLAN_STEPS), probe.validation(amp), len(probe.data.val)
     deadline = started + budget
-    total = steps_that_fit(deadline - time.monotonic() - MARGIN * budget, costs, spe)
-    total = distributed.broadcast_object(max(1, total))
-    why.append(f"time budget {format_duration(budget)}: a step takes "
-               f"{costs.step * 1000:.0f} ms ({spe} per epoch) and a validation pass "
-               f"{costs.validation:.1f} s (probe), so {total} steps planned: "
-               f"{describe_length(total, spe)}, revised as the run measures itself")
-    return total, BudgetPlan(budget, deadline, costs)
+    probed = time.monotonic() - started
+    left = budget - probed - MARGIN * budget
+    kept = distributed.broadcast_object(validation_images(images, full, left))
+    costs = EpochCosts(step, OVERHEAD, full * kept / max(1, images), cfg.val_every or 0)
+    fits = distributed.broadcast_object(steps_that_fit(left, costs, spe))
+    total = max(1, fits)
+    if kept < images or not fits:
+        why.append(short_budget(budget, probed, full, images, kept, costs, total, spe))
+    else:
+        why.append(f"time budget {format_duration(budget)}: a step takes "
+                   f"{costs.step * 1000:.0f} ms ({spe} per epoch) and a validation pass "
+                   f"{costs.validation:.1f} s (probe), so {total} steps planned: "
+                   f"{describe_length(total, spe)}, revised as the run measures itself")
+    return total, BudgetPlan(budget, deadline, costs, kept if kept < images else None)
+
+
+def short_budget(budget: float, probed: float, full: float, images: int, kept: int,
+                 costs: EpochCosts, total: int, spe: int) -> str:
+    """The one line of a budget too short for its probes and its validation: what they took,
+    what the run does with what is left, and the budget that would be enough: one whose pass
+    over every image takes at most `VALIDATION_SHARE` of what it leaves, and that leaves at
+    least the probes' time again to train."""
+    left = budget * (1 - MARGIN) - probed
+    if kept < images:
+        why = (f"a validation pass of all {images} images would take {full:.1f} s, more than "
+               f"{VALIDATION_SHARE:.0%} of the {max(0.0, left):.1f} s left, so the run validates "
+               f"on a fixed {kept} of them ({costs.validation:.1f} s)")
+    else:
+        why = "they left no time to train"
+    enough = (probed + max(full / VALIDATION_SHARE, probed + full)) / (1 - MARGIN)
+    return (f"time budget {format_duration(budget)} is short: the probes took {probed:.1f} s "
+            f"of it and {why}; a step takes {costs.step * 1000:.0f} ms ({spe} per epoch), so "
+            f"{total} steps planned: {describe_length(total, spe)}, revised as the run measures "
+            f"itself; --time-budget {format_duration(math.ceil(enough / 10) * 10)} or more "
+            "would validate on every image and train longer")
 
 
 def size_to_data(spe: int, amp: bool, probe: Probe, why: list[str]) -> int:

@@ -2,7 +2,7 @@
 (`descend.training.planning.plan`) sizes it by.
 
 `step_seconds` times the training loop's own step on a copy of the model (warm-up excluded),
-`eval_seconds_per_image` a validation batch, and `fit_widths` each width of a model's recipe
+`eval_seconds_per_image` a few validation batches, and `fit_widths` each width of a model's recipe
 (`descend.models.Recipe.widths`) on random batches, in each precision the device can use,
 keeping the widest that fits the recipe's ``min_epochs`` epochs of the budget
 (`budget.steps_that_fit`).
@@ -14,6 +14,7 @@ import copy
 import dataclasses
 import functools
 import itertools
+import statistics
 import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING
@@ -32,30 +33,30 @@ if TYPE_CHECKING:
 PROBE_WARMUP = 2  # untimed steps before a probe: the first allocate and pick kernels
 PLAN_STEPS = 10  # timed steps of the probe that sizes a budgeted run
 PROBE_STEPS = 5  # timed steps of a quicker probe (a precision, a width)
+EVAL_BATCHES = 3  # timed validation batches (after an untimed one)
 
 
 @torch.no_grad()
 def eval_seconds_per_image(model: nn.Module, batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
                            device: torch.device, amp: bool = False) -> float:
-    """Seconds per image of an eval-mode forward pass (under bfloat16 autocast where
-    ``amp``), timed on the second batch."""
+    """Seconds per image of an eval-mode forward pass (under bfloat16 autocast where ``amp``):
+    the median of `EVAL_BATCHES` batches after the first (which allocates), or of the batches
+    there are. One batch alone is at the mercy of one stall of a busy machine, and a validation
+    pass too dear cuts a budget's training (`budget.validation_images`)."""
     was_training = model.training
     model.eval()
-    times: list[tuple[float, int]] = []
+    times: list[float] = []
     try:
-        for x, _ in batches:
+        for x, _ in itertools.islice(batches, EVAL_BATCHES + 1):
             start = time.perf_counter()
             with autocast(device, amp):
                 model(x)
             if device.type == "cuda":
                 torch.cuda.synchronize()
-            times.append((time.perf_counter() - start, len(x)))
-            if len(times) == 2:
-                break
+            times.append((time.perf_counter() - start) / max(len(x), 1))
     finally:
         model.train(was_training)
-    seconds, n = times[-1] if times else (0.0, 1)
-    return seconds / max(n, 1)
+    return statistics.median(times[1:] or times) if times else 0.0
 
 
 def step_seconds(model: nn.Module, batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
