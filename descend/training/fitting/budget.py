@@ -221,9 +221,9 @@ class TimeBudget(Callback):
         if due and self.steps < run.steps_per_epoch:
             self.close_window(now)
             # The formula charges the epoch under way a whole overhead; part of it is behind
-            # it: the last epoch's checkpoints and this one's first step's extra.
-            extra = max(0.0, self.first_step_end - self.epoch_start - self.costs.step)
-            paid = min(self.costs.overhead, extra + (self.after if self.epoch_end else 0.0))
+            # it: the last epoch's checkpoints (none before the first) and this one's start.
+            behind = self.after if self.epoch_end is not None else 0.0
+            paid = min(self.costs.overhead, self.start_extra() + behind)
             self.revise(run, now, run.epoch.index, run.steps_per_epoch - self.steps,
                         f"{self.steps} steps into epoch {run.epoch.index + 1}", paid=paid)
         # (Under torchrun the ranks would disagree on the moment; they keep the revisions.)
@@ -231,6 +231,10 @@ class TimeBudget(Callback):
                 and one_process()):
             run.horizon.revise(run.horizon.step)
             run.log("time budget: the deadline has passed; this epoch ends now")
+
+    def start_extra(self) -> float:
+        """Seconds the epoch's first step took beyond a step: the loader starting."""
+        return max(0.0, self.first_step_end - self.epoch_start - self.costs.step)
 
     def close_window(self, now: float) -> None:
         """The window under way ends at ``now``: its step time joins the latest ones, and their
@@ -247,8 +251,8 @@ class TimeBudget(Callback):
             elif not self.windows:  # an epoch too short for a window: its own mean
                 self.measured(step=(self.last_step_end - self.first_step_end) / (self.steps - 1))
             validation = float(run.epoch.row.get("val_seconds") or 0.0)
-            extra = max(0.0, self.first_step_end - self.epoch_start - self.costs.step)
-            self.overheads.append(extra + now - self.last_step_end - validation + self.after)
+            self.overheads.append(self.start_extra() + now - self.last_step_end - validation
+                                  + self.after)
             # The median: one slow checkpoint write is not the next epoch's cost.
             self.measured(overhead=statistics.median(self.overheads),
                           validation=validation or None)
@@ -273,10 +277,10 @@ class TimeBudget(Callback):
                at_least: int = 0, paid: float = 0.0) -> None:
         """Ask again how many steps fit, from epoch ``epoch`` with ``left_in_epoch`` of its
         steps still to come (the whole rest of it, wherever the horizon ends now: a revision
-        may lengthen it); ``at_least`` 1 after an epoch left unvalidated (the run may not end
-        without the validation of its last epoch; ``paid``: the seconds of the epoch under way's
-        overhead already spent). Sets the next window's length, about `CHECK_EVERY` of the
-        budget at the step measured."""
+        may lengthen it), ``paid`` seconds of its overhead already spent; ``at_least`` 1 after
+        an epoch left unvalidated (the run may not end without the validation of its last
+        epoch). Sets the next window's length, about `CHECK_EVERY` of the budget at the step
+        measured."""
         assert run.deadline is not None and run.budget_seconds is not None
         self.checks += 1
         seconds = run.deadline - now - MARGIN * run.budget_seconds + paid
