@@ -18,6 +18,7 @@ from torch import nn
 from descend.config import TrainConfig
 from descend.data.splits import DataSplits, ImageTensors
 from descend.models import ModelSpec
+from descend.models.fastres import RECIPE as FASTRES
 from descend.runtime.checkpoint import read_checkpoint
 from descend.runtime.migrate import upgrade_checkpoint
 from descend.training.fitting import budget
@@ -35,6 +36,7 @@ from descend.training.fitting.callbacks import Callback
 from descend.training.fitting.run import Epoch, Run
 from descend.training.fitting.schedules import Horizon, create_schedule
 from descend.training.planning import plan as planning
+from descend.training.planning import probes
 from descend.training.planning.probes import eval_seconds_per_image
 from descend.training.trainer import train
 
@@ -338,3 +340,44 @@ def test_the_validation_probe_takes_the_median_batch_on_the_runs_threads(
         "mlp", 3, 3, (16, 16), {}), data, [0.0] * 3, [1.0] * 3, torch.device("cpu"))
     probe.threads = 1  # what `probe_threads` chose: another program holds a core
     assert probe.validation(False) == pytest.approx(0.012) and seen == [1]
+
+
+def test_every_probe_runs_on_the_threads_the_first_one_chose(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """On all the threads of a machine where another program holds a core, a probe step took
+    6 to 8 times one on half of them: the threads are chosen first, and the widths, the
+    precision and the budget are timed on them."""
+    if torch.get_num_threads() < 2:
+        pytest.skip("one thread: nothing to choose")
+    seen: list[tuple[str, int]] = []
+
+    def step(model: nn.Module, *args: Any, **kwargs: Any) -> float:
+        seen.append(("step", torch.get_num_threads()))
+        return 0.01
+
+    def validation(model: nn.Module, batches: Any, device: torch.device) -> float:
+        seen.append(("validation", torch.get_num_threads()))
+        return 1e-4
+
+    monkeypatch.setattr(probes, "step_seconds", step)  # the widths
+    monkeypatch.setattr(probes, "eval_seconds_per_image", validation)
+    monkeypatch.setattr(planning, "step_seconds", step)  # the run's own step
+    monkeypatch.setattr(planning, "eval_seconds_per_image", validation)
+    chose: list[int] = []
+
+    def threads(cfg: TrainConfig, device: torch.device, probe: planning.Probe, amp: bool,
+                why: list[str]) -> int:
+        chose.append(torch.get_num_threads())
+        return 1
+
+    monkeypatch.setattr(planning, "probe_threads", threads)
+    images = ImageTensors(torch.randint(0, 255, (48, 3, 16, 16), dtype=torch.uint8),
+                          torch.arange(48) % 3)
+    data = DataSplits("imagefolder:colors", ["a", "b", "c"], images, images.subset(
+        torch.arange(12)))
+    plan = planning.plan_new(TrainConfig(time_budget="1m", batch_size=8), data,
+                             torch.device("cpu"), from_scratch=True)
+    assert chose == [torch.get_num_threads()] and plan.threads == 1
+    kinds = {kind for kind, _ in seen}
+    assert kinds == {"step", "validation"} and all(n == 1 for _, n in seen), seen
+    assert plan.spec.kwargs["widths"] == list(FASTRES.widths[-1])  # the ladder was timed

@@ -2,10 +2,11 @@
 
 A new run goes through `plan_new`, top to bottom: the recipe fills the settings the user left
 open, the data sizes the batch and the learning rate and gives the normalization, then the
-probes (the only timed parts, each named as one) choose the fastres widths, the precision and,
-with ``--time-budget``, the run's length; without a budget the length is sized to the data. A
-resumed run goes through `plan_resumed`, which takes all of it back from ``last.pt``. Either
-way the result is a frozen `RunPlan`; `descend.training.trainer.setup` only builds from it.
+probes (the only timed parts, each named as one) choose the threads (first: the others run on
+them), the fastres widths, the precision and, with ``--time-budget``, the run's length; without
+a budget the length is sized to the data. A resumed run goes through `plan_resumed`, which
+takes all of it back from ``last.pt``. Either way the result is a frozen `RunPlan`;
+`descend.training.trainer.setup` only builds from it.
 """
 
 from __future__ import annotations
@@ -93,7 +94,8 @@ def plan_new(cfg: TrainConfig, data: DataSplits, device: torch.device,
 
     1. `settle`: the recipe, the batch, the learning rate and the validation cadence, from the
        data's facts (its name and size);
-    2. the probes measure (the widths, the precision, the threads, the steps that fit) and
+    2. the probes measure (the threads, then on them the widths, the precision, the steps
+       that fit) and
        return what they measured; the plan then records it in the settings once: the model's
        arguments, the epochs and, for the cached head alone, the schedule.
     """
@@ -112,22 +114,34 @@ def plan_new(cfg: TrainConfig, data: DataSplits, device: torch.device,
     recipe = recipe_for(cfg.model or DEFAULT_MODEL, fine_tuning)
     spec = ModelSpec(cfg.model or DEFAULT_MODEL, len(data.classes), data.channels,
                      data.image_size, dict(cfg.model_args))
-    if budget is not None and from_scratch and recipe.widths and "widths" not in spec.kwargs:
-        spec = probe_widths(spec, recipe, cfg, budget, started, data, device, why, memory)
+    ladder = (budget is not None and from_scratch and bool(recipe.widths)
+              and "widths" not in spec.kwargs)
+    # The threads first, every probe after on them: on all the threads of a machine where
+    # other programs are busy, the probes took more than a 1m budget (B16).
+    narrowest = dataclasses.replace(spec, kwargs={**spec.kwargs, "widths": list(
+        recipe.widths[0])}) if ladder else spec
+    first = Probe(cfg, with_defaults(narrowest), data, mean, std, device, memory)
+    first.now = True  # the threads answer for the load now
+    threads = first.threads = probe_threads(cfg, device, first, False, why) if trains else None
+    first.now = False
+    if ladder:
+        assert budget is not None
+        with cpu_threads(threads):
+            spec = probe_widths(spec, recipe, cfg, budget, started, data, device, why, memory)
     spec = with_defaults(spec)  # written out, so a checkpoint outlives a changed default
 
-    probe = Probe(cfg, spec, data, mean, std, device, memory)
+    probe = first if first.spec == spec else Probe(cfg, spec, data, mean, std, device, memory)
+    probe.threads = threads
     channels_last = uses_channels_last(cfg, probe.model)
     spe = probe.steps_per_epoch
-    amp, threads, budget_plan, figures = False, None, None, None
+    amp, budget_plan, figures = False, None, None
     record: dict[str, Any] = {"model_args": dict(spec.kwargs)}
     if not trains:  # the cached head alone: no training step to time, nothing to budget
         total = 0
         record["schedule"] = head_only(cfg, why)
     else:
         amp = probe_precision(cfg, device, probe, why)
-        probe.now = True  # the threads and the run's length answer for the load now
-        threads = probe.threads = probe_threads(cfg, device, probe, amp, why)
+        probe.now = True  # the run's length answers for the load now
         if budget is not None:
             total, budget_plan = probe_budget(cfg, spe, amp, probe, budget, started, why)
             record["epochs"] = math.ceil(total / spe)
@@ -381,7 +395,9 @@ def probe_threads(cfg: TrainConfig, device: torch.device, probe: Probe, amp: boo
     synchronisations; fewer threads than cores then wins (a fastres step on 2 cores, one of them
     busy: 1,850 images/s with 2 threads, 4,624 with 1; idle: 7,607 and 4,388; B10). ``--threads``
     and ``--deterministic`` (a thread count fixed in advance) skip it; None elsewhere. A plan
-    that remembers the step (`remembered`) times nothing where no other program is busy now."""
+    that remembers the step (`remembered`) times nothing where no other program is busy now.
+    The first probe of a plan (`plan_new`), on the narrowest widths where the widths are probed
+    next, in float32."""
     if cfg.threads is not None:
         return cfg.threads
     if device.type != "cpu" or cfg.deterministic or torch.get_num_threads() < 2:
