@@ -160,7 +160,9 @@ class TimeBudget(Callback):
     `FIRST_WINDOW` steps), each epoch's overhead besides them (checkpoints, curves, the first
     step's extra) and its validation pass. After each window, in every epoch, the last
     included, and at the end of every epoch, it asks `budget.steps_that_fit` how many steps the
-    time left allows at the median step of the latest `WINDOWS` windows. The answer revises
+    time left allows at the median step of the latest `WINDOWS` windows (an epoch's overhead
+    counts its start, its end and its checkpoints after, so a check mid-epoch charges what is
+    ahead of it alone). The answer revises
     ``run.horizon`` where it differs from the plan by more than `TOLERANCE` and by more than the
     windows' spread (the answers at their slowest and at their fastest step lie on the same
     side of the plan): a machine whose steps jitter does not rock the plan back and forth, one
@@ -184,7 +186,9 @@ class TimeBudget(Callback):
         self.costs = plan.costs  # the plan's probe until the run has measured itself
         self.val_images = plan.val_images
         self.clock = clock
-        self.after = self.costs.overhead  # seconds from an epoch's end to the next one's start
+        # Seconds from an epoch's end (this hook) to the next one's start: its checkpoints,
+        # curves and log. The plan's whole overhead until the run has measured one.
+        self.after = self.costs.overhead
         self.left: float | None = None  # seconds left when last.pt was written (a resume)
         self.revisions: list[str] = []
         self.epoch_start = self.first_step_end = self.last_step_end = 0.0
@@ -195,7 +199,9 @@ class TimeBudget(Callback):
         self.windows: deque[float] = deque(maxlen=WINDOWS)  # the latest windows' step seconds
         self.checks = 0
         self.spent: float | None = None  # seconds of the budget used, once training ends
-        self.overheads: list[float] = []  # each epoch's, as measured
+        # Each epoch's overhead, as measured: its first step's extra, its end, its own `after`
+        # (the latest counts the one before until the next epoch starts and tells).
+        self.overheads: list[float] = []
 
     def on_train_start(self, run: Run) -> None:
         if self.left is not None:  # resumed (`plan.plan_resumed` set the deadline from it)
@@ -204,7 +210,11 @@ class TimeBudget(Callback):
     def on_epoch_start(self, run: Run) -> None:
         self.epoch_start, self.steps = self.clock(), 0
         if self.epoch_end is not None:  # the last epoch's checkpoints, curves and log
-            self.after = self.epoch_start - self.epoch_end
+            after = self.epoch_start - self.epoch_end
+            if self.overheads:
+                self.overheads[-1] += after - self.after
+                self.measured(overhead=self.overhead())
+            self.after = after
 
     def on_step_end(self, run: Run) -> None:
         now = self.last_step_end = self.clock()
@@ -216,21 +226,29 @@ class TimeBudget(Callback):
             self.window_steps += 1
         # The same steps on every rank under torchrun: the window's length and the horizon are
         # agreed. A check on an epoch's last step is the epoch's end's (`on_epoch_end`).
-        due = self.window_steps >= self.every or (self.window_steps > 0
-                                                  and not run.horizon.steps_left)
-        if due and self.steps < run.steps_per_epoch:
+        last = not run.horizon.steps_left
+        if self.window_steps >= self.every or (self.window_steps > 0 and last):
             self.close_window(now)
-            # The formula charges the epoch under way a whole overhead; part of it is behind
-            # it: the last epoch's checkpoints (none before the first) and this one's start.
-            behind = self.after if self.epoch_end is not None else 0.0
-            paid = min(self.costs.overhead, self.start_extra() + behind)
-            self.revise(run, now, run.epoch.index, run.steps_per_epoch - self.steps,
-                        f"{self.steps} steps into epoch {run.epoch.index + 1}", paid=paid)
+            index = run.epoch.index
+            if self.steps < run.steps_per_epoch:
+                # The formula charges the epoch under way a whole overhead; its start is behind.
+                self.revise(run, now, index, run.steps_per_epoch - self.steps,
+                            f"{self.steps} steps into epoch {index + 1}",
+                            credit=min(self.costs.overhead, self.start_extra()))
+            elif last:  # the horizon ends with the epoch: one more may fit before its end
+                self.revise(run, now, index + 1, 0, f"at the end of epoch {index + 1}",
+                            credit=-self.after)
         # (Under torchrun the ranks would disagree on the moment; they keep the revisions.)
         if (run.deadline is not None and now > run.deadline and run.horizon.steps_left
                 and one_process()):
             run.horizon.revise(run.horizon.step)
             run.log("time budget: the deadline has passed; this epoch ends now")
+
+    def overhead(self) -> float:
+        """An epoch's overhead: the median of the epochs' (one slow checkpoint write is not the
+        next epoch's cost), the first's left out once there are others (its first step also
+        warmed up the kernels, once)."""
+        return statistics.median(self.overheads[1:] or self.overheads)
 
     def start_extra(self) -> float:
         """Seconds the epoch's first step took beyond a step: the loader starting."""
@@ -253,14 +271,14 @@ class TimeBudget(Callback):
             validation = float(run.epoch.row.get("val_seconds") or 0.0)
             self.overheads.append(self.start_extra() + now - self.last_step_end - validation
                                   + self.after)
-            # The median: one slow checkpoint write is not the next epoch's cost.
-            self.measured(overhead=statistics.median(self.overheads),
-                          validation=validation or None)
+            self.measured(overhead=self.overhead(), validation=validation or None)
         self.window_steps = 0  # the next epoch's first step starts a new window
         if run.horizon.steps_left and not run.epoch.stop:
             done = run.epoch.index + 1
+            # This epoch's checkpoints are still ahead, outside the epochs the formula charges.
             self.revise(run, now, done, 0, f"after epoch {done}",
-                        at_least=0 if run.epoch.row.get("val_acc") is not None else 1)
+                        at_least=0 if run.epoch.row.get("val_acc") is not None else 1,
+                        credit=-self.after)
         self.left = None if run.deadline is None else run.deadline - now
         self.epoch_end = now
 
@@ -274,16 +292,16 @@ class TimeBudget(Callback):
         self.costs = dataclasses.replace(self.costs, **known)
 
     def revise(self, run: Run, now: float, epoch: int, left_in_epoch: int, when: str,
-               at_least: int = 0, paid: float = 0.0) -> None:
+               at_least: int = 0, credit: float = 0.0) -> None:
         """Ask again how many steps fit, from epoch ``epoch`` with ``left_in_epoch`` of its
         steps still to come (the whole rest of it, wherever the horizon ends now: a revision
-        may lengthen it), ``paid`` seconds of its overhead already spent; ``at_least`` 1 after
-        an epoch left unvalidated (the run may not end without the validation of its last
-        epoch). Sets the next window's length, about `CHECK_EVERY` of the budget at the step
-        measured."""
+        may lengthen it). ``credit``: seconds the formula charges that are spent already (or,
+        negative, ones to come that it does not charge). ``at_least`` 1 after an epoch left
+        unvalidated (the run may not end without the validation of its last epoch). Sets the
+        next window's length, about `CHECK_EVERY` of the budget at the step measured."""
         assert run.deadline is not None and run.budget_seconds is not None
         self.checks += 1
-        seconds = run.deadline - now - MARGIN * run.budget_seconds + paid
+        seconds = run.deadline - now - MARGIN * run.budget_seconds + credit
 
         def total_at(step: float) -> int:
             costs = dataclasses.replace(self.costs, step=step)
