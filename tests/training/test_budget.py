@@ -381,3 +381,28 @@ def test_every_probe_runs_on_the_threads_the_first_one_chose(
     kinds = {kind for kind, _ in seen}
     assert kinds == {"step", "validation"} and all(n == 1 for _, n in seen), seen
     assert plan.spec.kwargs["widths"] == list(FASTRES.widths[-1])  # the ladder was timed
+
+
+def test_a_step_timing_that_has_lost_stops_early() -> None:
+    """The thread probe times all the threads after half of them, with half's time as the
+    limit: on a busy machine the slow count is not timed for seven whole steps."""
+    class Slow(nn.Module):
+        steps = 0  # on the class: the probe trains a deep copy
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.layer = nn.Linear(4, 2)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            type(self).steps += 1
+            time.sleep(0.05)
+            return self.layer(x)
+
+    batches = [(torch.randn(8, 4), torch.randint(0, 2, (8,)))] * 10
+    sgd: Callable[[Any], torch.optim.Optimizer] = lambda p: torch.optim.SGD(p, lr=0.1)
+    cpu = torch.device("cpu")
+    assert probes.step_seconds(Slow(), batches, sgd, cpu, False, limit=0.01) >= 0.05
+    assert Slow.steps == 1  # the first step took longer than the limit: no second
+    Slow.steps = 0
+    assert probes.step_seconds(Slow(), batches, sgd, cpu, False) >= 0.05
+    assert Slow.steps == probes.PROBE_WARMUP + probes.PROBE_STEPS

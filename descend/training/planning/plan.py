@@ -48,6 +48,7 @@ from descend.training.fitting.run import epoch_length
 from descend.training.planning.probes import (
     PLAN_STEPS,
     PROBE_STEPS,
+    PROBE_WARMUP,
     eval_seconds_per_image,
     fit_widths,
     step_seconds,
@@ -283,6 +284,7 @@ class Probe:
         self.memory = memory
         self.threads: int | None = None  # the run's, once `probe_threads` has chosen
         self.now = False  # figures that answer for the load now (`ProbeMemory.seconds`)
+        self.limit: float | None = None  # seconds after which a step's timing stops
         self._model: nn.Module | None = None
         self._steps: dict[tuple[bool, int, int], tuple[float, bool]] = {}  # (s, remembered)
 
@@ -319,7 +321,8 @@ class Probe:
                 self._steps[key] = self.figure("step", amp, lambda: step_seconds(
                     self.model, make_loader(self.data.train, self.options()),
                     lambda params: create_optimizer(cfg.optimizer, params, lr, cfg.momentum,
-                                                    cfg.weight_decay), self.device, amp, steps))
+                                                    cfg.weight_decay), self.device, amp, steps,
+                    self.limit))
             return self._steps[key][0]
 
     def validation(self, amp: bool) -> float:
@@ -406,9 +409,18 @@ def probe_threads(cfg: TrainConfig, device: torch.device, probe: Probe, amp: boo
         return None  # the probe's choice when no other program is busy (B10): time nothing
     every = torch.get_num_threads()
     times = {}
-    for n in (every, every // 2):
-        with cpu_threads(n):
-            times[n] = probe.step(amp)
+    # Half first: all of them is the count a busy machine makes slow (1.1 s a step of a net
+    # that took 6 ms on one thread, B16), so its timing stops once it has taken longer than
+    # half's whole timing (or remembered figure) did: it has lost by then.
+    began = time.monotonic()
+    with cpu_threads(every // 2):
+        times[every // 2] = probe.step(amp)
+    probe.limit = max(time.monotonic() - began, times[every // 2] * (PROBE_WARMUP + PROBE_STEPS))
+    try:
+        with cpu_threads(every):
+            times[every] = probe.step(amp)
+    finally:
+        probe.limit = None
     best = distributed.broadcast_object(min(times, key=times.__getitem__))
     if best != every:
         why.append(f"threads {best} of {every}: a step took {times[every] * 1000:.0f} ms with "

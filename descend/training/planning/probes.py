@@ -61,21 +61,30 @@ def eval_seconds_per_image(model: nn.Module, batches: Iterable[tuple[torch.Tenso
 
 def step_seconds(model: nn.Module, batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
                  make_optimizer: Callable[[Iterator[nn.Parameter]], torch.optim.Optimizer],
-                 device: torch.device, amp: bool, steps: int = PROBE_STEPS) -> float:
+                 device: torch.device, amp: bool, steps: int = PROBE_STEPS,
+                 limit: float | None = None) -> float:
     """Mean seconds of one training step of a copy of ``model`` (the training loop's own step,
     `loop.train_one_epoch`) over ``steps`` steps after `PROBE_WARMUP` untimed ones; the model
     itself is untouched. The mean, not the median: the occasional slow step is part of what an
-    epoch costs."""
+    epoch costs. ``limit``: no step starts once the steps have taken that many seconds (a
+    timing that has lost a comparison by then); the mean of the timed steps done, else of the
+    last warm-up one."""
     probe = copy.deepcopy(model)
     stamps = [time.perf_counter()]
+
+    def within_limit() -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        for batch in itertools.islice(batches, steps + PROBE_WARMUP):
+            if limit is not None and stamps[-1] - stamps[0] > limit:
+                return
+            yield batch
 
     def stamp(_: object) -> None:
         if device.type == "cuda":
             torch.cuda.synchronize()
         stamps.append(time.perf_counter())
 
-    train_one_epoch(probe, itertools.islice(batches, steps + PROBE_WARMUP),
-                    make_optimizer(probe.parameters()), device=device, amp=amp, on_step=stamp)
+    train_one_epoch(probe, within_limit(), make_optimizer(probe.parameters()), device=device,
+                    amp=amp, on_step=stamp)
     times = [b - a for a, b in itertools.pairwise(stamps)]
     timed = times[PROBE_WARMUP:] or times[-1:]
     return sum(timed) / len(timed)
