@@ -338,7 +338,7 @@ def build(plan: RunPlan, data: DataSplits, folder: RunFolder, start: StartingWei
     # Under torchrun, DistributedDataParallel (a frozen backbone's weights get no gradient).
     trained = distributed.wrap(model, device, find_unused=cfg.freeze_epochs > 0)
     horizon = Horizon(plan.total_steps)
-    val_images = plan.budget.val_images if plan.budget else None  # a short budget's subset
+    val_images = plan.budget.val_images if plan.budget else None  # `Run.validation_images`
     run = Run(cfg=cfg, log=log, device=device, data=data, model=model,
               step_model=cast(nn.Module, torch.compile(trained)) if cfg.compile else trained,
               folder=folder,

@@ -329,7 +329,7 @@ def test_the_validation_probe_takes_the_median_batch_on_the_runs_threads(
 
     seen: list[int] = []
 
-    def timed(model: nn.Module, batches: Any, device: torch.device) -> float:
+    def timed(model: nn.Module, batches: Any, *args: Any) -> float:
         seen.append(torch.get_num_threads())
         return 0.001
 
@@ -355,7 +355,7 @@ def test_every_probe_runs_on_the_threads_the_first_one_chose(
         seen.append(("step", torch.get_num_threads()))
         return 0.01
 
-    def validation(model: nn.Module, batches: Any, device: torch.device) -> float:
+    def validation(model: nn.Module, batches: Any, *args: Any) -> float:
         seen.append(("validation", torch.get_num_threads()))
         return 1e-4
 

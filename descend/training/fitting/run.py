@@ -105,6 +105,13 @@ class Run:
         return None
 
     @property
+    def validation_images(self) -> int:
+        """The images a validation pass measures: the split's, or the fixed subset of a budget
+        too short to validate all of them (`budget.validation_images`)."""
+        kept = self.budget.val_images if self.budget else None
+        return len(self.data.val) if kept is None else kept
+
+    @property
     def deadline(self) -> float | None:
         """time.monotonic() when --time-budget ends."""
         return self.budget.deadline if self.budget else None

@@ -379,8 +379,8 @@ class CheckFigures(Callback):
         if self.count >= 2:
             self.steps.append(((self.last - self.first) / (self.count - 1), self.count - 1))
         seconds = run.epoch.row.get("val_seconds")
-        if seconds and len(run.data.val):
-            self.validations.append(seconds / len(run.data.val))
+        if seconds and run.validation_images:
+            self.validations.append(seconds / run.validation_images)
 
     def on_train_end(self, run: Run) -> None:
         if distributed.active():  # each rank validates its share: not the plan's figure
