@@ -202,6 +202,7 @@ class TimeBudget(Callback):
         # Each epoch's overhead, as measured: its first step's extra, its end, its own `after`
         # (the latest counts the one before until the next epoch starts and tells).
         self.overheads: list[float] = []
+        self.ending: float | None = None  # the latest epoch's seconds from its last step on
 
     def on_train_start(self, run: Run) -> None:
         if self.left is not None:  # resumed (`plan.plan_resumed` set the deadline from it)
@@ -231,10 +232,14 @@ class TimeBudget(Callback):
             self.close_window(now)
             index = run.epoch.index
             if self.steps < run.steps_per_epoch:
-                # The formula charges the epoch under way a whole overhead; its start is behind.
+                # The formula charges the epoch under way a whole overhead; its start is behind
+                # it, and its end will take what the last epoch's did (the first epoch's
+                # overhead also warmed the kernels up: it is no measure of an end).
+                ahead = (self.costs.overhead - self.start_extra() if self.ending is None
+                         else self.ending + self.after)
                 self.revise(run, now, index, run.steps_per_epoch - self.steps,
                             f"{self.steps} steps into epoch {index + 1}",
-                            credit=min(self.costs.overhead, self.start_extra()))
+                            credit=max(0.0, self.costs.overhead - ahead))
             elif last:  # the horizon ends with the epoch: one more may fit before its end
                 self.revise(run, now, index + 1, 0, f"at the end of epoch {index + 1}",
                             credit=-self.after)
@@ -269,8 +274,8 @@ class TimeBudget(Callback):
             elif not self.windows:  # an epoch too short for a window: its own mean
                 self.measured(step=(self.last_step_end - self.first_step_end) / (self.steps - 1))
             validation = float(run.epoch.row.get("val_seconds") or 0.0)
-            self.overheads.append(self.start_extra() + now - self.last_step_end - validation
-                                  + self.after)
+            self.ending = now - self.last_step_end - validation
+            self.overheads.append(self.start_extra() + self.ending + self.after)
             self.measured(overhead=self.overhead(), validation=validation or None)
         self.window_steps = 0  # the next epoch's first step starts a new window
         if run.horizon.steps_left and not run.epoch.stop:
