@@ -78,6 +78,11 @@ class MetricsLog(Callback):
     def __init__(self, run_dir: Path) -> None:
         self.run_dir = run_dir
 
+    def on_train_start(self, run: Run) -> None:
+        # Imported before the first epoch: matplotlib's import (half a second) would otherwise
+        # read as the first epoch's end, which a time budget then reserves for the last one.
+        import descend.reports.plots  # noqa: F401
+
     def on_epoch_end(self, run: Run) -> None:
         buf = io.StringIO()
         writer = csv.DictWriter(buf, fieldnames=METRIC_COLUMNS)
