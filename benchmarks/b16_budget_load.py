@@ -2,6 +2,7 @@
 
     DESCEND_DATA=../shared/datasets python benchmarks/b16_budget_load.py [--repeats 2]
         [--data mnist] [--budget 20s] [--pin]
+    python benchmarks/b16_budget_load.py --simulate
 
 Each repeat runs `descend train --data D --time-budget B` twice: quiet, then while a second
 process (a Python busy loop, pinned to the last core with ``--pin``) takes one core for the
@@ -12,6 +13,11 @@ final accuracy, how often the closed loop checked and how many revisions it made
 machine's load average before the run (other programs on a shared machine show there). The
 descend measured is the one `python -m descend` finds from the working directory: run it from
 another checkout to measure that one's code.
+
+``--simulate`` runs no training: the closed loop (`TimeBudget`) on a clock of its own, as
+tests/support/budget_simulation.py drives it for the tests (a 20 s budget of MNIST-like
+234-step epochs), under step-time patterns, and prints the budget used and the revisions for
+each window length (`budget.CHECK_EVERY`).
 """
 
 from __future__ import annotations
@@ -77,6 +83,37 @@ def train(data: str, budget: str, out: Path, load: tuple[float, float] | None,
             "epochs": len(result["history"]), "val_images": report.get("val_images")}
 
 
+PATTERNS = {  # step seconds at budget time t: 30 ms quiet
+    "quiet": lambda t: 0.03,
+    "3x slower, middle third": lambda t: 0.09 if 20 / 3 <= t < 40 / 3 else 0.03,
+    "2x slower, first half": lambda t: 0.06 if t < 10 else 0.03,
+    "2x slower from 5 s": lambda t: 0.06 if t >= 5 else 0.03,
+    "3x slower from 16 s": lambda t: 0.09 if t >= 16 else 0.03,
+    "3x slower, 12-16 s": lambda t: 0.09 if 12 <= t < 16 else 0.03,
+}
+
+
+def simulate() -> None:
+    """The budget used (and revisions) per step-time pattern and window length."""
+    import random
+
+    sys.path.insert(0, str(Path(__file__).parents[1]))
+    from descend.training.fitting import budget
+    from tests.support.budget_simulation import simulate as run
+
+    jitter = "0.7-1.5x at random"
+    print(f"{'window':<8}" + "".join(f"{name:>24}" for name in [*PATTERNS, jitter]))
+    for every in (0.005, 0.01, 0.02, 0.05, 0.1):
+        budget.CHECK_EVERY = every
+        rng = random.Random(0)
+        patterns = [*PATTERNS.values(), lambda t, rng=rng: 0.03 * rng.uniform(0.7, 1.5)]
+        cells = []
+        for pattern in patterns:
+            sim = run(pattern)
+            cells.append(f"{sim.spent / 20:.1%} ({len(sim.run.lines)})")
+        print(f"{every:<8.1%}" + "".join(f"{c:>24}" for c in cells))
+
+
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--data", default="mnist")
@@ -84,7 +121,12 @@ def main() -> None:
     p.add_argument("--repeats", type=int, default=2)
     p.add_argument("--pin", action="store_true", help="pin the busy loop to the last core")
     p.add_argument("--out", default="/tmp/descend-b16")
+    p.add_argument("--simulate", action="store_true", help="the closed loop on a simulated "
+                   "clock, per window length (no training)")
     a = p.parse_args()
+    if a.simulate:
+        simulate()
+        return
     print(describe(), flush=True)
     rows: dict[str, list[dict[str, Any]]] = {"quiet": [], "loaded": []}
     for r in range(a.repeats):

@@ -7,7 +7,6 @@ import json
 import random
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -23,99 +22,20 @@ from descend.runtime.checkpoint import read_checkpoint
 from descend.runtime.migrate import upgrade_checkpoint
 from descend.training.fitting import budget
 from descend.training.fitting.budget import (
-    MARGIN,
     MIN_VALIDATION,
     BudgetPlan,
     EpochCosts,
     TimeBudget,
-    steps_that_fit,
     validation_images,
     validation_subset,
 )
 from descend.training.fitting.callbacks import Callback
-from descend.training.fitting.run import Epoch, Run
-from descend.training.fitting.schedules import Horizon, create_schedule
+from descend.training.fitting.run import Run
 from descend.training.planning import plan as planning
 from descend.training.planning import probes
 from descend.training.planning.probes import eval_seconds_per_image
 from descend.training.trainer import train
-
-
-class Clock:
-    """Seconds that pass only when the simulation says so."""
-
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-@dataclass
-class SimulatedRun:
-    """What `TimeBudget` reads of a `Run`, with a real horizon and one-cycle schedule."""
-
-    horizon: Horizon
-    steps_per_epoch: int
-    deadline: float
-    budget_seconds: float
-    epoch: Epoch = field(default_factory=lambda: Epoch(0, 0.0))
-    history: list[dict[str, Any]] = field(default_factory=list)
-    lines: list[str] = field(default_factory=list)
-
-    def log(self, line: str) -> None:
-        self.lines.append(line)
-
-
-@dataclass
-class Simulation:
-    spent: float
-    run: SimulatedRun
-    loop: TimeBudget
-    lrs: list[float]
-
-
-def simulate(step_seconds: Callable[[float], float], seconds: float = 20.0, spe: int = 234,
-             probe_step: float = 0.03, validation: float = 0.6, after: float = 0.3,
-             loader_start: float = 0.05, warm_up: float = 0.4,
-             loop_type: Callable[[BudgetPlan, Callable[[], float]], TimeBudget] = TimeBudget
-             ) -> Simulation:
-    """`trainer.fit`'s hooks in its order, each step taking ``step_seconds(now)`` on a clock of
-    its own: a 20 s budget of MNIST-like epochs (234 steps) as the plan's probe sized it,
-    validated at the end alone, ``after`` seconds of checkpoints after each epoch, the loader's
-    start before each epoch's first step and the kernels' ``warm_up`` before the run's."""
-    clock = Clock()
-    costs = EpochCosts(probe_step, budget.OVERHEAD, validation, val_every=0)
-    planned = steps_that_fit(seconds * (1 - MARGIN), costs, spe)
-    loop = loop_type(BudgetPlan(seconds, seconds, costs), clock)
-    run = SimulatedRun(Horizon(planned), spe, seconds, seconds)
-    opt = torch.optim.SGD(nn.Linear(2, 2).parameters(), lr=1.0, momentum=0.9)
-    schedule = create_schedule(opt, TrainConfig(schedule="onecycle"), spe, run.horizon)
-    lrs: list[float] = []
-    loop.on_train_start(run)  # type: ignore[arg-type]
-    index = 0
-    while run.horizon.steps_left:
-        run.epoch = Epoch(index, 0.0)
-        loop.on_epoch_start(run)  # type: ignore[arg-type]
-        clock.now += loader_start + (warm_up if index == 0 else 0.0)
-        for i in range(spe):  # `Run.epoch_batches`: the horizon may move while the epoch goes
-            clock.now += step_seconds(clock.now)
-            lrs.append(opt.param_groups[0]["lr"])
-            schedule.step_batch()
-            loop.on_step_end(run)  # type: ignore[arg-type]
-            if i + 1 >= spe or not run.horizon.steps_left:
-                break
-        last = not run.horizon.steps_left
-        clock.now += validation if last else 0.0
-        run.epoch.row = {"epoch": index + 1, "val_acc": 0.9 if last else None,
-                         "val_seconds": validation if last else None}
-        run.history.append(run.epoch.row)
-        loop.on_epoch_end(run)  # type: ignore[arg-type]
-        clock.now += after  # the checkpoints, written after the budget's hook
-        index += 1
-    loop.on_train_end(run)  # type: ignore[arg-type]
-    assert loop.spent is not None
-    return Simulation(loop.spent, run, loop, lrs)
+from tests.support.budget_simulation import simulate
 
 
 def totals(lines: list[str]) -> list[tuple[int, int, str]]:
@@ -234,7 +154,7 @@ def test_a_revised_up_horizon_lengthens_the_last_epoch_or_adds_one(
 def test_a_validation_that_would_eat_the_budget_is_made_on_a_subset() -> None:
     # All of it where the pass takes at most a quarter of what is left.
     assert validation_images(10_000, 5.0, 40.0) == 10_000
-    # The issue's 1m CIFAR-10 run: a 48 s pass with 41 s left -> a quarter of 41 s of it.
+    # A 48 s pass (the issue's 1m CIFAR-10 run) with 41 s left: what a quarter of 41 s covers.
     assert validation_images(10_000, 48.0, 41.0) == int(10_000 * 0.25 * 41 / 48)
     # Never fewer than MIN_VALIDATION (nor more than the split), even with nothing left.
     assert validation_images(10_000, 48.0, -3.0) == MIN_VALIDATION
