@@ -83,7 +83,8 @@ STD = [0.5, 0.5, 0.5]
 #   --freeze-epochs 1 then 2 epochs, new head by SGD:   56.2%
 #   the head, then 2 epochs, --backbone-lr-scale 0.1:   84.3% (head 84.3, then 83.0, 84.3)
 #   new head by SGD at 0.01, body at 0.001, 3 epochs:   66.0%
-#   the head, then 2 epochs, mirroring alone (no crop): 85.6% (two photos of 153: noise)
+#   the head, then 2 epochs, mirroring alone (no crop): 85.6% (the crop's rerun beside it:
+#   85.0%, one photo of 153; that command gave 84.3 and 85.0% in two runs: noise)
 # and over 3 such folders the head alone reached 85.8% against fastres's 72.6% from scratch.
 # Lite0 and Lite2 heads tied on the stand-ins (cats/dogs: 85.0 and 83.0% on one folder, 83.7
 # and 86.3% on another; airplanes/ships 92.2 and 92.8%); on the 398 real photos Lite2
