@@ -37,7 +37,8 @@ def read_request(cfg: TrainConfig | None, resume: str | Path | None, overrides: 
     ``complete``d before it is checked (the photo default may name the weights that
     ``--freeze-epochs`` or ``--backbone-lr-scale`` need)."""
     if resume is None:
-        cfg = absolute_paths((cfg or TrainConfig()).updated(**overrides))
+        cfg = cfg or TrainConfig()
+        cfg = absolute_paths(cfg.updated(**overrides) if overrides else cfg)
         return (complete(cfg) if complete else cfg).validate(), None, False
     run_dir = run_folder_of(resume)
     blocked = sorted(set(overrides) - RESUMABLE_OVERRIDES)
