@@ -224,6 +224,10 @@ class TrainConfig:
         default_text=lambda: "P x batch size / 256, P the model recipe's one-cycle peak at "
         f"batch 256 ({_recipe('peak_lr')}); a smaller batch takes proportionally smaller "
         "steps (the linear scaling rule)", bounds=POSITIVE, words=("auto",))
+    partner_lr_scale: float = _model(
+        1.0, "with --optimizer muon: the parameters Muon leaves to Nesterov momentum (biases, "
+        "norm shifts, the classifier head) learn at this multiple of --lr, as airbench gives "
+        "them rates of their own; 1 trains both at --lr", bounds=POSITIVE)
     momentum: float = _model(0.9, "momentum / beta1", bounds=FRACTION)
     weight_decay: float = _model(5e-4, "L2 as in the ResNet recipes; AdamW decouples it",
                                  bounds=NON_NEGATIVE)
@@ -243,10 +247,10 @@ class TrainConfig:
         None, "train only this many batches of each epoch (--time-budget sets it when the "
         "budget is shorter than one epoch)", default_text="every batch", bounds=POSITIVE)
     schedule: str = _model("onecycle", "constant, step, multistep, exponential, cosine, "
-                           "onecycle, plateau; one-cycle (warm up, then anneal) is the fastest "
-                           "schedule for short runs")
-    warmup_epochs: float = _model(1.0, "cosine warm-up length (onecycle warms up by itself)",
-                                  bounds=NON_NEGATIVE)
+                           "linear, onecycle, plateau; one-cycle (warm up, then anneal) is the "
+                           "fastest schedule for short runs")
+    warmup_epochs: float = _model(1.0, "cosine and linear warm-up length (onecycle warms up by "
+                                  "itself)", bounds=NON_NEGATIVE)
     step_size: int = _model(10, "step schedule: epochs between decays", bounds=POSITIVE)
     gamma: float = _model(0.1, "decay factor of step/multistep/exponential/plateau",
                           bounds=POSITIVE)
@@ -360,6 +364,10 @@ class TrainConfig:
         if self.backbone_lr_scale != 1 and not sources:
             raise ConfigError("--backbone-lr-scale slows the layers loaded from elsewhere: add "
                               "--init, --pretrained or --weights")
+        if self.partner_lr_scale != 1 and self.optimizer != "muon":
+            raise ConfigError(f"--partner-lr-scale sets the rate of Muon's Nesterov partner; "
+                              f"--optimizer {self.optimizer} has none: add --optimizer muon or "
+                              "drop --partner-lr-scale")
         if self.freeze_epochs and not sources:
             raise ConfigError("--freeze-epochs trains a new head on weights from elsewhere: add "
                               "--init, --pretrained or --weights")

@@ -284,10 +284,11 @@ class MuonWithAuxiliary(Muon):
                 super().add_param_group({**param_group, "params": chosen, "muon": kind})
 
 
-def muon_groups(model: nn.Module) -> list[dict[str, Any]]:
+def muon_groups(model: nn.Module, partner_lr: float | None = None) -> list[dict[str, Any]]:
     """Parameter groups for `Muon`: the weights of the linear and conv layers take Muon,
     except the last such layer (the classifier head, in ``model.modules()`` order); every
-    other parameter (biases, norms, the head, embeddings) takes Nesterov (``muon=False``).
+    other parameter (biases, norms, the head, embeddings) takes Nesterov (``muon=False``), at
+    ``partner_lr`` where given (``--partner-lr-scale``), else at the optimizer's lr.
 
     ``Muon(muon_groups(model), lr=0.02)``; the parameters come named, for error messages.
     """
@@ -295,8 +296,10 @@ def muon_groups(model: nn.Module) -> list[dict[str, Any]]:
                                                             nn.Conv3d))]
     filters = {id(m.weight) for m in layers[:-1]}
     named = list(model.named_parameters())
+    partner = {} if partner_lr is None else {"lr": partner_lr}
     groups = [{"params": [(n, p) for n, p in named if id(p) in filters], "muon": True},
-              {"params": [(n, p) for n, p in named if id(p) not in filters], "muon": False}]
+              {"params": [(n, p) for n, p in named if id(p) not in filters], "muon": False,
+               **partner}]
     return [g for g in groups if g["params"]]
 
 

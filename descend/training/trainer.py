@@ -35,7 +35,7 @@ from descend.data.paths import data_root, image_folder
 from descend.data.splits import DataSplits
 from descend.errors import DescendError
 from descend.models import ModelSpec, create_model
-from descend.optim import create_optimizer, discriminative_groups
+from descend.optim import create_optimizer, discriminative_groups, muon_groups
 from descend.runtime.device import (
     cpu_threads,
     pick_device,
@@ -54,7 +54,7 @@ from descend.training.fitting.callbacks import (
 from descend.training.fitting.loop import RunningMetrics, loss_and_accuracy, train_one_epoch
 from descend.training.fitting.monitor import BestMetric
 from descend.training.fitting.run import Epoch, Run
-from descend.training.fitting.schedules import Horizon, create_schedule
+from descend.training.fitting.schedules import FIXED_LENGTH, Horizon, create_schedule
 from descend.training.keeping.resume import check_same_data, data_fingerprint
 from descend.training.keeping.run_folder import RunFolder
 from descend.training.planning.initialize import (
@@ -276,7 +276,7 @@ def setup(request: Request, folder: RunFolder, extra_callbacks: list[Callback],
         run.load_resume_state(state)
         log(f"resuming {folder.path} after epoch {run.start_epoch} of {run.planned_epochs}")
         if not run.horizon.steps_left:
-            fixed = run.cfg.schedule in ("onecycle", "cosine")  # their shape cannot stretch
+            fixed = run.cfg.schedule in FIXED_LENGTH  # their shape cannot stretch
             log(f"the run already finished its {run.planned_epochs} epochs; "
                 + ("start a new run to train longer (its " + str(run.cfg.schedule) +
                    " schedule was planned for these epochs)" if fixed else
@@ -330,6 +330,8 @@ def build(plan: RunPlan, data: DataSplits, folder: RunFolder, start: StartingWei
     if cfg.backbone_lr_scale != 1 and new_weights:  # discriminative rates: body slower
         params = discriminative_groups(cfg.optimizer, model, new_weights, cfg.lr,
                                        cfg.backbone_lr_scale)
+    elif cfg.partner_lr_scale != 1:  # Muon's Nesterov partner at a rate of its own
+        params = muon_groups(model, partner_lr=cfg.lr * cfg.partner_lr_scale)
     optimizer = create_optimizer(cfg.optimizer, params, cfg.lr, cfg.momentum, cfg.weight_decay)
     options = loader_options(cfg, plan.mean, plan.std, device, plan.channels_last, log)
     train_batches = make_loader(data.train, options)

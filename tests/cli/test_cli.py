@@ -72,7 +72,7 @@ def test_predict_any_mode_and_size_and_reports_unreadable(
     (["train", "--data", "imagenet"], "unknown dataset 'imagenet'; choose one of: cifar10"),
     (["train", "--model", "vgg"], "unknown model 'vgg'; choose one of: "),
     (["train", "--optimizer", "lbfgs"], "unknown optimizer 'lbfgs'; choose one of: adagrad"),
-    (["train", "--schedule", "linear"], "unknown schedule 'linear'; choose one of: constant"),
+    (["train", "--schedule", "triangle"], "unknown schedule 'triangle'; choose one of: constant"),
     (["train", "--lr", "-1"], "--lr must be a positive number"),
     (["train", "--epochs", "0"], "--epochs 0 trains nothing: it is for --cached-head"),
     (["train", "--epochs", "-1"], "--epochs must be 0 or more"),

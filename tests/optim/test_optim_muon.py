@@ -197,3 +197,9 @@ def test_a_plain_list_is_split_by_shape() -> None:
     opt = create_optimizer("muon", model.parameters(), lr=0.05)
     assert [[tuple(p.shape) for p in g["params"]] for g in opt.param_groups] == [
         [(8, 5), (2, 8)], [(8,), (8,), (8,), (2,)]]
+
+
+def test_the_partner_takes_a_rate_of_its_own() -> None:
+    model = FastRes(num_classes=10)
+    opt = Muon(muon_groups(model, partner_lr=0.5), lr=0.05)
+    assert [(g["muon"], g["lr"]) for g in opt.param_groups] == [(True, 0.05), (False, 0.5)]

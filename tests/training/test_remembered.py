@@ -87,6 +87,38 @@ def test_a_corrupted_or_foreign_file_is_ignored_in_one_line_and_written_anew(
         assert len(read_figures(path)) == 1  # a sound file again
 
 
+def test_a_figure_timed_on_a_busy_machine_is_timed_again_by_a_quiet_plan(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / MEMORY_FILE
+    calls: list[float] = []
+    monkeypatch.setattr(remembered, "others_during", lambda measure: (measure(), 1.5))
+    first = ProbeMemory(path, MACHINE)
+    assert first.seconds(SETUP, measured(1.7, calls)) == 1.7  # a passing load made it slow
+    line = first.summary(0.1)
+    assert line is not None and "1 of them while other programs were busy" in line
+    first.save()
+    assert [f.busy for _, f in read_figures(path).values()] == [True]
+    busy = ProbeMemory(path, MACHINE, known=read_figures(path), load=1.5, looked=True)
+    assert busy.seconds(SETUP, measured(2.0, calls)) == 1.7  # busy now too: it serves
+    monkeypatch.setattr(remembered, "others_during", lambda measure: (measure(), 0.0))
+    quiet_plan = ProbeMemory(path, MACHINE, known=read_figures(path), load=0.0, looked=True)
+    assert quiet_plan.seconds(SETUP, measured(0.3, calls)) == 0.3
+    line = quiet_plan.summary(0.1)
+    assert line is not None and "1 timed again, remembered from a busy machine" in line
+    quiet_plan.save()
+    assert [(f.seconds, f.busy) for _, f in read_figures(path).values()] == [(0.3, False)]
+    assert calls == [1.7, 0.3]
+
+
+def test_the_load_during_a_timing_is_the_other_programs_cpu_time(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    moments = iter([CpuTime(0.0, 0.0, 0.0), CpuTime(3.0, 1.0, 1.0)])
+    monkeypatch.setattr(remembered, "cpu_time", lambda *a, **k: next(moments))
+    assert remembered.others_during(lambda: 0.5) == (0.5, 2.0)
+    monkeypatch.setattr(remembered, "cpu_time", lambda *a, **k: None)
+    assert remembered.others_during(lambda: 0.5) == (0.5, None)
+
+
 @pytest.mark.skipif(sys.platform != "linux", reason="RLIMIT_FSIZE and SIGXFSZ")
 def test_a_write_that_fails_keeps_the_previous_file_and_does_not_stop_the_run(
         tmp_path: Path) -> None:
@@ -185,6 +217,7 @@ def quiet(monkeypatch: pytest.MonkeyPatch, cores: float = 0.0, during: float = 0
     """The load the plan sees (``cores``, `remembered.busy_elsewhere`) and the run (``during``,
     from `remembered.cpu_time` at its start and end), whatever else this machine runs."""
     monkeypatch.setattr(remembered, "busy_elsewhere", lambda *a, **k: cores)
+    monkeypatch.setattr(remembered, "others_during", lambda measure: (measure(), cores))
     moments = iter([CpuTime(0.0, 0.0, 0.0), CpuTime(during * 10, 0.0, 10.0)])
     monkeypatch.setattr(remembered, "cpu_time", lambda *a, **k: next(moments))
 

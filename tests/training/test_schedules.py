@@ -29,6 +29,25 @@ def test_cosine_warms_up_then_anneals_to_zero() -> None:
     assert all(a >= b for a, b in zip(lrs[9:], lrs[10:])) and lrs[-1] < 0.01
 
 
+@pytest.mark.parametrize("warmup", [0.0, 1.0])
+def test_linear_warms_up_then_falls_in_a_straight_line_to_zero(warmup: float) -> None:
+    opt = torch.optim.SGD(torch.nn.Linear(2, 2).parameters(), lr=1.0, momentum=0.9)
+    schedule = create_schedule(opt, TrainConfig(epochs=4, schedule="linear",
+                                                warmup_epochs=warmup), 10)
+    lrs = []
+    for _ in range(40):
+        lrs.append(opt.param_groups[0]["lr"])
+        opt.step()
+        schedule.step_batch()
+    warm = int(warmup * 10)
+    assert lrs[:warm] == pytest.approx([(i + 1) / warm for i in range(warm)])
+    decay = lrs[warm:]
+    assert decay[0] == pytest.approx(1.0) and decay[-1] < 0.05
+    steps = [a - b for a, b in zip(decay, decay[1:])]
+    assert steps == pytest.approx([steps[0]] * len(steps))  # a straight line
+    assert opt.param_groups[0]["momentum"] == 0.9  # unlike onecycle, momentum stays
+
+
 @pytest.mark.parametrize("total", [4, 7, 40, 391])
 def test_onecycle_is_torchs_step_for_step(total: int) -> None:
     """Unrevised, the horizon's onecycle gives torch's OneCycleLR learning rate and momentum."""

@@ -114,14 +114,14 @@ def test_early_stopping_restores_the_best(image_folder: Path, tmp_path: Path) ->
 
 
 @pytest.mark.parametrize("schedule", ["constant", "step", "multistep", "exponential", "cosine",
-                                      "onecycle", "plateau"])
+                                      "linear", "onecycle", "plateau"])
 def test_every_schedule_runs(image_folder: Path, tmp_path: Path, schedule: str) -> None:
     result = train(_cfg(image_folder, tmp_path / schedule, epochs=3, schedule=schedule,
                         step_size=1, milestones=[1, 2], gamma=0.5))
     lrs = [r["lr"] for r in result.history]
     if schedule in ("step", "multistep", "exponential"):
         assert lrs == pytest.approx([0.05, 0.025, 0.0125])
-    if schedule in ("cosine", "onecycle"):
+    if schedule in ("cosine", "linear", "onecycle"):
         assert len(set(lrs)) == 3
 
 

@@ -104,6 +104,16 @@ def test_backbone_lr_scale_slows_the_loaded_layers_alone(image_folder: Path, two
                    backbone_lr_scale=0.1))
 
 
+def test_partner_lr_scale_sets_the_rate_of_muons_partner(image_folder: Path,
+                                                          tmp_path: Path) -> None:
+    train(_cfg(image_folder, tmp_path / "a", model="cnn", model_args=CNN, epochs=1,
+               optimizer="muon", schedule="constant", lr=0.02, partner_lr_scale=5))
+    groups = read_checkpoint(tmp_path / "a" / "last.pt")["optimizer"]["param_groups"]
+    assert [(g["muon"], g["lr"]) for g in groups] == [(True, 0.02), (False, pytest.approx(0.1))]
+    with pytest.raises(ConfigError, match="--optimizer nesterov has none: add --optimizer muon"):
+        TrainConfig(partner_lr_scale=5).validate()
+
+
 def test_freeze_epochs_need_weights_from_elsewhere() -> None:
     with pytest.raises(ConfigError, match="--freeze-epochs .* add --init"):
         TrainConfig(freeze_epochs=1).validate()

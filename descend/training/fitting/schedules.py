@@ -1,11 +1,12 @@
-"""Learning-rate schedules by name: constant, step, multistep, exponential, cosine (with
-warm-up), onecycle and plateau; ``per_step`` says whether one advances every batch (smooth
-schedules) or every epoch.
+"""Learning-rate schedules by name: constant, step, multistep, exponential, cosine and linear
+(each with warm-up), onecycle and plateau; ``per_step`` says whether one advances every batch
+(smooth schedules) or every epoch.
 
-A run's length is a `Horizon`: the steps done and the steps planned. onecycle and cosine are
-functions of the horizon's progress, so a time budget that learns mid-run that fewer (or more)
-steps fit revises the horizon and the rest of the schedule stretches or shrinks to end on the
-last step, with no jump in the learning rate. The epoch-based schedules are torch's own.
+A run's length is a `Horizon`: the steps done and the steps planned. onecycle, cosine and
+linear (`FIXED_LENGTH`) are functions of the horizon's progress, so a time budget that learns
+mid-run that fewer (or more) steps fit revises the horizon and the rest of the schedule
+stretches or shrinks to end on the last step, with no jump in the learning rate. The
+epoch-based schedules are torch's own.
 """
 
 from __future__ import annotations
@@ -22,6 +23,9 @@ from torch.optim import lr_scheduler
 from descend.config import TrainConfig
 from descend.optim.base import has_momentum
 from descend.registry import Registry
+
+# The schedules that are a function of the run's planned length: resuming cannot stretch them.
+FIXED_LENGTH = ("onecycle", "cosine", "linear")
 
 
 @dataclass
@@ -152,11 +156,11 @@ def cos_between(start: float, end: float, t: float) -> float:
     return end + (start - end) * (1 + math.cos(math.pi * min(max(t, 0.0), 1.0))) / 2
 
 
-@SCHEDULES.register("cosine")
-def cosine(opt: torch.optim.Optimizer, cfg: TrainConfig, steps: int,
-           horizon: Horizon) -> Schedule:
-    """Linear warm-up for ``warmup_epochs``, then lr * (1 + cos(pi * progress)) / 2 to zero;
-    in steps ``i`` of the planned run (``progress x (total - 1)``, so a revision re-paces it)."""
+def warmed(anneal: Callable[[float], float], cfg: TrainConfig, steps: int,
+           horizon: Horizon) -> Callable[[float], float]:
+    """Linear warm-up for ``warmup_epochs``, then lr * anneal(t) with t from 0 to 1 over the
+    rest; in steps ``i`` of the planned run (``progress x (total - 1)``, so a revision
+    re-paces it)."""
     total = horizon.total
     warm = min(int(cfg.warmup_epochs * steps), total - 1)
 
@@ -164,8 +168,25 @@ def cosine(opt: torch.optim.Optimizer, cfg: TrainConfig, steps: int,
         i = p * (total - 1)
         if i < warm:
             return (i + 1) / warm
-        return cos_between(1.0, 0.0, (i - warm) / max(1, total - warm))
+        return anneal((i - warm) / max(1, total - warm))
 
+    return factor
+
+
+@SCHEDULES.register("cosine")
+def cosine(opt: torch.optim.Optimizer, cfg: TrainConfig, steps: int,
+           horizon: Horizon) -> Schedule:
+    """Warm-up, then lr * (1 + cos(pi t)) / 2 to zero."""
+    factor = warmed(lambda t: cos_between(1.0, 0.0, t), cfg, steps, horizon)
+    return Schedule(ProgressSchedule(opt, horizon, factor), per_step=True)
+
+
+@SCHEDULES.register("linear")
+def linear(opt: torch.optim.Optimizer, cfg: TrainConfig, steps: int,
+           horizon: Horizon) -> Schedule:
+    """Warm-up, then lr * (1 - t): a straight line to zero, airbench's decay (which warms up
+    for no steps: ``--warmup-epochs 0``)."""
+    factor = warmed(lambda t: 1.0 - min(max(t, 0.0), 1.0), cfg, steps, horizon)
     return Schedule(ProgressSchedule(opt, horizon, factor), per_step=True)
 
 

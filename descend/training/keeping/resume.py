@@ -20,6 +20,7 @@ from descend.data.splits import DataSplits
 from descend.errors import CheckpointError, ConfigError, DataError
 from descend.runtime.checkpoint import REQUIRED, read_checkpoint
 from descend.runtime.migrate import upgrade_config
+from descend.training.fitting.schedules import FIXED_LENGTH
 
 # What a last.pt holds beyond what every checkpoint has: the state training continues from.
 RESUME_NEEDS = (*REQUIRED, "epoch", "optimizer", "scheduler", "early_stopping", "history", "rng",
@@ -53,7 +54,7 @@ def read_request(cfg: TrainConfig | None, resume: str | Path | None, overrides: 
         return cfg.validate(), None, True
     state = read_checkpoint(run_dir / "last.pt", needs=RESUME_NEEDS)
     planned, schedule = state["config"]["epochs"], state["config"]["schedule"]
-    if overrides.get("epochs", planned) != planned and schedule in ("onecycle", "cosine"):
+    if overrides.get("epochs", planned) != planned and schedule in FIXED_LENGTH:
         raise ConfigError(
             f"the {schedule} schedule of {run_dir} was planned for {planned} epochs and cannot "
             "be stretched; resume without --epochs, or start a new run (a constant, step, "

@@ -32,8 +32,12 @@ after its first step, the median over epochs) and validation passes. Where one d
 figure the plan used by more than `WRONG` either way, and other programs kept less than `BUSY`
 of a core busy during the run (the same counters, read at its start and end), the run's figure
 replaces it, the model's width figures are forgotten (the next run times them again), and the
-run says so in one line; on a busy run the line says the figures stay. Figures timed by a
-first plan are kept whatever the load then: a quiet run corrects them.
+run says so in one line; on a busy run the line says the figures stay. A figure timed while
+other programs kept `BUSY` of a core busy (the same counters, around the timing) is kept and
+marked ``busy``: a busy plan uses it, and the next quiet plan times it again. A run checks only
+the figures of what it chose, so without this a figure made slow by a passing load (a bfloat16
+step timed at 1.7 s beside float32's 0.16 s, on a machine where it takes a fifth of float32's)
+would choose against itself in every later plan.
 
 The file is written atomically, merged with what another run wrote meanwhile, and keeps the
 `KEEP` newest figures. A file that cannot be read, or another format's, is ignored with one log
@@ -150,18 +154,29 @@ def busy_elsewhere(window: float = LOAD_WINDOW, stat: str | Path = "/proc/stat"
     return after.others_since(before) if after is not None else None
 
 
+def others_during(measure: Callable[[], float]) -> tuple[float, float | None]:
+    """(``measure()``, the cores other programs kept busy meanwhile; None where the counters
+    cannot be read)."""
+    before = cpu_time()
+    seconds = measure()
+    after = cpu_time()
+    return seconds, (after.others_since(before) if before and after else None)
+
+
 @dataclass(frozen=True)
 class Figure:
-    """Seconds measured under a key, when, and by what: a ``probe`` or a ``run``."""
+    """Seconds measured under a key, when, by what (a ``probe`` or a ``run``), and whether
+    other programs were `BUSY` meanwhile."""
 
     seconds: float
     when: str  # ISO 8601, local time with its offset
     source: str = "probe"
+    busy: bool = False
 
     @staticmethod
-    def now(seconds: float, source: str = "probe") -> Figure:
+    def now(seconds: float, source: str = "probe", busy: bool = False) -> Figure:
         return Figure(seconds, datetime.now().astimezone().isoformat(timespec="seconds"),
-                      source)
+                      source, busy)
 
 
 Figures = dict[str, tuple[Key, Figure]]  # canonical key -> (key, figure)
@@ -189,7 +204,8 @@ def read_figures(path: Path, note: Note | None = None) -> Figures:
             seconds = float(entry["seconds"])
             if not (math.isfinite(seconds) and seconds > 0) or not isinstance(entry["key"], dict):
                 raise ValueError(f"a figure of {seconds!r} seconds")
-            figure = Figure(seconds, str(entry["when"]), str(entry.get("source", "probe")))
+            figure = Figure(seconds, str(entry["when"]), str(entry.get("source", "probe")),
+                            bool(entry.get("busy", False)))
             figures[canonical(entry["key"])] = (entry["key"], figure)
         return figures
     except (OSError, ValueError, KeyError, TypeError) as e:
@@ -210,8 +226,8 @@ def write_figures(path: Path, put: Figures, forget: Callable[[Key], bool] = lamb
                 "about": "seconds timed by descend's probes and runs on this machine (descend/"
                 "training/planning/remembered.py); delete the file, or train with --reprobe, "
                 "to time them again",
-                "figures": [{"key": k, "seconds": f.seconds, "when": f.when, "source": f.source}
-                            for k, f in newest]}
+                "figures": [{"key": k, "seconds": f.seconds, "when": f.when, "source": f.source,
+                             "busy": f.busy} for k, f in newest]}
     try:
         atomic_write_text(path, json.dumps(document, indent=1) + "\n")
     except (DescendError, OSError) as e:
@@ -246,6 +262,7 @@ class ProbeMemory:
     recalled: Figures = field(default_factory=dict)
     timed: Figures = field(default_factory=dict)
     now_timed: int = 0  # timed for the load now, not kept
+    retimed: int = 0  # remembered from a busy machine, timed again on a quiet one
     load: float | None = None  # cores other programs kept busy, once looked at
     looked: bool = False
 
@@ -286,18 +303,21 @@ class ProbeMemory:
                ) -> tuple[float, bool]:
         """(`seconds`, whether it was remembered). ``now``: the figure answers for the load now
         (the threads, the run's length), so a remembered one serves only while other programs
-        are quiet; while they are busy it is timed again and the memory keeps its own."""
+        are quiet; while they are busy it is timed again and the memory keeps its own. A figure
+        timed on a busy machine serves busy plans; a quiet one times it again and keeps that."""
         key = self.key(setup)
         name = canonical(key)
         found = self.known.get(name) if self.read else None
-        if found is not None and not (now and self.busy):
+        if found is not None and not (now and self.busy) and not (found[1].busy
+                                                                  and not self.busy):
             self.recalled[name] = found
             return found[1].seconds, True
-        seconds = measure()
-        if found is not None:  # busy now: the memory keeps the quiet machine's figure
+        seconds, load = others_during(measure)
+        if found is not None and not found[1].busy:  # busy now: the memory keeps its own
             self.now_timed += 1
         else:
-            self.timed[name] = (key, Figure.now(seconds))
+            self.retimed += found is not None
+            self.timed[name] = (key, Figure.now(seconds, busy=load is not None and load >= BUSY))
         return seconds, False
 
     def save(self) -> None:
@@ -316,6 +336,12 @@ class ProbeMemory:
             parts.append(f"{len(self.timed)} timed{' again (--reprobe)' if not self.read else ''}"
                          " and remembered" + ("" if self.recalled else
                                               " for the next run on this machine"))
+        busy = sum(f.busy for _, f in self.timed.values())
+        if busy:
+            parts.append(f"{busy} of them while other programs were busy (a quiet plan times "
+                         "those again)")
+        if self.retimed:
+            parts.append(f"{self.retimed} timed again, remembered from a busy machine")
         if self.now_timed:
             parts.append(f"{self.now_timed} timed for the load now (other programs kept "
                          f"{self.load:.1f} of {self.machine['usable_cores']} cores busy), "

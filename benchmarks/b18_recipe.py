@@ -1,0 +1,93 @@
+"""B18: fastres's training recipe, measured by accuracy per epoch (no time budget).
+
+    python benchmarks/b18_recipe.py --data ../shared/datasets --widths 32-64-128 --epochs 5 \
+        --seeds 1 [--recipe SUBSTRING] [--out /tmp/descend-b18]
+
+Each recipe is a set of `descend train` flags on top of the defaults; every run trains CIFAR-10
+for ``--epochs`` epochs of fastres at ``--widths`` with a fixed seed, so two recipes differ only
+in their flags. It prints, per recipe, the final test accuracy of each seed (the last epoch's,
+not the best epoch's: `results.final_test_acc`), their mean and the seconds of training steps
+per epoch. The recipe that wins at equal epochs needs fewer epochs for a given accuracy, which
+is what a time budget buys. BENCHMARKS.md B18 has the figures and the machine they came from.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+from machine import describe  # noqa: E402
+from results import final_test_acc  # noqa: E402
+
+MUON = "--optimizer muon --schedule linear --warmup-epochs 0"
+RECIPES = {  # name: the flags it adds to `descend train`
+    "nesterov onecycle (0.3 recipe)": "",
+    "muon 0.2 onecycle, shared lr": "--optimizer muon --lr 0.2",
+    "muon 0.2 linear, partner x5": f"{MUON} --lr 0.2 --partner-lr-scale 5",
+    "muon 0.2 linear, partner x5, mom 0.8": f"{MUON} --lr 0.2 --partner-lr-scale 5 "
+                                            "--momentum 0.8",
+    "muon 0.2 linear, partner x2.5": f"{MUON} --lr 0.2 --partner-lr-scale 2.5",
+    "muon 0.2 linear, partner x10": f"{MUON} --lr 0.2 --partner-lr-scale 10",
+    "muon 0.3 linear, partner x3.3": f"{MUON} --lr 0.3 --partner-lr-scale 3.3",
+    "muon 0.2 linear, partner x10, batch 512": f"{MUON} --lr 0.2 --partner-lr-scale 10 "
+                                              "--batch-size 512",
+    "muon 0.2 linear, partner x5, warm-up 0.5": "--optimizer muon --schedule linear "
+                                                "--warmup-epochs 0.5 --lr 0.2 "
+                                                "--partner-lr-scale 5",
+    "nesterov linear": "--schedule linear --warmup-epochs 0.5",
+}
+
+
+def train(flags: list[str]) -> tuple[dict[str, object], float]:
+    """`descend train FLAGS --json`: its JSON result and wall seconds."""
+    cmd = [sys.executable, "-m", "descend", "train", *flags, "--no-progress", "--json"]
+    start = time.perf_counter()
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode:
+        raise SystemExit(f"{' '.join(cmd)} failed:\n{proc.stderr[-3000:]}")
+    return json.loads(proc.stdout[proc.stdout.index("{"):]), time.perf_counter() - start
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--data", default="../shared/datasets")
+    p.add_argument("--widths", default="32-64-128")
+    p.add_argument("--epochs", type=int, default=5)
+    p.add_argument("--seeds", type=int, default=1)
+    p.add_argument("--first-seed", type=int, default=0)
+    p.add_argument("--recipe", action="append", default=[],
+                   help="run only the recipes whose name contains this (repeatable)")
+    p.add_argument("--out", default="/tmp/descend-b18")
+    a = p.parse_args()
+    print(describe(), flush=True)
+    widths = f"widths=[{a.widths.replace('-', ',')}]"
+    chosen = {n: f for n, f in RECIPES.items()
+              if not a.recipe or any(s in n for s in a.recipe)}
+    print(f"CIFAR-10, fastres {a.widths}, {a.epochs} epochs, seeds "
+          f"{a.first_seed}..{a.first_seed + a.seeds - 1}", flush=True)
+    for name, flags in chosen.items():
+        accs, per_epoch = [], []
+        for seed in range(a.first_seed, a.first_seed + a.seeds):
+            result, _ = train(["--data", "cifar10", "--data-root", str(Path(a.data).resolve()),
+                               "--epochs", str(a.epochs), "--model-arg", widths, "--seed",
+                               str(seed), "--out", f"{a.out}/{len(accs)}-{seed}",
+                               "--overwrite", *flags.split()])
+            history = result["history"]
+            accs.append(final_test_acc(result))
+            per_epoch.append(statistics.mean(r["seconds"] for r in history))  # type: ignore[union-attr]
+            curve = " ".join(f"{100 * r['val_acc']:.2f}" for r in history)  # type: ignore[union-attr]
+            print(f"  {name} seed {seed}: {100 * accs[-1]:.2f}%  (per epoch: {curve})",
+                  flush=True)
+        print(f"{name:<44} mean {100 * statistics.mean(accs):.2f}%  min "
+              f"{100 * min(accs):.2f}  max {100 * max(accs):.2f}  "
+              f"{statistics.mean(per_epoch):.1f} s/epoch  [{flags or 'defaults'}]", flush=True)
+
+
+if __name__ == "__main__":
+    main()
