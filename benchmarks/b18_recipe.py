@@ -41,6 +41,11 @@ RECIPES = {  # name: the flags it adds to `descend train`
                                                 "--warmup-epochs 0.5 --lr 0.2 "
                                                 "--partner-lr-scale 5",
     "nesterov linear": "--schedule linear --warmup-epochs 0.5",
+    "nesterov, dirac init": "--model-arg dirac=true",
+    "nesterov, batch 512": "--batch-size 512",
+    "nesterov, ema 0.99": "--ema-decay 0.99",
+    "muon 0.3 linear, partner x3.3, dirac init": f"{MUON} --lr 0.3 --partner-lr-scale 3.3 "
+                                                 "--model-arg dirac=true",
 }
 
 

@@ -114,6 +114,7 @@ class FastRes(nn.Module):
         widths: Sequence[int] = (16, 32, 64),
         scale: float = 1 / 9,
         tta: int = 0,
+        dirac: bool = False,
     ) -> None:
         super().__init__()
         w = [int(v) for v in widths]
@@ -134,6 +135,11 @@ class FastRes(nn.Module):
             raise ValueError(f"tta is a level, 0 (none), 1 (mirror) or 2 (mirror and 1-pixel "
                              f"shifts), got {tta!r}")
         self.scale, self.tta = float(scale), int(tta)  # a checkpoint's True/False is 1/0
+        if dirac:  # airbench's: the first filters of each conv start as the identity
+            with torch.no_grad():
+                for m in self.groups.modules():
+                    if isinstance(m, nn.Conv2d):
+                        nn.init.dirac_(m.weight[:m.in_channels])
 
     @torch.no_grad()
     def init_from_data(self, images: torch.Tensor, eps: float = 5e-4) -> None:

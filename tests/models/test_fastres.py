@@ -94,7 +94,7 @@ def test_a_spec_names_every_argument_so_a_changed_default_cannot_break_it() -> N
     from descend.models import with_defaults
 
     spec = with_defaults(ModelSpec("fastres", 10, 3, (32, 32), {"widths": [8, 8, 16]}))
-    assert spec.kwargs == {"widths": [8, 8, 16], "scale": 1 / 9, "tta": 0}
+    assert spec.kwargs == {"widths": [8, 8, 16], "scale": 1 / 9, "tta": 0, "dirac": False}
     assert with_defaults(ModelSpec("cnn", 10, 3, (32, 32))).kwargs == {"widths": [16, 32, 64]}
     assert with_defaults(ModelSpec("tv:resnet18", 10, 3, (32, 32))).kwargs == {}
 
@@ -112,3 +112,14 @@ def test_each_model_has_its_recipe_and_tv_models_one_for_fine_tuning() -> None:
     assert peak_lr("tv:resnet18", 128) == scratch.peak_lr / 2  # scaled with the batch
     with pytest.raises(ConfigError, match="unknown model 'nope'"):
         recipe_for("nope")
+
+
+def test_dirac_starts_the_first_filters_of_each_conv_as_the_identity() -> None:
+    torch.manual_seed(0)
+    model = FastRes(num_classes=10, widths=(8, 16, 32), dirac=True)
+    x = torch.randn(2, 8, 6, 6)
+    conv = model.groups[1].conv1  # 8 -> 16 filters: the first 8 pass their channel through
+    assert torch.allclose(conv(x)[:, :8], x)
+    assert conv.weight[8:].abs().sum() > 0  # the rest keep their random start
+    plain = FastRes(num_classes=10, widths=(8, 16, 32))
+    assert not torch.allclose(plain.groups[1].conv1(x)[:, :8], x)
