@@ -44,6 +44,8 @@ RECIPES = {  # name: the flags it adds to `descend train`
     "nesterov, dirac init": "--model-arg dirac=true",
     "nesterov, batch 512": "--batch-size 512",
     "nesterov, ema 0.99": "--ema-decay 0.99",
+    "nesterov, weight decay 1e-3": "--weight-decay 1e-3",
+    "nesterov, weight decay 2e-3": "--weight-decay 2e-3",
     "muon 0.3 linear, partner x3.3, dirac init": f"{MUON} --lr 0.3 --partner-lr-scale 3.3 "
                                                  "--model-arg dirac=true",
 }
@@ -67,32 +69,35 @@ def main() -> None:
     p.add_argument("--seeds", type=int, default=1)
     p.add_argument("--first-seed", type=int, default=0)
     p.add_argument("--recipe", action="append", default=[],
-                   help="run only the recipes whose name contains this (repeatable)")
+                   help="run only the recipe of this name, or those whose name contains this "
+                   "(repeatable)")
     p.add_argument("--out", default="/tmp/descend-b18")
     a = p.parse_args()
     print(describe(), flush=True)
     widths = f"widths=[{a.widths.replace('-', ',')}]"
-    chosen = {n: f for n, f in RECIPES.items()
-              if not a.recipe or any(s in n for s in a.recipe)}
+    chosen = {n: f for n, f in RECIPES.items()  # a whole name picks that recipe alone
+              if not a.recipe or any(s == n or (s not in RECIPES and s in n) for s in a.recipe)}
     print(f"CIFAR-10, fastres {a.widths}, {a.epochs} epochs, seeds "
           f"{a.first_seed}..{a.first_seed + a.seeds - 1}", flush=True)
-    for name, flags in chosen.items():
-        accs, per_epoch = [], []
-        for seed in range(a.first_seed, a.first_seed + a.seeds):
+    accs: dict[str, list[float]] = {n: [] for n in chosen}
+    per_epoch: dict[str, list[float]] = {n: [] for n in chosen}
+    for seed in range(a.first_seed, a.first_seed + a.seeds):  # seeds outer: a cut run is fair
+        for k, (name, flags) in enumerate(chosen.items()):
             result, _ = train(["--data", "cifar10", "--data-root", str(Path(a.data).resolve()),
                                "--epochs", str(a.epochs), "--model-arg", widths, "--seed",
-                               str(seed), "--out", f"{a.out}/{len(accs)}-{seed}",
-                               "--overwrite", *flags.split()])
+                               str(seed), "--out", f"{a.out}/{k}-{seed}", "--overwrite",
+                               *flags.split()])
             history = result["history"]
-            accs.append(final_test_acc(result))
-            per_epoch.append(statistics.mean(r["seconds"] for r in history))  # type: ignore[union-attr]
+            accs[name].append(final_test_acc(result))
+            per_epoch[name].append(statistics.mean(r["seconds"] for r in history))  # type: ignore[union-attr]
             curve = " ".join(f"{100 * r['val_acc']:.2f}" for r in history)  # type: ignore[union-attr]
-            print(f"  {name} seed {seed}: {100 * accs[-1]:.2f}%  (per epoch: {curve})",
+            print(f"  {name} seed {seed}: {100 * accs[name][-1]:.2f}%  (per epoch: {curve})",
                   flush=True)
-        print(f"{name:<44} mean {100 * statistics.mean(accs):.2f}%  min "
-              f"{100 * min(accs):.2f}  max {100 * max(accs):.2f}  "
-              f"{statistics.mean(per_epoch):.1f} s/epoch  [{flags or 'defaults'}]", flush=True)
-
+    for name, flags in chosen.items():
+        got = accs[name]
+        print(f"{name:<44} mean {100 * statistics.mean(got):.2f}%  min {100 * min(got):.2f}  "
+              f"max {100 * max(got):.2f}  {statistics.mean(per_epoch[name]):.1f} s/epoch  "
+              f"[{flags or 'defaults'}]", flush=True)
 
 if __name__ == "__main__":
     main()

@@ -94,7 +94,7 @@ def main() -> None:
     p.add_argument("--data", default="../shared/datasets")
     p.add_argument("--seeds", type=int, default=3)
     p.add_argument("--targets", default=",".join(t for t in TARGETS if t not in LONG))
-    p.add_argument("--include-long", action="store_true", help="also CIFAR-10 94% in 30 min")
+    p.add_argument("--include-long", action="store_true", help="also CIFAR-10 94%% in 30 min")
     p.add_argument("--out", default="/tmp/descend-b3")
     p.add_argument("--extra", default="", help="extra train flags for every run, e.g. "
                    "'--model-arg widths=[16,32,64]'")

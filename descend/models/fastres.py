@@ -29,6 +29,10 @@ Why each choice:
   it, because it lives in the model. Level 2 was worth +0.21 to +0.38 points of CIFAR-10 test
   accuracy over level 1 on each of four 4-epoch 32-64-128 runs (BENCHMARKS.md B3).
 
+``dirac`` (off; airbench's) starts the first ``in_channels`` filters of each convolution as the
+identity. Measured and not adopted: 88.88% against the recipe's 89.17% at 5 epochs of 32-64-128
+(BENCHMARKS.md B18), within the run-to-run spread.
+
 ``widths`` defaults to (16, 32, 64): eight epochs of CIFAR-10 take minutes on two CPU cores.
 ``--time-budget`` picks a wider net from `RECIPE`'s ladder when the budget leaves time for
 enough epochs of it (`descend.training.planning.probes.fit_widths`).
@@ -81,6 +85,11 @@ def tta_args(augment: str | None) -> dict[str, int]:
     return {"tta": (2 if ops.shifts() else 1) if ops.mirrors() else 0}
 
 
+# What the recipe keeps against airbench94_muon's choices, measured by accuracy at equal epochs
+# (BENCHMARKS.md B18; 32-64-128, 5 epochs, seed 0, within about 0.5 points run to run): Muon on
+# the filters (89.0-89.3% at lr 0.2-0.3, partner rates 1-10x, one-cycle or linear decay) ties
+# Nesterov's 89.17% at 3-7% more time an epoch; batch 512 loses 0.5-0.9 points, a weight decay of
+# 1e-3 or 2e-3 loses 0.7 or 1.4, an EMA of the weights 0.3. So the recipe stays Nesterov.
 RECIPE = Recipe(
     # fastres divides its logits by 9, so its weights see smaller gradients: one epoch of
     # CIFAR-10 reached 66.6% at 0.2, 72.4% at 0.8, 72.3% at 2 and 72.0% at 5 (widths 16-32-64,

@@ -36,8 +36,8 @@ run says so in one line; on a busy run the line says the figures stay. A figure 
 other programs kept `BUSY` of a core busy (the same counters, around the timing) is kept and
 marked ``busy``: a busy plan uses it, and the next quiet plan times it again. A run checks only
 the figures of what it chose, so without this a figure made slow by a passing load (a bfloat16
-step timed at 1.7 s beside float32's 0.16 s, on a machine where it takes a fifth of float32's)
-would choose against itself in every later plan.
+step timed at 1.7 s beside float32's 0.16 s, on a Xeon where it takes 0.08 s) would choose
+against itself in every later plan.
 
 The file is written atomically, merged with what another run wrote meanwhile, and keeps the
 `KEEP` newest figures. A file that cannot be read, or another format's, is ignored with one log
