@@ -73,6 +73,26 @@ def test_muon_sweeps_like_the_others(image_folder: Path, tmp_path: Path,
     assert muon["suggestion"] is not None and "lr-find muon: " in printed.err
 
 
+def test_the_groups_keep_their_ratios_while_the_rate_grows(
+        image_folder: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from descend.optim import Muon
+
+    seen: list[list[float]] = []
+    step = Muon.step
+
+    def recording(self: Muon, *args: object, **kwargs: object) -> object:
+        seen.append([g["lr"] for g in self.param_groups])
+        return step(self, *args, **kwargs)
+
+    monkeypatch.setattr(Muon, "step", recording)
+    cfg = TrainConfig(data=f"imagefolder:{image_folder}", model="cnn", device="cpu",
+                      progress=False, batch_size=8, optimizer="muon", partner_lr_scale=5)
+    finding = lr_find(cfg, steps=20, start=1e-4, end=1.0, log=lambda _: None)
+    swept = seen[-len(finding.lrs):]  # after the plan's timed steps
+    assert [muon for muon, _ in swept] == pytest.approx(finding.lrs)  # the rate swept
+    assert [partner for _, partner in swept] == pytest.approx([5 * lr for lr in finding.lrs])
+
+
 def test_the_old_plot_flag_still_writes_its_file(image_folder: Path, tmp_path: Path,
                                                  capsys: pytest.CaptureFixture) -> None:
     plot = tmp_path / "lr.png"

@@ -102,8 +102,11 @@ def suggest(lrs: list[float], smoothed: list[float]) -> tuple[float | None, floa
 def sweep(run: Any, finding: LRFinding, steps: int, start: float, end: float,
           progress: bool = False) -> None:
     """Train ``run``'s model for ``steps`` steps at exponentially growing rates, recording
-    the losses, until the smoothed loss diverges; ``progress``: a bar on a terminal's stderr."""
+    the losses, until the smoothed loss diverges; ``progress``: a bar on a terminal's stderr.
+    The rate swept is the first parameter group's; the others keep their ratio to it
+    (``--backbone-lr-scale``, ``--partner-lr-scale``)."""
     model, optimizer, cfg = run.step_model, run.optimizer, run.cfg
+    ratios = [g["lr"] / optimizer.param_groups[0]["lr"] for g in optimizer.param_groups]
     model.train()
     average, best = SmoothedLoss(), math.inf
     bar = tqdm(total=steps, desc=f"lr-find {finding.optimizer}", unit="step", leave=False,
@@ -111,8 +114,8 @@ def sweep(run: Any, finding: LRFinding, steps: int, start: float, end: float,
     for i, (x, y) in enumerate(itertools.islice(batches(run), steps)):
         bar.update(1)
         lr = start * (end / start) ** (i / (steps - 1))
-        for group in optimizer.param_groups:
-            group["lr"] = lr
+        for group, ratio in zip(optimizer.param_groups, ratios):
+            group["lr"] = lr * ratio
         with autocast(run.device, run.amp):
             loss = F.cross_entropy(model(x), y, label_smoothing=cfg.label_smoothing or 0.0)
         optimizer.zero_grad(set_to_none=True)
