@@ -65,6 +65,9 @@ class Bounds:
 POSITIVE = Bounds(0, from_low=False)
 NON_NEGATIVE = Bounds(0)
 FRACTION = Bounds(0, 1)  # [0, 1)
+# The schedules that are a function of the run's planned length (descend/training/fitting/
+# schedules.py): resuming cannot stretch them.
+FIXED_LENGTH = ("onecycle", "cosine", "linear")
 
 
 # Help that lists the registries' entries is written when the help is shown, not when this

@@ -26,7 +26,7 @@ from typing import Any, cast
 import torch
 from torch import nn
 
-from descend.config import TrainConfig
+from descend.config import FIXED_LENGTH, TrainConfig
 from descend.data.augment import parse_augment
 from descend.data.batching import Normalize, epoch_seed
 from descend.data.datasets import load_dataset
@@ -54,7 +54,7 @@ from descend.training.fitting.callbacks import (
 from descend.training.fitting.loop import RunningMetrics, loss_and_accuracy, train_one_epoch
 from descend.training.fitting.monitor import BestMetric
 from descend.training.fitting.run import Epoch, Run
-from descend.training.fitting.schedules import FIXED_LENGTH, Horizon, create_schedule
+from descend.training.fitting.schedules import Horizon, create_schedule
 from descend.training.keeping.resume import check_same_data, data_fingerprint
 from descend.training.keeping.run_folder import RunFolder
 from descend.training.planning.initialize import (

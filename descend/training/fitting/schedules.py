@@ -3,9 +3,9 @@
 (smooth schedules) or every epoch.
 
 A run's length is a `Horizon`: the steps done and the steps planned. onecycle, cosine and
-linear (`FIXED_LENGTH`) are functions of the horizon's progress, so a time budget that learns
-mid-run that fewer (or more) steps fit revises the horizon and the rest of the schedule
-stretches or shrinks to end on the last step, with no jump in the learning rate. The
+linear (`descend.config.FIXED_LENGTH`) are functions of the horizon's progress, so a time
+budget that learns mid-run that fewer (or more) steps fit revises the horizon and the rest of
+the schedule stretches or shrinks to end on the last step, with no jump in the learning rate. The
 epoch-based schedules are torch's own.
 """
 
@@ -23,9 +23,6 @@ from torch.optim import lr_scheduler
 from descend.config import TrainConfig
 from descend.optim.base import has_momentum
 from descend.registry import Registry
-
-# The schedules that are a function of the run's planned length: resuming cannot stretch them.
-FIXED_LENGTH = ("onecycle", "cosine", "linear")
 
 
 @dataclass

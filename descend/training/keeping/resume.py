@@ -15,12 +15,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from descend.config import TrainConfig
+from descend.config import FIXED_LENGTH, TrainConfig
 from descend.data.splits import DataSplits
 from descend.errors import CheckpointError, ConfigError, DataError
 from descend.runtime.checkpoint import REQUIRED, read_checkpoint
 from descend.runtime.migrate import upgrade_config
-from descend.training.fitting.schedules import FIXED_LENGTH
 
 # What a last.pt holds beyond what every checkpoint has: the state training continues from.
 RESUME_NEEDS = (*REQUIRED, "epoch", "optimizer", "scheduler", "early_stopping", "history", "rng",
