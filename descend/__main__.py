@@ -1,5 +1,3 @@
-import sys
+from descend.cli.main import entry
 
-from descend.cli.main import main
-
-sys.exit(main())
+entry()

@@ -98,6 +98,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _unexpected(e)
 
 
+def entry() -> None:
+    """The ``descend`` program (its console script and ``python -m descend``): `main`'s status
+    as the process's. A torchrun worker ends without the interpreter's teardown
+    (`descend.training.fitting.distributed.leave`)."""
+    code = main()
+    if "torch.distributed" in sys.modules:  # only a process that imported it can be a worker
+        from descend.training.fitting.distributed import leave
+
+        leave(code)
+    sys.exit(code)
+
+
 def _out_of_memory(command: str, what: str) -> int:
     """Not a bug: the batch, the model or the images are too big for this machine."""
     print(f"descend {command}: error: out of memory ({what}): lower --batch-size (and "

@@ -29,7 +29,7 @@ from descend.config import TrainConfig
 from descend.data.batching import Normalize
 from descend.data.splits import ImageTensors
 from descend.training.fitting.callbacks import Callback
-from descend.training.fitting.distributed import world
+from descend.training.fitting.distributed import leave, world
 from descend.training.fitting.run import Run
 from descend.training.trainer import train
 
@@ -142,6 +142,7 @@ def main() -> None:
                       # CPU with native bfloat16 each new run picks its precision by timing.
                       amp=False, ema_decay=args.ema_decay),
           callbacks=callbacks)
+    leave(0)  # no interpreter teardown for a torchrun worker (see `leave`)
 
 
 if __name__ == "__main__":

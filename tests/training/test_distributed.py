@@ -216,6 +216,29 @@ def test_the_process_group_is_joined_and_always_left(monkeypatch: pytest.MonkeyP
     assert not distributed.active(), "an error inside must still leave the group"
 
 
+LEAVING = ("import atexit, sys\n"
+           "from descend.training.fitting.distributed import leave\n"
+           "atexit.register(lambda: print('teardown ran'))\n"
+           "sys.stdout.write('said, not yet flushed')\n"
+           "leave(3)\n"
+           "print('returned')\n")
+
+
+@pytest.mark.parametrize("worker", [True, False])
+def test_a_torchrun_worker_leaves_without_the_teardown(worker: bool, tmp_path: Path) -> None:
+    """`leave`: a worker's status and its buffered output survive, the interpreter's teardown
+    (atexit here; gloo's abort in CI) is skipped; without torchrun it returns."""
+    ranks = {"RANK": "0", "WORLD_SIZE": "1", "LOCAL_RANK": "0"} if worker else {}
+    env = {**_env(tmp_path / "cache"), **ranks}
+    proc = subprocess.run([sys.executable, "-c", LEAVING], env=env, capture_output=True,
+                          text=True, timeout=120)
+    if worker:
+        assert (proc.returncode, proc.stdout) == (3, "said, not yet flushed")
+    else:
+        assert proc.returncode == 0
+        assert proc.stdout == "said, not yet flushedreturned\nteardown ran\n"
+
+
 def test_the_batch_size_is_the_global_batch() -> None:
     assert distributed.split_batch(256, 4) == 64 and distributed.split_batch(8, 1) == 8
     with pytest.raises(ConfigError, match="--batch-size 7 does not split evenly over 2"):

@@ -44,7 +44,9 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import inspect
+import logging
 import os
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -84,6 +86,26 @@ def launched() -> World | None:
         return None
     return World(int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"]),
                  int(os.environ["LOCAL_RANK"]))
+
+
+def leave(code: int) -> None:
+    """End a torchrun worker with exit status ``code`` the way Python's multiprocessing ends its
+    children: the standard streams flushed, then ``os._exit``, without the interpreter's
+    teardown. Outside torchrun it returns, and the caller exits as usual.
+
+    The teardown is where a gloo worker could abort after a finished run ("terminate called
+    without an active exception", SIGABRT): the run was saved, but torchrun reported a failure.
+    Every rank has left the process group by then (`process_group`) and a run folder's files are
+    written atomically, so nothing is lost by skipping it. A script of your own that calls
+    `descend.train` under torchrun can end with ``leave(0)`` for the same reason.
+    """
+    if launched() is None:
+        return
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(OSError, ValueError):  # a closed pipe: nothing left to say
+            stream.flush()
+    os._exit(code)
 
 
 def active() -> bool:
