@@ -47,6 +47,7 @@ RECIPES = {  # name: the flags it adds to `descend train`
     "nesterov, weight decay 1e-3": "--weight-decay 1e-3",
     "nesterov, weight decay 2e-3": "--weight-decay 2e-3",
     "nesterov, weight decay 2.5e-4": "--weight-decay 2.5e-4",
+    "nesterov, weight decay 1e-4": "--weight-decay 1e-4",
     "nesterov, momentum 0.85": "--momentum 0.85",
     "muon 0.3 linear, partner x3.3, dirac init": f"{MUON} --lr 0.3 --partner-lr-scale 3.3 "
                                                  "--model-arg dirac=true",
