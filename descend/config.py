@@ -232,8 +232,10 @@ class TrainConfig:
         "norm shifts, the classifier head) learn at this multiple of --lr, as airbench gives "
         "them rates of their own; 1 trains both at --lr", bounds=POSITIVE)
     momentum: float = _model(0.9, "momentum / beta1", bounds=FRACTION)
-    weight_decay: float = _model(5e-4, "L2 as in the ResNet recipes; AdamW decouples it",
-                                 bounds=NON_NEGATIVE)
+    weight_decay: float | None = _model(
+        None, "L2 (AdamW and Muon decouple it)",
+        default_text=lambda: f"the model's recipe: {_recipe('weight_decay')}",
+        bounds=NON_NEGATIVE)
     label_smoothing: float | None = _model(
         None, "cheap regularisation, worth ~1% on CIFAR-10",
         default_text=lambda: f"the model's recipe: {_recipe('label_smoothing')}",

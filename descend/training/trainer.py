@@ -323,8 +323,9 @@ def build(plan: RunPlan, data: DataSplits, folder: RunFolder, start: StartingWei
         torch.set_num_threads(plan.threads)
     model, new_weights = build_model(plan, data, Normalize(plan.mean, plan.std, device), start,
                                      device, log)
-    # The plan filled both (and `setup` turned --lr auto into lr-find's rate).
+    # The plan filled these (and `setup` turned --lr auto into lr-find's rate).
     assert isinstance(cfg.lr, (int, float)) and cfg.batch_size is not None
+    assert cfg.weight_decay is not None
     # The model, not its parameters: an optimizer may split it into groups (Muon's head).
     params: nn.Module | list[dict[str, Any]] = model
     if cfg.backbone_lr_scale != 1 and new_weights:  # discriminative rates: body slower

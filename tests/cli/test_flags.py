@@ -20,7 +20,9 @@ def test_every_setting_is_a_train_flag_with_its_one_default(
     defaults = TrainConfig()
     for f in dataclasses.fields(TrainConfig):
         assert flag_name(f.name) in text, f.name
-    assert f"(default: {defaults.weight_decay})" in text
+    assert "L2 (AdamW and Muon decouple it) (default: the model's recipe: 0.00025 for " \
+           "fastres" in text  # a recipe's value, model by model
+    assert f"(default: {defaults.momentum})" in text
     assert "epochs to train (--time-budget plans them instead) (default: 8, or for a small " \
            "dataset" in text
     assert "training batch size; an explicit one the data cannot fill is an error (default: " \

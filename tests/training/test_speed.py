@@ -154,14 +154,16 @@ def test_the_steps_that_fit_count_each_validation_and_cut_the_last_epoch() -> No
 
 def test_recipe_fills_only_what_was_left_open() -> None:
     cfg = with_recipe(TrainConfig(), "cifar10")
-    assert cfg.model == "fastres" and cfg.label_smoothing == 0.2
+    assert cfg.model == "fastres" and cfg.label_smoothing == 0.2 and cfg.weight_decay == 2.5e-4
     assert cfg.augment == "crop:2,hflip" and cfg.model_args == {"tta": 2}
     mnist = with_recipe(TrainConfig(data="mnist"), "mnist")
     assert not parse_augment(mnist.augment).mirrors() and mnist.model_args == {"tta": 0}
     mine = with_recipe(TrainConfig(model="cnn", label_smoothing=0.0, augment="none"), "cifar10")
     assert (mine.model, mine.label_smoothing, mine.augment, mine.model_args) == (
         "cnn", 0.0, "none", {})
-    assert with_recipe(TrainConfig(model="mlp"), "cifar10").label_smoothing == 0.1
+    mlp = with_recipe(TrainConfig(model="mlp"), "cifar10")
+    assert (mlp.label_smoothing, mlp.weight_decay) == (0.1, 5e-4)
+    assert with_recipe(TrainConfig(weight_decay=0.0), "cifar10").weight_decay == 0.0
 
 
 def test_a_budgeted_run_plans_its_epochs_and_ends_in_time(image_folder: Path,

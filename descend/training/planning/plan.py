@@ -316,12 +316,12 @@ class Probe:
             key = (amp, steps, torch.get_num_threads())
             # A remembered figure is asked again once it must answer for the load now.
             if key not in self._steps or (self.now and self._steps[key][1]):
-                lr = cfg.lr
-                assert isinstance(lr, (int, float))  # the plan filled it
+                lr, decay = cfg.lr, cfg.weight_decay
+                assert isinstance(lr, (int, float)) and decay is not None  # the plan filled them
                 self._steps[key] = self.figure("step", amp, lambda: step_seconds(
                     self.model, make_loader(self.data.train, self.options()),
                     lambda params: create_optimizer(cfg.optimizer, params, lr, cfg.momentum,
-                                                    cfg.weight_decay), self.device, amp, steps,
+                                                    decay), self.device, amp, steps,
                     self.limit))
             return self._steps[key][0]
 

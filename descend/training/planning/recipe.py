@@ -34,7 +34,7 @@ def recipe_changes(cfg: TrainConfig, data_name: str | None = None,
     model = cfg.model or DEFAULT_MODEL
     recipe = recipe_for(model, fine_tuning)
     fill: dict[str, Any] = {"label_smoothing": recipe.label_smoothing,
-                            "augment": recipe.augment}
+                            "weight_decay": recipe.weight_decay, "augment": recipe.augment}
     if data_name is not None and not may_mirror(data_name):
         # The dataset's images do not survive mirroring (`Dataset.mirrorable`): the recipe's
         # augmentation loses its flips there, and keeps the rest.
