@@ -38,7 +38,6 @@ TARGETS = {  # name: (dataset, time budget, test accuracy to reach)
     "cifar10-94-10m": ("cifar10", "10m", 0.94),
     "cifar10-94": ("cifar10", "30m", 0.94),  # long: only with --include-long
 }
-LONG = {"cifar10-94"}
 DEFAULT = ("mnist-99.0", "mnist-99.5", "cifar10-90")  # without --targets
 
 
