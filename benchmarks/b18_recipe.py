@@ -48,7 +48,13 @@ RECIPES = {  # name: the flags it adds to `descend train`
     "nesterov, weight decay 2e-3": "--weight-decay 2e-3",
     "nesterov, weight decay 2.5e-4": "--weight-decay 2.5e-4",
     "nesterov, weight decay 1e-4": "--weight-decay 1e-4",
-    "nesterov, momentum 0.85": "--momentum 0.85",
+    "nesterov, alternating flip": "--augment crop:2,alternating-flip",
+    "nesterov, batch 128": "--batch-size 128",
+    "nesterov, alternating flip, batch 128": "--augment crop:2,alternating-flip --batch-size 128",
+    "nesterov, lr 0.7": "--lr 0.7",
+    "nesterov, lr 1.4": "--lr 1.4",
+    "nesterov, label smoothing 0.1": "--label-smoothing 0.1",
+    "nesterov, label smoothing 0.3": "--label-smoothing 0.3",
     "muon 0.3 linear, partner x3.3, dirac init": f"{MUON} --lr 0.3 --partner-lr-scale 3.3 "
                                                  "--model-arg dirac=true",
 }

@@ -103,10 +103,14 @@ class RandomCrop(BatchOp):
     exact = True
 
     def __call__(self, x: torch.Tensor, g: torch.Generator,
-                 hflip: float | None = None) -> torch.Tensor:
+                 hflip: float | torch.Tensor | None = None) -> torch.Tensor:
+        """``hflip``: a following left-right flip folded in, by its probability or by which
+        samples it mirrors (a bool per sample: `AlternatingFlip`)."""
         n, c, h, w = x.shape
         p = self.padding
         if p == 0:
+            if isinstance(hflip, torch.Tensor):
+                return mirror(x, hflip)
             return Flip(hflip)(x, g) if hflip is not None else x
         width = w + 2 * p
         xp = F.pad(x, (p, p, p, p)).view(n, c, (h + 2 * p) * width)
@@ -114,7 +118,8 @@ class RandomCrop(BatchOp):
         dx = torch.randint(0, 2 * p + 1, (n, 1, 1), generator=g, device=x.device)
         cols = torch.arange(w, device=x.device)[None, None, :]
         if hflip is not None:
-            flip = torch.rand(n, generator=g, device=x.device) < hflip
+            flip = (hflip if isinstance(hflip, torch.Tensor)
+                    else torch.rand(n, generator=g, device=x.device) < hflip)
             cols = torch.where(flip[:, None, None], (w - 1) - cols, cols)
         rows = torch.arange(h, device=x.device)[None, :, None]
         index = ((dy + rows) * width + dx + cols).view(n, 1, h * w)
@@ -130,9 +135,28 @@ class Flip(BatchOp):
     exact = True
 
     def __call__(self, x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
-        idx = torch.nonzero(torch.rand(x.shape[0], generator=g, device=x.device) < self.p)
-        idx = idx.flatten()
-        return x.index_copy(0, idx, x.index_select(0, idx).flip(self.dim))
+        return mirror(x, torch.rand(x.shape[0], generator=g, device=x.device) < self.p, self.dim)
+
+
+def mirror(x: torch.Tensor, which: torch.Tensor, dim: int = 3) -> torch.Tensor:
+    """``x`` with the samples where ``which`` (bool, one per sample) is set flipped along
+    ``dim``."""
+    idx = torch.nonzero(which).flatten()
+    return x.index_copy(0, idx, x.index_select(0, idx).flip(dim))
+
+
+@dataclass
+class AlternatingFlip(Flip):
+    """airbench's alternating flip (Jordan, 2024, "94% on CIFAR-10 in 3.29 seconds", section
+    3.6): each image is mirrored in every other epoch, from a random first epoch, instead of at
+    random in each. With ``m_i`` a fair coin drawn once per image, image i is mirrored in epoch
+    e iff ``m_i xor (e mod 2)``: any two consecutive epochs show it both ways, where random
+    flips show it the same way twice in half of them.
+
+    The loader knows each sample's image and the epoch, and passes the mask
+    (`Augment.run`'s ``mirrored``: `batching.AlternatingMirrors`); without it (a preview of the
+    augmentation) this is a random flip with probability 1/2.
+    """
 
 
 @dataclass
@@ -395,6 +419,13 @@ def _hflip(p: float = 0.5) -> Item:
     return Flip(_prob(p), 3)
 
 
+@_register("alternating-flip", "alt-flip")
+def _alternating_flip() -> Item:
+    """alternating-flip: mirror left-right in every other epoch, from a random first epoch per
+    image (airbench)."""
+    return AlternatingFlip()
+
+
 @_register("vflip", "vertical-flip")
 def _vflip(p: float = 0.5) -> Item:
     """vflip:P: mirror up-down with probability P (default 0.5)."""
@@ -481,8 +512,14 @@ class Augment:
         """Whether the ops shift images by whole pixels (random crops of a padded image)."""
         return any(isinstance(op, RandomCrop) and op.padding for op in self.ops)
 
-    def run(self, x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
+    def alternates(self) -> bool:
+        """Whether an op mirrors in alternate epochs (its loader passes which samples)."""
+        return any(isinstance(op, AlternatingFlip) for op in self.ops)
+
+    def run(self, x: torch.Tensor, g: torch.Generator,
+            mirrored: torch.Tensor | None = None) -> torch.Tensor:
         """Apply the ops; uint8 in stays uint8 while every op so far is exact, else float [0, 1].
+        ``mirrored``: which samples (bool) an `AlternatingFlip` mirrors in this batch.
 
         The loader feeds uint8 and folds the conversion into normalization.
         """
@@ -491,10 +528,11 @@ class Augment:
             while i < len(ops) and ops[i].exact:
                 op, nxt = ops[i], ops[i + 1] if i + 1 < len(ops) else None
                 if isinstance(op, RandomCrop) and isinstance(nxt, Flip) and nxt.dim == 3:
-                    x = op(x, g, hflip=nxt.p)  # crop and flip in one gather
+                    # crop and flip in one gather
+                    x = op(x, g, hflip=self._flip(nxt, mirrored))
                     i += 2
                 else:
-                    x = op(x, g)
+                    x = self._one(op, x, g, mirrored)
                     i += 1
             if i == len(ops):
                 return x
@@ -514,9 +552,21 @@ class Augment:
                     i += 1
                 x = warp(x, theta, inside)
             else:
-                x = ops[i](x, g)
+                x = self._one(ops[i], x, g, mirrored)
                 i += 1
         return x
+
+    @staticmethod
+    def _flip(op: Flip, mirrored: torch.Tensor | None) -> float | torch.Tensor:
+        """What a flip folded into a crop mirrors: the loader's mask for an alternating one."""
+        return mirrored if isinstance(op, AlternatingFlip) and mirrored is not None else op.p
+
+    @staticmethod
+    def _one(op: BatchOp, x: torch.Tensor, g: torch.Generator,
+             mirrored: torch.Tensor | None) -> torch.Tensor:
+        if isinstance(op, AlternatingFlip) and mirrored is not None:
+            return mirror(x, mirrored, op.dim)
+        return op(x, g)
 
     def __call__(self, x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
         """The augmented batch as floats in [0, 1] (uint8 input is scaled by 1/255)."""

@@ -15,8 +15,8 @@ import torch
 from descend.data.augment import Augment
 from descend.errors import ConfigError
 
-__all__ = ["LoaderOptions", "Normalize", "check_batch_size", "epoch_seed", "fitting_batch_size",
-           "shard_block", "shard_length", "shard_permutation"]
+__all__ = ["AlternatingMirrors", "LoaderOptions", "Normalize", "check_batch_size", "epoch_seed",
+           "fitting_batch_size", "shard_block", "shard_length", "shard_permutation"]
 
 
 @dataclass
@@ -69,6 +69,30 @@ def epoch_seed(seed: int, epoch: int, rank: int = 0) -> int:
     """The seed of an epoch's random stream (order and augmentation); under torchrun, rank
     ``rank``'s own stream (augmentation, dropout), rank 0's being the one-process stream."""
     return seed * 1_000_003 + epoch + rank * RANK_STRIDE
+
+
+class AlternatingMirrors:
+    """Which images an `augment.AlternatingFlip` mirrors, epoch by epoch: a fair coin per image
+    of the split, drawn once from the run's seed (its own stream, the same on every rank, so a
+    resumed run draws it again), then turned over every epoch: ``first[i] xor (epoch mod 2)``.
+    """
+
+    STREAM = RANK_STRIDE // 2  # between rank 0's streams and rank 1's: no epoch's stream
+
+    def __init__(self, n: int, seed: int, device: torch.device) -> None:
+        g = torch.Generator().manual_seed(epoch_seed(seed, 0) + self.STREAM)
+        self.first = (torch.rand(n, generator=g) < 0.5).to(device)
+
+    def __call__(self, index: torch.Tensor, epoch: int) -> torch.Tensor:
+        """The mask of the images ``index`` (positions in the split) in ``epoch``."""
+        first = self.first.index_select(0, index.to(self.first.device))
+        return first ^ bool(epoch % 2)
+
+    @classmethod
+    def wanted(cls, augment: Augment | None, n: int, seed: int, device: torch.device
+               ) -> AlternatingMirrors | None:
+        """The mirrors of a split of ``n`` images where ``augment`` alternates, else None."""
+        return cls(n, seed, device) if augment is not None and augment.alternates() else None
 
 
 def shard_permutation(order: torch.Tensor, rank: int, world_size: int, drop_last: bool

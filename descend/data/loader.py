@@ -16,6 +16,7 @@ from collections.abc import Iterator
 import torch
 
 from descend.data.batching import (
+    AlternatingMirrors,
     LoaderOptions,
     Normalize,
     batch_count,
@@ -52,6 +53,8 @@ class BatchLoader:
         self.augment = options.active_augment
         self.normalize = Normalize.for_options(options)
         self.seed, self.epoch = options.seed, 0
+        self.mirrors = AlternatingMirrors.wanted(self.augment, len(self.labels), self.seed,
+                                                 self.device)
         mb = self.images.numel() * self.images.element_size() / 1e6
         self.description = (
             f"in-memory uint8 images, {len(data):,} x {tuple(data.images.shape[1:])}, "
@@ -77,11 +80,16 @@ class BatchLoader:
             lo, hi = b * self.batch_size, min((b + 1) * self.batch_size, self.length)
             if order is None:  # evaluation: contiguous slices, no gather
                 x, y = self.images[lo:hi], self.labels[lo:hi]
+                idx = None
             else:  # index_select copies whole rows: 20x faster than images[idx] on uint8
                 idx = order[lo:hi]
                 x, y = self.images.index_select(0, idx), self.labels.index_select(0, idx)
             if self.augment is not None:
-                x = self.augment.run(x, g)
+                mirrored = None
+                if self.mirrors is not None:
+                    where = torch.arange(lo, hi, device=self.device) if idx is None else idx
+                    mirrored = self.mirrors(where, self.epoch)
+                x = self.augment.run(x, g, mirrored)
             yield self.normalize(x), y
 
 

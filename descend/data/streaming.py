@@ -22,6 +22,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from descend.data.batching import (
+    AlternatingMirrors,
     LoaderOptions,
     Normalize,
     batch_count,
@@ -96,6 +97,7 @@ class StreamingLoader:
         self.augment = options.active_augment
         self.normalize = Normalize.for_options(options)
         self.seed, self.epoch = options.seed, 0
+        self.mirrors = AlternatingMirrors.wanted(self.augment, len(data), self.seed, self.device)
         self.strict, self.on_skip = options.strict, options.on_skip
         self.skipped: list[dict[str, str]] = []
         self.workers = default_workers() if options.workers is None else options.workers
@@ -149,11 +151,11 @@ class StreamingLoader:
                 g.manual_seed(epoch_seed(self.seed, self.epoch, self.rank))
         else:
             self.batches.order = torch.arange(*shard_block(n, self.rank, self.world_size))
-        for x, y, _, problems in self.loader:
+        for x, y, idx, problems in self.loader:
             if problems:
                 self._report(problems)
                 keep = y >= 0
-                x, y = x[keep], y[keep]
+                x, y, idx = x[keep], y[keep], idx[keep]
                 if len(y) == 0:
                     if self.world_size > 1:  # a skipped step would leave the ranks out of step
                         raise DataError(
@@ -165,5 +167,6 @@ class StreamingLoader:
             x = x.to(self.device, non_blocking=True)
             y = y.to(self.device, non_blocking=True)
             if self.augment is not None:
-                x = self.augment.run(x, g)
+                mirrored = self.mirrors(idx, self.epoch) if self.mirrors is not None else None
+                x = self.augment.run(x, g, mirrored)
             yield self.normalize(x), y

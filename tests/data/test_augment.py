@@ -12,6 +12,7 @@ from descend.errors import ConfigError
 RANDOM_OPS = {
     "crop": "crop:4",
     "hflip": "hflip",
+    "alternating-flip": "alternating-flip",  # without the loader's mask: a random flip
     "vflip": "vflip",
     "cutout": "cutout:8",
     "rotate": "rotate:30",
@@ -252,3 +253,19 @@ def test_crop_then_hflip_fused_in_one_gather_equals_the_two_ops() -> None:
     assert torch.equal(fused, apart)
     flipped = parse_augment("crop:0,hflip:1")(x, torch.Generator())
     assert torch.equal(flipped, x.flip(3).float() / 255)
+
+
+def test_an_alternating_flip_mirrors_the_samples_the_loader_names() -> None:
+    """Given the loader's mask (`Augment.run`'s ``mirrored``), the flip draws nothing: it mirrors
+    those samples, folded into the crop on uint8 as on floats apart."""
+    x = _batch(64)
+    which = torch.arange(64) % 3 == 0
+    aug = parse_augment("crop:3,alternating-flip,cutout:4")
+    assert aug.mirrors() and aug.alternates() and not parse_augment("crop:3,hflip").alternates()
+    fused = aug.run(x, torch.Generator().manual_seed(4), which).float() / 255
+    apart = aug.run(x.float() / 255, torch.Generator().manual_seed(4), which)
+    assert torch.equal(fused, apart)
+    only = parse_augment("alt-flip").run(x, torch.Generator(), which)
+    assert torch.equal(only[which], x[which].flip(3)) and torch.equal(only[~which], x[~which])
+    no_shift = parse_augment("crop:0,alternating-flip").run(x, torch.Generator(), which)
+    assert torch.equal(no_shift, only)

@@ -1,3 +1,5 @@
+import dataclasses
+
 import pytest
 import torch
 
@@ -34,6 +36,36 @@ def test_epoch_order_depends_on_seed_and_epoch_only() -> None:
     assert all(torch.equal(x1, x2) for (x1, _), (x2, _) in zip(a, b))
     a.set_epoch(1)
     assert not torch.equal(next(iter(a))[0], next(iter(b))[0])
+
+
+def _mirrored(loader: BatchLoader, data: ImageTensors, epoch: int) -> torch.Tensor:
+    """Which images (by label: the labels are 0..n-1) ``loader`` mirrored in ``epoch``; every
+    image comes out either as it is or mirrored."""
+    loader.set_epoch(epoch)
+    flipped = torch.zeros(len(data), dtype=torch.bool)
+    for x, y in loader:
+        for image, label in zip(x, y):
+            original = data.images[label].float()
+            assert torch.equal(image, original) or torch.equal(image, original.flip(2))
+            flipped[label] = not torch.equal(image, original)
+    return flipped
+
+
+def test_an_alternating_flip_shows_every_image_both_ways_in_two_epochs() -> None:
+    g = torch.Generator().manual_seed(0)
+    data = ImageTensors(torch.randint(0, 256, (96, 3, 8, 8), dtype=torch.uint8, generator=g),
+                        torch.arange(96))
+    options = LoaderOptions(16, [0] * 3, [1 / 255] * 3, shuffle=True, seed=1,
+                            augment=parse_augment("alternating-flip"))
+    loader = BatchLoader(data, options)
+    first, second = _mirrored(loader, data, 0), _mirrored(loader, data, 1)
+    assert 30 < int(first.sum()) < 66  # a fair coin per image
+    assert torch.equal(second, ~first)  # the other way round in the next epoch
+    assert torch.equal(_mirrored(loader, data, 4), first)
+    # A resumed run (a new loader, the same seed) mirrors the same images; another seed others.
+    assert torch.equal(_mirrored(BatchLoader(data, options), data, 5), second)
+    other = BatchLoader(data, dataclasses.replace(options, seed=2))
+    assert not torch.equal(_mirrored(other, data, 0), first)
 
 
 def test_drop_last_and_batch_larger_than_data() -> None:
@@ -104,8 +136,11 @@ def test_make_loader_picks_memory_or_streaming_and_says_which(image_folder) -> N
     assert "streaming from 48 files with 0 worker processes" in streaming.description
 
 
-@pytest.mark.parametrize("workers", [0, 2])
-def test_streaming_gives_the_same_batches_as_memory(image_folder, workers: int) -> None:  # noqa: ANN001
+@pytest.mark.parametrize(("workers", "augment"), [(0, "crop:2,hflip,rotate:10"),
+                                                  (2, "crop:2,hflip,rotate:10"),
+                                                  (0, "crop:2,alternating-flip")])
+def test_streaming_gives_the_same_batches_as_memory(image_folder, workers: int,  # noqa: ANN001
+                                                    augment: str) -> None:
     """Same files, seed and augmentation: the streamed epoch equals the in-memory one."""
     from descend.data.datasets import load_dataset
     from descend.data.loader import make_loader
@@ -114,8 +149,7 @@ def test_streaming_gives_the_same_batches_as_memory(image_folder, workers: int) 
     lazy = load_dataset(f"imagefolder:{image_folder}", image_size=16, progress=False,
                         memory_budget=0)
     assert lazy.train.paths == mem.train.paths
-    kw = dict(shuffle=True, drop_last=True, augment=parse_augment("crop:2,hflip,rotate:10"),
-              seed=7)
+    kw = dict(shuffle=True, drop_last=True, augment=parse_augment(augment), seed=7)
     a = make_loader(mem.train, LoaderOptions(8, [0.5] * 3, [0.25] * 3, **kw))
     b = make_loader(lazy.train, LoaderOptions(8, [0.5] * 3, [0.25] * 3, workers=workers, **kw))
     assert len(a) == len(b) == 6
