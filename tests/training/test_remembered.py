@@ -3,6 +3,7 @@ a second plan that times nothing, the load now, and a wrong figure that the run 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import resource
@@ -367,3 +368,47 @@ def test_a_busy_run_leaves_the_figures_as_they_are(
     assert path.read_text() == before
     log = (result.run_dir / "train.log").read_text()
     assert "but other programs kept 1.5 cores busy during the run: the figures stay" in log
+
+
+def test_a_fresh_look_times_again_and_replaces_a_quiet_figure_unless_busy_now(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / MEMORY_FILE
+    calls: list[float] = []
+    monkeypatch.setattr(remembered, "others_during", lambda measure: (measure(), 0.0))
+    first = ProbeMemory(path, MACHINE)
+    assert first.seconds(SETUP, measured(0.58, calls)) == 0.58  # a slow moment, not busy
+    first.save()
+    busy = ProbeMemory(path, MACHINE, known=read_figures(path), load=1.5, looked=True)
+    assert busy.figure(SETUP, measured(0.9, calls), fresh=True) == (0.9, False)
+    busy.save()  # timed while others were busy: the memory keeps its quiet figure
+    assert [f.seconds for _, f in read_figures(path).values()] == [0.58]
+    quiet = ProbeMemory(path, MACHINE, known=read_figures(path), load=0.0, looked=True)
+    assert quiet.figure(SETUP, measured(0.21, calls), fresh=True) == (0.21, False)
+    quiet.save()
+    assert [f.seconds for _, f in read_figures(path).values()] == [0.21]
+    assert calls == [0.58, 0.9, 0.21]
+
+
+def test_a_remembered_verdict_against_native_bf16_gets_a_fresh_look_that_replaces_it(
+        first: FirstPlan, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        isolated_cache: Path) -> None:
+    import descend.runtime.precision as precision
+
+    quiet(monkeypatch)
+    monkeypatch.setattr(precision, "native_bf16", lambda flags=None: "amx_bf16")
+    bf16 = {"seconds": 0.29}  # a slow moment: bfloat16 timed as slow as float32
+
+    def step_seconds(*args: Any, **kwargs: Any) -> float:
+        amp = args[4]
+        return bf16["seconds"] if amp else 0.30
+
+    monkeypatch.setattr(plan, "step_seconds", step_seconds)
+    cfg = TrainConfig(data=f"imagefolder:{first.folder}", model="cnn", image_size=16,
+                      batch_size=8, epochs=1, progress=False, download=False, amp=True)
+    log, config = plan_of(dataclasses.replace(cfg, out=str(tmp_path / "a")))
+    assert "precision float32" in log and "timed twice" in log
+    bf16["seconds"] = 0.10  # the machine as it is: the remembered 0.29 would say float32 again
+    log, config = plan_of(dataclasses.replace(cfg, out=str(tmp_path / "b")))
+    assert "precision bfloat16 autocast" in log and "300 ms in float32 and 100 ms" in log
+    figures = read_figures(isolated_cache / MEMORY_FILE)
+    assert sorted(f.seconds for _, f in figures.values()) == [0.10, 0.30]

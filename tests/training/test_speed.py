@@ -72,6 +72,30 @@ def test_bf16_is_chosen_only_where_the_cpu_has_it_and_it_measurably_pays() -> No
     assert choose_amp(True, torch.device("cuda"), measure, lines.append)
 
 
+def test_a_verdict_against_native_bf16_is_timed_again_and_the_second_timing_decides() -> None:
+    lines: list[str] = []
+    first = {False: 0.598, True: 0.582}  # a slow moment during the bfloat16 probe
+    second = {False: 0.611, True: 0.211}
+    asked: list[bool] = []
+
+    def again(amp: bool) -> float:
+        asked.append(amp)
+        return second[amp]
+
+    assert choose_amp(True, CPU, first.__getitem__, lines.append, flags={"amx_bf16"},
+                      again=again)
+    assert asked == [False, True]
+    assert "611 ms in float32 and 211 ms" in lines[-1] and "598 and 582 ms" in lines[-1]
+    second[True] = 0.60  # the second look agrees: float32, said with both timings
+    assert not choose_amp(True, CPU, first.__getitem__, lines.append, flags={"amx_bf16"},
+                          again=again)
+    assert "too little to pay" in lines[-1] and "timed twice" in lines[-1]
+    asked.clear()  # a verdict for bfloat16 needs no second look
+    assert choose_amp(True, CPU, {False: 0.3, True: 0.1}.__getitem__, lines.append,
+                      flags={"amx_bf16"}, again=again)
+    assert asked == []
+
+
 def test_the_precisions_timed_are_those_the_device_can_choose() -> None:
     assert amp_candidates(True, CPU, flags={"avx2"}) == (False,)
     assert amp_candidates(True, CPU, flags={"avx512_bf16"}) == (False, True)

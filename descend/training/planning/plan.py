@@ -308,21 +308,21 @@ class Probe:
         return epoch_length(len(make_loader(self.data.train, self.options(False))),
                             self.cfg.epoch_steps)
 
-    def step(self, amp: bool, steps: int = PROBE_STEPS) -> float:
+    def step(self, amp: bool, steps: int = PROBE_STEPS, fresh: bool = False) -> float:
         """Seconds of one training step (`probes.step_seconds`), on the run's own batches and
-        threads."""
+        threads; ``fresh``: timed again, whatever this plan or the memory holds."""
         cfg = self.cfg
         with cpu_threads(self.threads):
             key = (amp, steps, torch.get_num_threads())
             # A remembered figure is asked again once it must answer for the load now.
-            if key not in self._steps or (self.now and self._steps[key][1]):
+            if fresh or key not in self._steps or (self.now and self._steps[key][1]):
                 lr, decay = cfg.lr, cfg.weight_decay
                 assert isinstance(lr, (int, float)) and decay is not None  # the plan filled them
                 self._steps[key] = self.figure("step", amp, lambda: step_seconds(
                     self.model, make_loader(self.data.train, self.options()),
                     lambda params: create_optimizer(cfg.optimizer, params, lr, cfg.momentum,
                                                     decay), self.device, amp, steps,
-                    self.limit))
+                    self.limit), fresh)
             return self._steps[key][0]
 
     def validation(self, amp: bool) -> float:
@@ -334,12 +334,13 @@ class Probe:
             return self.figure("validation", amp, lambda: eval_seconds_per_image(
                 self.model, batches, self.device, amp))[0] * len(self.data.val)
 
-    def figure(self, what: str, amp: bool, measure: Callable[[], float]) -> tuple[float, bool]:
+    def figure(self, what: str, amp: bool, measure: Callable[[], float],
+               fresh: bool = False) -> tuple[float, bool]:
         """(``measure()``, False), or (the figure an earlier run on this machine measured,
         True): `ProbeMemory.figure`."""
         if self.memory is None:
             return measure(), False
-        return self.memory.figure(self.setup(what, amp), measure, now=self.now)
+        return self.memory.figure(self.setup(what, amp), measure, now=self.now, fresh=fresh)
 
     def remembered_on_a_quiet_machine(self, amp: bool) -> bool:
         """Is this step remembered at torch's threads, and no other program busy now
@@ -387,8 +388,9 @@ def probe_precision(cfg: TrainConfig, device: torch.device, probe: Probe,
             why.append("precision float32: --deterministic fixes the precision instead of "
                        "timing it")
         return False
-    return bool(distributed.broadcast_object(choose_amp(cfg.amp, device, probe.step,
-                                                        why.append)))
+    return bool(distributed.broadcast_object(choose_amp(
+        cfg.amp, device, probe.step, why.append,
+        again=lambda amp: probe.step(amp, fresh=True))))
 
 
 def probe_threads(cfg: TrainConfig, device: torch.device, probe: Probe, amp: bool,

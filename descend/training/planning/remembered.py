@@ -299,24 +299,26 @@ class ProbeMemory:
         """The figure of ``setup``: remembered, else ``measure()``d and kept."""
         return self.figure(setup, measure, now)[0]
 
-    def figure(self, setup: Key, measure: Callable[[], float], now: bool = False
-               ) -> tuple[float, bool]:
+    def figure(self, setup: Key, measure: Callable[[], float], now: bool = False,
+               fresh: bool = False) -> tuple[float, bool]:
         """(`seconds`, whether it was remembered). ``now``: the figure answers for the load now
         (the threads, the run's length), so a remembered one serves only while other programs
         are quiet; while they are busy it is timed again and the memory keeps its own. A figure
-        timed on a busy machine serves busy plans; a quiet one times it again and keeps that."""
+        timed on a busy machine serves busy plans; a quiet one times it again and keeps that.
+        ``fresh``: timed again whatever is remembered (a second look at a figure that decided
+        against expectations), and kept unless other programs are busy now."""
         key = self.key(setup)
         name = canonical(key)
         found = self.known.get(name) if self.read else None
-        if found is not None and not (now and self.busy) and not (found[1].busy
-                                                                  and not self.busy):
+        if found is not None and not fresh and not (now and self.busy) and not (
+                found[1].busy and not self.busy):
             self.recalled[name] = found
             return found[1].seconds, True
         seconds, load = others_during(measure)
-        if found is not None and not found[1].busy:  # busy now: the memory keeps its own
-            self.now_timed += 1
+        if found is not None and not found[1].busy and (self.busy or not fresh):
+            self.now_timed += 1  # busy now: the memory keeps its own
         else:
-            self.retimed += found is not None
+            self.retimed += found is not None and not fresh
             self.timed[name] = (key, Figure.now(seconds, busy=load is not None and load >= BUSY))
         return seconds, False
 
