@@ -52,6 +52,7 @@ from torch import nn
 
 from descend.data.augment import parse_augment
 from descend.models.registry import Recipe, register
+from descend.models.small_maps import SmallMapConv2d
 
 PATCH = 2  # side of the whitened patches
 BN_MOMENTUM = 0.4  # torch's convention: the weight of the newest batch in the running stats
@@ -69,10 +70,10 @@ class ConvGroup(nn.Module):
 
     def __init__(self, ci: int, co: int) -> None:
         super().__init__()
-        self.conv1 = nn.Conv2d(ci, co, 3, padding=1, bias=False)
+        self.conv1 = SmallMapConv2d(ci, co)
         self.pool = nn.MaxPool2d(2)
         self.bn1 = batch_norm(co)
-        self.conv2 = nn.Conv2d(co, co, 3, padding=1, bias=False)
+        self.conv2 = SmallMapConv2d(co, co)
         self.bn2 = batch_norm(co)
         self.act = nn.GELU()
 
