@@ -1,4 +1,4 @@
-"""A 3x3 convolution whose weight gradient is fast on the small feature maps of a CPU net.
+"""A convolution whose weight gradient is fast on the small feature maps of a CPU net.
 
 With y = conv(x, W) at stride 1 and padding p, the weight gradient is
 
@@ -9,7 +9,7 @@ filters dy, (o, n, H', W'), at the same padding. oneDNN's own weight-gradient ke
 when the maps are a few pixels wide and the channels many: at 3x3 maps, 256 channels in and
 out and a batch of 256 (fastres's last group), it took 11.2 ms in bfloat16 on an AMX Xeon
 against 2.5 ms for the convolution above, and 1.5 ms for the forward pass
-(BENCHMARKS.md B19). At 7x7 maps the native kernel is faster (18 ms against 52), so the
+(BENCHMARKS.md B19). At 7x7 maps the native kernel is faster (19 ms against 47), so the
 batch-as-channels form is used only where the maps are at most `SMALL_MAP` pixels a side,
 in bfloat16, on the CPU, while training. The forward pass and the input's gradient are
 torch's own, and the layer is an `nn.Conv2d` in every other respect (its state dict, its
