@@ -50,6 +50,16 @@ def measured(seconds: float, calls: list[float]) -> Callable[[], float]:
     return measure
 
 
+def timed_once(path: Path, monkeypatch: pytest.MonkeyPatch, seconds: float, load: float,
+               calls: list[float]) -> ProbeMemory:
+    """A memory that timed `SETUP` at ``seconds`` while other programs kept ``load`` cores
+    busy (and goes on seeing that load)."""
+    monkeypatch.setattr(remembered, "others_during", lambda measure: (measure(), load))
+    memory = ProbeMemory(path, MACHINE)
+    assert memory.seconds(SETUP, measured(seconds, calls)) == seconds
+    return memory
+
+
 def test_a_figure_timed_once_is_remembered_for_the_same_key_alone(tmp_path: Path) -> None:
     path = tmp_path / MEMORY_FILE
     calls: list[float] = []
@@ -92,9 +102,7 @@ def test_a_figure_timed_on_a_busy_machine_is_timed_again_by_a_quiet_plan(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     path = tmp_path / MEMORY_FILE
     calls: list[float] = []
-    monkeypatch.setattr(remembered, "others_during", lambda measure: (measure(), 1.5))
-    first = ProbeMemory(path, MACHINE)
-    assert first.seconds(SETUP, measured(1.7, calls)) == 1.7  # a passing load made it slow
+    first = timed_once(path, monkeypatch, 1.7, 1.5, calls)  # a passing load made it slow
     line = first.summary(0.1)
     assert line is not None and "1 of them while other programs were busy" in line
     first.save()
@@ -374,9 +382,7 @@ def test_a_fresh_look_times_again_and_replaces_a_quiet_figure_unless_busy_now(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     path = tmp_path / MEMORY_FILE
     calls: list[float] = []
-    monkeypatch.setattr(remembered, "others_during", lambda measure: (measure(), 0.0))
-    first = ProbeMemory(path, MACHINE)
-    assert first.seconds(SETUP, measured(0.58, calls)) == 0.58  # a slow moment, not busy
+    first = timed_once(path, monkeypatch, 0.58, 0.0, calls)  # a slow moment, not busy
     first.save()
     busy = ProbeMemory(path, MACHINE, known=read_figures(path), load=1.5, looked=True)
     assert busy.figure(SETUP, measured(0.9, calls), fresh=True) == (0.9, False)
