@@ -192,7 +192,7 @@ def test_a_budget_too_short_for_its_validation_trains_with_what_is_left(
     of planning a single step; --resume keeps the subset."""
     monkeypatch.setattr(budget, "MIN_VALIDATION", 3)
     # The probes' figures, not a loaded machine's timings: a step of 10 ms, a pass of 6 s.
-    monkeypatch.setattr(planning.Probe, "step", lambda self, amp, steps=5: 0.01)
+    monkeypatch.setattr(planning.Probe, "step", lambda self, amp, steps=5, fresh=False: 0.01)
     monkeypatch.setattr(planning.Probe, "validation", lambda self, amp: 6.0)
     cfg = TrainConfig(data=f"imagefolder:{image_folder}", model="cnn", image_size=16,
                       batch_size=4, out=str(tmp_path / "run"), progress=False, download=False,

@@ -273,8 +273,8 @@ def test_the_closed_loop_corrects_a_bad_probe(image_folder: Path, tmp_path: Path
     import descend.training.planning.plan as plan
 
     timed = plan.Probe.step
-    monkeypatch.setattr(plan.Probe, "step", lambda self, amp, steps=5: off_by * timed(
-        self, amp, steps))
+    monkeypatch.setattr(plan.Probe, "step", lambda self, amp, steps=5, fresh=False:
+                        off_by * timed(self, amp, steps, fresh))
     result = train(TrainConfig(data=f"imagefolder:{image_folder}", image_size=16, batch_size=4,
                                model="cnn", out=str(tmp_path / "run"), progress=False,
                                download=False, time_budget="5s"))
