@@ -62,12 +62,6 @@ def native_weight_gradient(x: torch.Tensor, w: torch.Tensor, dy: torch.Tensor) -
                                                [0, 0], 1, [False, True, False])[1]
 
 
-def batch_weight_gradient(x: torch.Tensor, dy: torch.Tensor) -> torch.Tensor:
-    """The same gradient as a convolution with the batch as its channels (`small_maps`)."""
-    return F.conv2d(x.transpose(0, 1).contiguous(), dy.transpose(0, 1).contiguous(),
-                    padding=1).transpose(0, 1)
-
-
 def weight_gradients(widths: list[int]) -> None:
     bf16, cl = torch.bfloat16, torch.channels_last
     for ci, co, side in layer_shapes(widths):
@@ -75,11 +69,11 @@ def weight_gradients(widths: list[int]) -> None:
         w = torch.randn(co, ci, 3, 3, dtype=bf16).contiguous(memory_format=cl)
         dy = torch.randn(BATCH, co, side, side, dtype=bf16).contiguous(memory_format=cl)
         want = native_weight_gradient(x, w, dy).float()
-        got = batch_weight_gradient(x, dy).float()
+        got = small_maps.weight_gradient_by_batch(x, dy, 1).float()
         err = ((got - want).abs().max() / want.abs().max()).item()
         forward = ms(functools.partial(F.conv2d, x, w, padding=1))
         native = ms(functools.partial(native_weight_gradient, x, w, dy))
-        by_batch = ms(functools.partial(batch_weight_gradient, x, dy))
+        by_batch = ms(functools.partial(small_maps.weight_gradient_by_batch, x, dy, 1))
         print(f"  {ci:>3} -> {co:<3} at {side:>2}x{side:<2}  forward {forward:6.1f} ms   weight "
               f"gradient: torch {native:6.1f} ms, by batch {by_batch:6.1f} ms   "
               f"(largest difference {err:.1e} of the largest entry)", flush=True)

@@ -51,10 +51,15 @@ class _BatchAsChannelsConv(torch.autograd.Function):
                 grad, xc, wc, None, [1, 1], [p, p], [1, 1], False, [0, 0], 1,
                 [True, False, False])[0].to(ctx.dtypes[0])
         if ctx.needs_input_grad[1]:
-            by_batch = F.conv2d(xc.transpose(0, 1).contiguous(),
-                                grad.transpose(0, 1).contiguous(), padding=p)
-            grad_w = by_batch.transpose(0, 1).to(ctx.dtypes[1])
+            grad_w = weight_gradient_by_batch(xc, grad, p).to(ctx.dtypes[1])
         return grad_x, grad_w, None
+
+
+def weight_gradient_by_batch(x: torch.Tensor, grad: torch.Tensor, padding: int) -> torch.Tensor:
+    """dW of a stride-1 convolution of ``x`` whose output gradient is ``grad``: the convolution
+    of x as (in, batch, H, W) by grad as (out, batch, H', W'), transposed to (out, in, kh, kw)."""
+    return F.conv2d(x.transpose(0, 1).contiguous(), grad.transpose(0, 1).contiguous(),
+                    padding=padding).transpose(0, 1)
 
 
 class SmallMapConv2d(nn.Conv2d):
