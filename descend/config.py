@@ -231,7 +231,9 @@ class TrainConfig:
         1.0, "with --optimizer muon: the parameters Muon leaves to Nesterov momentum (biases, "
         "norm shifts, the classifier head) learn at this multiple of --lr, as airbench gives "
         "them rates of their own; 1 trains both at --lr", bounds=POSITIVE)
-    momentum: float = _model(0.9, "momentum / beta1", bounds=FRACTION)
+    momentum: float = _model(0.9, "momentum / beta1; at 0.9, --schedule onecycle cycles it "
+                             "0.95 -> 0.85 -> 0.95 (as torch's OneCycleLR), any other value "
+                             "is held", bounds=FRACTION)
     weight_decay: float | None = _model(
         None, "L2 (AdamW and Muon decouple it)",
         default_text=lambda: f"the model's recipe: {_recipe('weight_decay')}",

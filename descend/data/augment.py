@@ -89,7 +89,9 @@ def _check(ok: bool, message: str) -> None:
 
 @dataclass
 class RandomCrop(BatchOp):
-    """Random crop of the original size from the image zero-padded by ``padding`` pixels.
+    """Random crop of the original size from the image padded by ``padding`` pixels: with
+    zeros, or (``mode="reflect"``, airbench's) with the image's own edge pixels mirrored, so a
+    shifted image keeps its texture to the border instead of a black band.
 
     One gather per batch: output pixel (n, c, i, j) reads padded pixel (n, c, dy_n + i,
     dx_n + j), with the flat index built once for all channels. A horizontal flip that follows
@@ -100,6 +102,7 @@ class RandomCrop(BatchOp):
     """
 
     padding: int = 4
+    mode: str = "constant"  # F.pad's: "constant" (zeros) or "reflect"
     exact = True
 
     def __call__(self, x: torch.Tensor, g: torch.Generator,
@@ -112,8 +115,11 @@ class RandomCrop(BatchOp):
             if isinstance(hflip, torch.Tensor):
                 return mirror(x, hflip)
             return Flip(hflip)(x, g) if hflip is not None else x
+        if self.mode == "reflect" and p >= min(h, w):
+            raise ConfigError(f"reflect-crop:{p} mirrors {p} pixels of each edge, more than "
+                              f"{h}x{w} images have: give at most {min(h, w) - 1}")
         width = w + 2 * p
-        xp = F.pad(x, (p, p, p, p)).view(n, c, (h + 2 * p) * width)
+        xp = F.pad(x, (p, p, p, p), mode=self.mode).view(n, c, (h + 2 * p) * width)
         dy = torch.randint(0, 2 * p + 1, (n, 1, 1), generator=g, device=x.device)
         dx = torch.randint(0, 2 * p + 1, (n, 1, 1), generator=g, device=x.device)
         cols = torch.arange(w, device=x.device)[None, None, :]
@@ -411,6 +417,13 @@ def _register(*names: str) -> Callable[[Callable[..., Item]], Callable[..., Item
 def _crop(padding: float = 4) -> Item:
     """crop:P: random crop of the original size after zero padding by P pixels (default 4)."""
     return RandomCrop(_int(padding, "crop padding"))
+
+
+@_register("reflect-crop")
+def _reflect_crop(padding: float = 4) -> Item:
+    """reflect-crop:P: random crop of the original size after padding by P pixels with the
+    image's edges mirrored (airbench's translation; at most the image's side less one)."""
+    return RandomCrop(_int(padding, "crop padding"), mode="reflect")
 
 
 @_register("hflip", "horizontal-flip")

@@ -164,3 +164,25 @@ def test_streaming_gives_the_same_batches_as_memory(image_folder, workers: int, 
     first = next(iter(b))[1]
     b.set_epoch(0)
     assert not torch.equal(first, next(iter(b))[1])
+
+
+def test_reflect_crop_shifts_in_mirrored_edges_and_folds_the_flip_in() -> None:
+    """reflect-crop:P is a window of the image padded with its own mirrored edges; a flip after
+    it is folded into the same gather, with the same result as the two ops apart."""
+    import torch.nn.functional as F
+
+    x = torch.rand(64, 3, 8, 8)
+    out = parse_augment("reflect-crop:2")(x, torch.Generator().manual_seed(0))
+    padded = F.pad(x, (2, 2, 2, 2), mode="reflect")
+    windows = {(dy, dx): padded[:, :, dy:dy + 8, dx:dx + 8] for dy in range(5) for dx in range(5)}
+    for i in range(len(x)):
+        assert any(torch.equal(out[i], w[i]) for w in windows.values())
+    assert (out != 0).all()  # no zero band at the edges
+    both = parse_augment("reflect-crop:2,hflip")(x, torch.Generator().manual_seed(1))
+    g = torch.Generator().manual_seed(1)
+    from descend.data.augment import Flip, RandomCrop
+
+    apart = Flip(0.5, 3)(RandomCrop(2, mode="reflect")(x, g), g)
+    assert torch.equal(both, apart)
+    with pytest.raises(ConfigError, match="give at most 7"):
+        parse_augment("reflect-crop:8")(x, torch.Generator())

@@ -90,3 +90,20 @@ def test_a_revised_horizon_keeps_the_learning_rate_continuous_and_ends_annealed(
     assert max(jumps) < 0.1  # no step changes the rate by more than a tenth of the peak
     assert max(lrs) == pytest.approx(1.0, abs=0.01) and lrs[-1] < 1e-3
     assert opt.param_groups[0]["lr"] < 1e-4  # annealed exactly at the horizon's end
+
+
+@pytest.mark.parametrize(("momentum", "cycles"), [(0.9, True), (0.8, False), (0.95, False)])
+def test_onecycle_cycles_the_default_momentum_and_holds_a_given_one(momentum: float,
+                                                                   cycles: bool) -> None:
+    """--momentum's default is cycled 0.95 -> 0.85 -> 0.95; any other value is what it says."""
+    opt = torch.optim.SGD(torch.nn.Linear(2, 2).parameters(), lr=1.0, momentum=momentum)
+    schedule = create_schedule(opt, TrainConfig(epochs=1, momentum=momentum), 40)
+    seen = set()
+    for _ in range(40):
+        seen.add(round(opt.param_groups[0]["momentum"], 6))
+        opt.step()
+        schedule.step_batch()
+    if cycles:
+        assert min(seen) == pytest.approx(0.85) and max(seen) == pytest.approx(0.95)
+    else:
+        assert seen == {momentum}

@@ -188,9 +188,11 @@ def linear(opt: torch.optim.Optimizer, cfg: TrainConfig, steps: int,
 
 
 # One-cycle as torch's OneCycleLR has it (cosine phases, peak / 25 at the start, peak / 25e4
-# at the end, momentum 0.95 -> 0.85 -> 0.95), on the horizon's progress so a budget can
-# re-pace it; tests/training/test_schedules.py checks it against torch's step for step.
+# at the end, momentum 0.95 -> 0.85 -> 0.95 unless --momentum says otherwise), on the
+# horizon's progress so a budget can re-pace it; tests/training/test_schedules.py checks it
+# against torch's step for step.
 DIV_START, DIV_END, MOMENTA = 25.0, 1e4, (0.85, 0.95)
+DEFAULT_MOMENTUM = next(f.default for f in dataclasses.fields(TrainConfig) if f.name == "momentum")
 
 
 @SCHEDULES.register("onecycle")
@@ -214,10 +216,12 @@ def onecycle(opt: torch.optim.Optimizer, cfg: TrainConfig, steps: int,
             return cos_between(high, low, p / peak_at)
         return cos_between(low, high, (p - peak_at) / (1 - peak_at))
 
-    # Momentum cycling only where the optimizer has a momentum hyper-parameter to cycle:
-    # SGD, AdaGrad and RMSProp have none.
-    return Schedule(ProgressSchedule(opt, horizon, factor, momentum if has_momentum(opt)
-                                     else None), per_step=True)
+    # Momentum cycling only where the optimizer has a momentum hyper-parameter to cycle (SGD,
+    # AdaGrad and RMSProp have none), and only at --momentum's default: a --momentum of another
+    # value is held, as torch's OneCycleLR with cycle_momentum=False.
+    cycles = has_momentum(opt) and cfg.momentum == DEFAULT_MOMENTUM
+    return Schedule(ProgressSchedule(opt, horizon, factor, momentum if cycles else None),
+                    per_step=True)
 
 
 @SCHEDULES.register("plateau")
