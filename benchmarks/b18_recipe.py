@@ -53,6 +53,7 @@ RECIPES = {  # name: the flags it adds to `descend train`
     "nesterov, alternating flip": "--augment crop:2,alternating-flip",
     "nesterov, batch 128": "--batch-size 128",
     "nesterov, alternating flip, batch 128": "--augment crop:2,alternating-flip --batch-size 128",
+    "nesterov, reflect crop": "--augment reflect-crop:2,alternating-flip",
     "nesterov, lr 0.7": "--lr 0.7",
     "nesterov, lr 1.4": "--lr 1.4",
     "nesterov, label smoothing 0.1": "--label-smoothing 0.1",

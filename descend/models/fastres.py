@@ -31,7 +31,9 @@ Why each choice:
   allows (mirroring for 1, mirroring and random shifts for 2), so test images stay in the
   distribution the model was trained on; evaluation, prediction, serving and export all get
   it, because it lives in the model. Level 2 was worth +0.21 to +0.38 points of CIFAR-10 test
-  accuracy over level 1 on each of four 4-epoch 32-64-128 runs (BENCHMARKS.md B3).
+  accuracy over level 1 on each of four 4-epoch 32-64-128 runs (BENCHMARKS.md B3), and +0.25
+  on the mean of three 16-epoch 64-256-256 runs, where no wider set of views (4 or 8
+  neighbours, shifts of 2 pixels) added more than 0.02 (B18).
 
 ``dirac`` (off; airbench's) starts the first ``in_channels`` filters of each convolution as the
 identity. Measured and not adopted: 88.88% against the recipe's 89.17% at 5 epochs of 32-64-128
