@@ -29,7 +29,8 @@ ANTI: list[Shift] = [(-1, 1, "reflect"), (1, -1, "reflect")]
 EDGES: list[Shift] = [(0, 1, "reflect"), (0, -1, "reflect"), (1, 0, "reflect"), (-1, 0, "reflect")]
 FAR: list[Shift] = [(-2, -2, "reflect"), (2, 2, "reflect"), (-2, 2, "reflect"), (2, -2, "reflect")]
 ZEROS: list[Shift] = [(-1, -1, "constant"), (1, 1, "constant")]
-# name: [(weight of each view's mirrored pair, the shifts)]: the centre always at weight 1/2
+# name: the shifted views averaged, their mirrored pairs sharing half the weight equally; the
+# image and its mirror always take the other half
 COMBOS: dict[str, list[Shift]] = {
     "level 1 (mirror)": [],
     "level 2 (airbench: 2 diagonal shifts)": DIAGONAL,
