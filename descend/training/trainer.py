@@ -339,7 +339,8 @@ def build(plan: RunPlan, data: DataSplits, folder: RunFolder, start: StartingWei
     if plan.total_steps:  # the cached head alone reads the images once, unaugmented
         log(f"input pipeline: {train_batches.description}")
     # Under torchrun, DistributedDataParallel (a frozen backbone's weights get no gradient).
-    trained = distributed.wrap(model, device, find_unused=cfg.freeze_epochs > 0)
+    trained = distributed.wrap(model, device, find_unused=cfg.freeze_epochs > 0 or bool(
+        getattr(model, "freezes_parameters", False)))
     horizon = Horizon(plan.total_steps)
     val_images = plan.budget.val_images if plan.budget else None  # `Run.validation_images`
     run = Run(cfg=cfg, log=log, device=device, data=data, model=model,

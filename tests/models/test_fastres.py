@@ -73,9 +73,10 @@ def test_tta_level_2_adds_the_shifted_mirror_pairs_at_half_the_weight() -> None:
 
 
 def test_the_recipe_picks_the_tta_level_the_training_augmentation_allows() -> None:
-    from descend.models.fastres import RECIPE, tta_args
+    from descend.models.fastres import RECIPE, WHITEN_BIAS_EPOCHS, tta_args
 
-    assert RECIPE.model_args is tta_args
+    assert RECIPE.model_args is not None
+    assert RECIPE.model_args("crop:2,hflip") == {"tta": 2, "whiten_bias_epochs": WHITEN_BIAS_EPOCHS}
     assert tta_args("crop:2,hflip") == {"tta": 2} and tta_args("hflip") == {"tta": 1}
     assert tta_args("crop:2") == {"tta": 0} and tta_args(None) == {"tta": 0}
     assert tta_args("crop:0,hflip") == {"tta": 1}
@@ -94,7 +95,8 @@ def test_a_spec_names_every_argument_so_a_changed_default_cannot_break_it() -> N
     from descend.models import with_defaults
 
     spec = with_defaults(ModelSpec("fastres", 10, 3, (32, 32), {"widths": [8, 8, 16]}))
-    assert spec.kwargs == {"widths": [8, 8, 16], "scale": 1 / 9, "tta": 0, "dirac": False}
+    assert spec.kwargs == {"widths": [8, 8, 16], "scale": 1 / 9, "tta": 0, "dirac": False,
+                           "whiten_bias_epochs": None}
     assert with_defaults(ModelSpec("cnn", 10, 3, (32, 32))).kwargs == {"widths": [16, 32, 64]}
     assert with_defaults(ModelSpec("tv:resnet18", 10, 3, (32, 32))).kwargs == {}
 
@@ -123,3 +125,32 @@ def test_dirac_starts_the_first_filters_of_each_conv_as_the_identity() -> None:
     assert conv.weight[8:].abs().sum() > 0  # the rest keep their random start
     plain = FastRes(num_classes=10, widths=(8, 16, 32))
     assert not torch.allclose(plain.groups[1].conv1(x)[:, :8], x)
+
+
+def test_the_whitening_bias_trains_for_its_epochs_then_stops_and_the_step_skips_the_stem() -> None:
+    torch.manual_seed(0)
+    model = FastRes(10, 3, (32, 32), widths=(8, 8, 16), whiten_bias_epochs=2)
+    assert model.freezes_parameters and not FastRes(10).freezes_parameters
+    x, y = torch.randn(4, 3, 32, 32), torch.randint(0, 10, (4,))
+
+    def step() -> None:
+        model.zero_grad(set_to_none=True)
+        torch.nn.functional.cross_entropy(model(x), y).backward()
+
+    for epoch in (0, 1):
+        assert model.epoch_start(epoch) is None
+        step()
+        assert model.whiten.bias.grad is not None
+    line = model.epoch_start(2)
+    assert line is not None and "whitening bias" in line
+    gelu = model.act(model.whiten(x))
+    assert not gelu.requires_grad  # nothing before the first convolution needs a gradient
+    step()
+    assert model.whiten.bias.grad is None and model.groups[0].conv1.weight.grad is not None
+    assert model.epoch_start(3) is None and not model.whiten.bias.requires_grad
+    assert model.epoch_start(0) is None and model.whiten.bias.requires_grad  # set, not latched
+    assert FastRes(10).epoch_start(5) is None and FastRes(10).whiten.bias.requires_grad
+    assert FastRes(10, whiten_bias_epochs=0).epoch_start(0) is not None
+    for bad in (-1, 1.5, True):
+        with pytest.raises(ValueError, match="whiten_bias_epochs"):
+            FastRes(10, whiten_bias_epochs=bad)  # type: ignore[arg-type]

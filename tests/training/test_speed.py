@@ -179,9 +179,13 @@ def test_the_steps_that_fit_count_each_validation_and_cut_the_last_epoch() -> No
 def test_recipe_fills_only_what_was_left_open() -> None:
     cfg = with_recipe(TrainConfig(), "cifar10")
     assert cfg.model == "fastres" and cfg.label_smoothing == 0.2 and cfg.weight_decay == 2.5e-4
-    assert cfg.augment == "reflect-crop:2,alternating-flip" and cfg.model_args == {"tta": 2}
+    assert cfg.augment == "reflect-crop:2,alternating-flip"
+    assert cfg.model_args == {"tta": 2, "whiten_bias_epochs": 3}
     mnist = with_recipe(TrainConfig(data="mnist"), "mnist")
-    assert not parse_augment(mnist.augment).mirrors() and mnist.model_args == {"tta": 0}
+    assert not parse_augment(mnist.augment).mirrors()
+    assert mnist.model_args == {"tta": 0, "whiten_bias_epochs": 3}
+    theirs = with_recipe(TrainConfig(model_args={"whiten_bias_epochs": None}), "cifar10")
+    assert theirs.model_args == {"tta": 2, "whiten_bias_epochs": None}  # the user's win
     mine = with_recipe(TrainConfig(model="cnn", label_smoothing=0.0, augment="none"), "cifar10")
     assert (mine.model, mine.label_smoothing, mine.augment, mine.model_args) == (
         "cnn", 0.0, "none", {})

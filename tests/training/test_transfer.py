@@ -190,3 +190,31 @@ def test_other_classes_of_the_same_count_get_a_new_head(
     assert "new: head.2.weight, head.2.bias" in lines[0]  # three classes, but not these three
     assert "nothing new (the classes fit)" in lines[1]
     assert lines[2].startswith("--freeze-epochs: no new head")
+
+
+def test_fastres_whitening_bias_stops_training_after_its_epochs(
+        image_folder: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    args = {"widths": [4, 8, 8]}
+    for epochs, out in ((1, "a"), (None, "b")):
+        seen = Snapshots()
+        train(_cfg(image_folder, tmp_path / out, model="fastres", epochs=2, schedule="constant",
+                   model_args={**args, "whiten_bias_epochs": epochs}), callbacks=[seen])
+        first, second = seen.params
+        assert not torch.equal(first["groups.0.conv1.weight"], second["groups.0.conv1.weight"])
+        assert torch.equal(first["whiten.bias"], second["whiten.bias"]) == (epochs == 1)
+    assert "the whitening bias stops training after 1 epoch(s)" in capsys.readouterr().out
+
+
+def test_freeze_epochs_leave_the_models_own_fixed_weights_fixed(
+        image_folder: Path, two_classes: Path, tmp_path: Path) -> None:
+    args = {"widths": [4, 8, 8]}
+    train(_cfg(image_folder, tmp_path / "a", model="fastres", model_args=args))
+    seen = Snapshots()
+    train(_cfg(two_classes, tmp_path / "b", init=str(tmp_path / "a"), freeze_epochs=1,
+               epochs=2, schedule="constant"), callbacks=[seen])
+    first, second = seen.params
+    # fastres's whitening filters and batch-norm scales are fixed by design: unfreezing the
+    # backbone after --freeze-epochs gives back the weights the model trains, not these
+    assert torch.equal(first["whiten.weight"], second["whiten.weight"])
+    assert torch.equal(first["groups.0.bn1.weight"], second["groups.0.bn1.weight"])
+    assert not torch.equal(first["groups.0.conv1.weight"], second["groups.0.conv1.weight"])

@@ -251,6 +251,9 @@ class FreezeBackbone(Callback):
 
     def __init__(self, epochs: int, head: list[str]) -> None:
         self.epochs, self.head = epochs, list(head)
+        # The parameters the model itself trains (not its fixed ones, such as fastres's
+        # whitening filters), read before the first change: unfreezing gives back these alone.
+        self.trainable: set[str] | None = None
 
     def on_epoch_start(self, run: Run) -> None:
         if not self.head:  # the weights fit the classes as they are: nothing to train alone
@@ -258,18 +261,33 @@ class FreezeBackbone(Callback):
                 run.log("--freeze-epochs: no new head (the classes are the weights' own), so "
                         "every weight trains from the start")
             return
+        if self.trainable is None:
+            self.trainable = {n for n, p in run.model.named_parameters() if p.requires_grad}
         frozen = run.epoch.index < self.epochs
         if run.epoch.index in (run.start_epoch, self.epochs):
             run.log(f"training only the new head ({len(self.head)} tensors) until epoch "
                     f"{self.epochs}" if frozen else "training every weight from here on")
         for name, p in run.model.named_parameters():
-            p.requires_grad_(not frozen or name in self.head)
+            p.requires_grad_(name in self.trainable and (not frozen or name in self.head))
 
     def state_dict(self) -> dict[str, Any]:
         return {"head": self.head}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.head = list(state["head"])
+
+
+class ModelSchedule(Callback):
+    """The model's own per-epoch changes (a model with an ``epoch_start(epoch)`` method):
+    fastres stops training its whitening bias after ``whiten_bias_epochs``. After
+    `FreezeBackbone`, so that the model's choice stands."""
+
+    order = 31
+
+    def on_epoch_start(self, run: Run) -> None:
+        schedule = getattr(run.model, "epoch_start", None)
+        if callable(schedule) and (line := schedule(run.epoch.index)):
+            run.log(line)
 
 
 class ReplaceOldRun(Callback):
@@ -356,6 +374,8 @@ def default_callbacks(run: Run) -> list[Callback]:
         callbacks.append(TensorBoard(run.run_dir))
     if cfg.freeze_epochs:
         callbacks.append(FreezeBackbone(cfg.freeze_epochs, run.new_weights))
+    if callable(getattr(run.model, "epoch_start", None)):
+        callbacks.append(ModelSchedule())
     if run.time_budget is not None:
         callbacks.append(run.time_budget)
     callbacks.append(Checkpoint(run.run_dir))
@@ -366,6 +386,6 @@ def default_callbacks(run: Run) -> list[Callback]:
 
 
 __all__ = ["METRIC_COLUMNS", "Callback", "CallbackList", "Checkpoint", "EMA", "EarlyStopping",
-           "FreezeBackbone", "MetricsLog", "Progress", "RankSync", "ReplaceOldRun", "RunLog",
-           "StepLosses",
+           "FreezeBackbone", "MetricsLog", "ModelSchedule", "Progress", "RankSync",
+           "ReplaceOldRun", "RunLog", "StepLosses",
            "TensorBoard", "TimeBudget", "default_callbacks", "rank_callbacks"]
