@@ -25,8 +25,9 @@ Why each choice:
   took 91-92 ms against 116-122 ms (32-64-128: 215-231 against 244-267; bfloat16 64-256-256 on
   an AMX Xeon, 42.4 s an epoch against 44.0). 14 epochs of 16-32-64 with it reached 88.33%
   in 280 s of steps, against 87.62% in 265 s for 12 epochs trained throughout and 87.78% in
-  261 s with the bias never trained (seed 0, B18); at equal epochs, 10 of 64-256-256 gave
-  93.09% against 93.26% (one seed, a tie).
+  261 s with the bias never trained (seed 0, B18); 5-minute budgets on that CPU gave 87.89
+  and 87.48% against 87.36 and 87.41% (seeds 0-1, B3). At equal epochs, 10 of 64-256-256
+  gave 93.09% against 93.26% (one seed, a tie).
 - batch norm with a fixed scale of 1 (only the shift learns; a scale in front of a max-pool and
   a linear layer is redundant) and a faster running-average momentum (0.4 rather than 0.1),
   so the statistics used for validation keep up with weights that move quickly on short runs.
