@@ -178,8 +178,9 @@ class FastRes(nn.Module):
             raise ValueError(f"tta is a level, 0 (none), 1 (mirror) or 2 (mirror and 1-pixel "
                              f"shifts), got {tta!r}")
         self.scale, self.tta = float(scale), int(tta)  # a checkpoint's True/False is 1/0
-        if whiten_bias_epochs is not None and (isinstance(whiten_bias_epochs, bool) or int(
-                whiten_bias_epochs) != whiten_bias_epochs or whiten_bias_epochs < 0):
+        n = whiten_bias_epochs
+        if n is not None and (isinstance(n, bool) or not isinstance(n, (int, float))
+                              or n != int(n) or n < 0):
             raise ValueError(f"whiten_bias_epochs is a number of epochs, 0 or more (or None: "
                              f"the bias trains throughout), got {whiten_bias_epochs!r}")
         self.whiten_bias_epochs = None if whiten_bias_epochs is None else int(whiten_bias_epochs)

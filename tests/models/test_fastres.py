@@ -151,6 +151,6 @@ def test_the_whitening_bias_trains_for_its_epochs_then_stops_and_the_step_skips_
     assert model.epoch_start(0) is None and model.whiten.bias.requires_grad  # set, not latched
     assert FastRes(10).epoch_start(5) is None and FastRes(10).whiten.bias.requires_grad
     assert FastRes(10, whiten_bias_epochs=0).epoch_start(0) is not None
-    for bad in (-1, 1.5, True):
+    for bad in (-1, 1.5, True, "three"):
         with pytest.raises(ValueError, match="whiten_bias_epochs"):
             FastRes(10, whiten_bias_epochs=bad)  # type: ignore[arg-type]
