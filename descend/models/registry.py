@@ -32,7 +32,8 @@ class Recipe:
     """A model's training defaults. ``peak_lr`` is one-cycle's peak at batch 256 (the run
     scales it with its batch: the linear scaling rule); ``widths`` is the ladder a time budget
     climbs (narrowest first; empty: the model's widths are fixed), keeping the widest that fits
-    ``min_epochs`` epochs; ``model_args`` gives the model's arguments that follow from the
+    the epochs it needs (``min_epochs``: one figure for every rung, or one per rung, as
+    `epochs_needed` reads it); ``model_args`` gives the model's arguments that follow from the
     training augmentation (fastres's test-time augmentation). ``fine_tuning`` is the recipe for
     starting from trained weights (``--pretrained``, ``--weights``, ``--init``), where it
     differs; its ``cached_head`` and ``epochs`` fill ``--cached-head`` and ``--epochs``."""
@@ -43,7 +44,7 @@ class Recipe:
     # Random 4-pixel shifts and mirroring: the two that pay on small images.
     augment: str = "crop:4,hflip"
     widths: tuple[tuple[int, ...], ...] = ()
-    min_epochs: int = 1
+    min_epochs: int | tuple[int, ...] = 1
     model_args: Callable[[str | None], dict[str, Any]] | None = None
     fine_tuning: Recipe | None = None
     # Starting from trained weights: fit the new head on cached features first
@@ -51,6 +52,17 @@ class Recipe:
     # otherwise).
     cached_head: bool = False
     epochs: int | None = None
+
+    def __post_init__(self) -> None:
+        if isinstance(self.min_epochs, tuple) and len(self.min_epochs) != len(self.widths):
+            raise ValueError(f"min_epochs has {len(self.min_epochs)} figures for "
+                             f"{len(self.widths)} widths: give one per rung, or one for all")
+
+    def epochs_needed(self, widths: tuple[int, ...]) -> int:
+        """The fewest epochs a budget must fit for the ladder's ``widths`` to be taken."""
+        if isinstance(self.min_epochs, int):
+            return self.min_epochs
+        return self.min_epochs[self.widths.index(tuple(widths))]
 
     def for_start(self, fine_tuning: bool) -> Recipe:
         """This recipe, or its fine-tuning one when the run starts from trained weights."""

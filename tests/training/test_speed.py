@@ -13,7 +13,7 @@ from torch import nn
 from descend.config import TrainConfig, parse_duration
 from descend.data.augment import parse_augment
 from descend.errors import ConfigError
-from descend.models import ModelSpec
+from descend.models import ModelSpec, Recipe
 from descend.models.fastres import RECIPE as FASTRES
 from descend.runtime.checkpoint import read_checkpoint
 from descend.runtime.device import keep_freed_memory
@@ -118,6 +118,37 @@ def test_widths_are_fitted_in_the_faster_precision(monkeypatch: pytest.MonkeyPat
     fp32, _ = fit_widths(*args, precisions=(False,))
     both, notes = fit_widths(*args, precisions=(False, True))
     assert FASTRES.widths.index(both) > FASTRES.widths.index(fp32), (fp32, both, notes)
+
+
+def test_each_rung_of_the_ladder_needs_its_own_epochs(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Each rung costs twice the one before; the budget fits 12, 6 and 3 epochs of them. A
+    # ladder needing 7 epochs everywhere stops at the first; needing 5 of the second, it
+    # takes the second, and never the third (3 < 5), whatever the first needs.
+    ladder = ((8, 16, 32), (16, 32, 64), (32, 64, 128))
+
+    def fake_step(model: nn.Module, batches: object, make_optimizer: object,
+                  device: torch.device, amp: bool) -> float:
+        return 1.0 * 2 ** [w[0] for w in ladder].index(model.groups[0].conv1.out_channels)
+
+    monkeypatch.setattr(probes, "step_seconds", fake_step)
+    monkeypatch.setattr(probes, "eval_seconds_per_image", lambda *_: 0.0)
+    monkeypatch.setattr(probes, "OVERHEAD", 0.0)
+    monkeypatch.setattr(probes, "MARGIN", 0.0)
+    spec = ModelSpec("fastres", 10, 3, (32, 32), {})
+    args = (12.0 * 10 + 0.5, time.monotonic(), 8, 10, 0, CPU, False)
+    for needs, chosen in ((7, ladder[0]), ((9, 5, 5), ladder[1]), ((1, 6, 3), ladder[2])):
+        recipe = Recipe(widths=ladder, min_epochs=needs)
+        widths, notes = fit_widths(spec, recipe, *args)
+        assert widths == chosen, (needs, notes)
+    assert notes[1].endswith(": 6/6") and notes[2].endswith(": 3/3"), notes
+
+
+def test_a_ladder_needs_one_figure_or_one_per_rung() -> None:
+    recipe = Recipe(widths=((8,), (16,)), min_epochs=(3, 5))
+    assert [recipe.epochs_needed(w) for w in recipe.widths] == [3, 5]
+    assert Recipe(widths=((8,), (16,)), min_epochs=4).epochs_needed((16,)) == 4
+    with pytest.raises(ValueError, match="2 figures for 3 widths"):
+        Recipe(widths=((8,), (16,), (32,)), min_epochs=(3, 5))
 
 
 def test_the_allocator_setting_yields_to_the_users(monkeypatch: pytest.MonkeyPatch) -> None:

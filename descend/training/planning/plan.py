@@ -364,8 +364,8 @@ class Probe:
 def probe_widths(spec: ModelSpec, recipe: Recipe, cfg: TrainConfig, budget: float,
                  started: float, data: DataSplits, device: torch.device,
                  why: list[str], memory: ProbeMemory | None = None) -> ModelSpec:
-    """Probe: the model's widths, the widest of its recipe's ladder that fits the recipe's
-    ``min_epochs`` epochs of this data in the budget, in the faster precision
+    """Probe: the model's widths, the widest of its recipe's ladder that fits the epochs it
+    needs (`Recipe.epochs_needed`) of this data in the budget, in the faster precision
     (`probes.fit_widths`)."""
     assert cfg.batch_size is not None
     widths, notes = fit_widths(spec, recipe, budget, started, cfg.batch_size,
@@ -373,8 +373,8 @@ def probe_widths(spec: ModelSpec, recipe: Recipe, cfg: TrainConfig, budget: floa
                                cfg.channels_last, amp_candidates(cfg.amp, device),
                                cfg.val_every or 0, memory)
     widths = distributed.broadcast_object(widths)
-    why.append(f"{spec.name} widths {list(widths)}: the widest with {recipe.min_epochs} epochs "
-               f"or more in the budget (probe, epochs that fit: {', '.join(notes)})")
+    why.append(f"{spec.name} widths {list(widths)}: the widest that fits the epochs it needs "
+               f"in the budget (probe, epochs that fit / needed: {', '.join(notes)})")
     return dataclasses.replace(spec, kwargs={**spec.kwargs, "widths": list(widths)})
 
 

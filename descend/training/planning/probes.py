@@ -4,7 +4,7 @@
 `step_seconds` times the training loop's own step on a copy of the model (warm-up excluded),
 `eval_seconds_per_image` a few validation batches, and `fit_widths` each width of a model's recipe
 (`descend.models.Recipe.widths`) on random batches, in each precision the device can use,
-keeping the widest that fits the recipe's ``min_epochs`` epochs of the budget
+keeping the widest that fits the epochs its recipe says it needs (`Recipe.epochs_needed`)
 (`budget.steps_that_fit`).
 """
 
@@ -100,8 +100,8 @@ def fit_widths(spec: ModelSpec, recipe: Recipe, budget: float, started: float, b
                channels_last: bool, precisions: tuple[bool, ...] = (False,),
                val_every: int = 1, memory: ProbeMemory | None = None
                ) -> tuple[tuple[int, ...], list[str]]:
-    """(the widest of ``recipe.widths`` with ``recipe.min_epochs`` epochs in the budget, the
-    figures).
+    """(the widest of ``recipe.widths`` that fits the epochs it needs in the budget
+    (`Recipe.epochs_needed`), the figures: "widths: epochs that fit / epochs needed").
 
     Each candidate trains a few steps on random batches of the data's shape, in each of
     ``precisions`` (`precision.amp_candidates`: the run later picks the faster one, so the
@@ -134,8 +134,9 @@ def fit_widths(spec: ModelSpec, recipe: Recipe, budget: float, started: float, b
         costs = EpochCosts(step, OVERHEAD, val_images * per_image, val_every)
         epochs = steps_that_fit(budget * (1 - MARGIN) - (time.monotonic() - started), costs,
                                 steps_per_epoch) // steps_per_epoch
-        notes.append(f"{list(widths)}: {epochs}")
-        if epochs < recipe.min_epochs and widths != ladder[0]:
+        needed = recipe.epochs_needed(widths)
+        notes.append(f"{list(widths)}: {epochs}/{needed}")
+        if epochs < needed and widths != ladder[0]:
             break
         chosen = widths
     return chosen, notes
