@@ -76,12 +76,17 @@ def pairs() -> list[Pair]:
              lambda p: t.SGD(p, lr=0.01, foreach=True), "SGD (ours checks grads)"),
         # torch's Muon has no foreach path and takes 2-D parameters only: both get resnet18's
         # 21 conv and linear weights as out x rest matrices (11.2M of the 11.7M values).
-        Pair("muon", lambda p: Muon(as_matrices(p), lr=0.02),
+        # The same work: Newton-Schulz in bfloat16 (torch's) on every CPU.
+        Pair("muon", lambda p: Muon(as_matrices(p), lr=0.02, ns_dtype="bfloat16"),
              lambda p: t.Muon(as_matrices(p), lr=0.02), "Muon (weights as matrices)"),
         # Ours by default batches same-shaped matrices through one Newton-Schulz with more than
         # one thread, and is the per-tensor loop (one matrix at a time, as torch) with one.
-        Pair("muon (per-tensor loop)", lambda p: Muon(as_matrices(p), lr=0.02, foreach=False),
+        Pair("muon (per-tensor loop)",
+             lambda p: Muon(as_matrices(p), lr=0.02, foreach=False, ns_dtype="bfloat16"),
              lambda p: t.Muon(as_matrices(p), lr=0.02), "Muon (weights as matrices)"),
+        # What a user gets: ns_dtype "auto", float32 on a CPU that emulates bfloat16.
+        Pair("muon (default precision)", lambda p: Muon(as_matrices(p), lr=0.02),
+             lambda p: t.Muon(as_matrices(p), lr=0.02), "Muon (bfloat16 Newton-Schulz)"),
     ]
 
 

@@ -12,7 +12,7 @@ from torch import nn
 from descend.errors import ConfigError
 from descend.models.cnn import CNN
 from descend.models.fastres import FastRes
-from descend.optim import Muon, MuonWithAuxiliary, create_optimizer, muon_groups
+from descend.optim import Muon, MuonWithAuxiliary, create_optimizer, muon, muon_groups
 from descend.optim.muon import batches_matrices, newton_schulz
 
 STEPS = 300
@@ -57,9 +57,11 @@ def threads(request: pytest.FixtureRequest) -> Iterator[int]:
 ], ids=["defaults", "classic", "match_rms_adamw", "spectral_unclamped-3-steps"])
 def test_equals_torch_muon_on_matrices(foreach: bool, settings: dict, threads: int) -> None:
     # 300 steps on six matrices. The same tensor operations in the same order (bf16
-    # Newton-Schulz included): measured difference 0, bit for bit, in both paths; the default
-    # batches the three alike matrices with 2 threads and is the loop with 1.
-    ours, theirs = trajectories(lambda p: Muon(p, **settings, foreach=foreach),
+    # Newton-Schulz included, torch's precision on every CPU): measured difference 0, bit for
+    # bit, in both paths; the default batches the three alike matrices with 2 threads and is
+    # the loop with 1.
+    ours, theirs = trajectories(lambda p: Muon(p, **settings, foreach=foreach,
+                                               ns_dtype="bfloat16"),
                                 lambda p: torch.optim.Muon(p, **settings), SHAPES)
     for a, b, start in zip(ours, theirs, SHAPES):
         assert torch.equal(a, b), start
@@ -71,7 +73,8 @@ def test_conv_filters_are_matrices_out_by_in_kh_kw(foreach: bool) -> None:
     # A 3x3 conv bank (16, 8, 3, 3) steps as torch's Muon steps the 16 x 72 matrix; a tall
     # one (64, 4, 3, 3) as the 64 x 36 matrix, with s = sqrt(64 / 36). Measured difference 0.
     shapes = [(16, 8, 3, 3), (64, 4, 3, 3), (8, 3, 1, 1)]
-    ours, theirs = trajectories(lambda p: Muon(p, lr=0.02, foreach=foreach),
+    ours, theirs = trajectories(lambda p: Muon(p, lr=0.02, foreach=foreach,
+                                               ns_dtype="bfloat16"),
                                 lambda p: torch.optim.Muon(p, lr=0.02), shapes,
                                 reshape=lambda t: t.flatten(1))
     for a, b in zip(ours, theirs):
@@ -89,6 +92,7 @@ def test_the_nesterov_partner_is_torchs_sgd_nesterov() -> None:
 
     model, twin = mlp(), mlp()
     ours = create_optimizer("muon", model, lr=0.02, momentum=0.9, weight_decay=5e-4)
+    ours.param_groups[0]["ns_dtype"] = "bfloat16"  # torch's, on every CPU
     groups = muon_groups(twin)
     theirs = [torch.optim.Muon([p for _, p in groups[0]["params"]], lr=0.02, momentum=0.9,
                                weight_decay=5e-4),
@@ -143,6 +147,27 @@ def test_newton_schulz_against_the_exact_polar_factor(shape: tuple[int, int]) ->
     f32, bf16 = out[torch.float32], out[torch.bfloat16]
     assert (f32 - exact).norm() / exact.norm() < 1e-5
     assert (bf16 - f32).norm() / f32.norm() < 0.02
+
+
+@pytest.mark.parametrize("native", [True, False], ids=["native-bf16", "emulated-bf16"])
+def test_the_default_precision_is_bfloat16_only_where_the_cpu_multiplies_it(
+        native: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Emulated, bfloat16 Newton-Schulz is 18-88x slower than float32 (an AVX2-only EPYC), and
+    # no closer to U V^T; "auto" takes float32 there and torch's bfloat16 where it is native.
+    monkeypatch.setattr(muon, "cpu_multiplies_bf16", lambda: native)
+    cpu = torch.device("cpu")
+    assert muon.ns_dtype_on("auto", cpu) is (torch.bfloat16 if native else torch.float32)
+    assert muon.ns_dtype_on("auto", torch.device("cuda")) is torch.bfloat16
+    assert muon.ns_dtype_on("bfloat16", cpu) is torch.bfloat16  # asked for: wherever
+    assert muon.ns_dtype_on("float32", torch.device("cuda")) is torch.float32
+    # A default Muon steps as the precision it resolves to, bit for bit, and not as the other.
+    runs = {dtype: trajectories(lambda p, d=dtype: Muon(p, lr=0.02, ns_dtype=d),
+                                lambda p: torch.optim.SGD(p, lr=0.0), SHAPES[:2], steps=3)[0]
+            for dtype in ("auto", "bfloat16", "float32")}
+    same, other = ("bfloat16", "float32") if native else ("float32", "bfloat16")
+    assert all(torch.equal(a, b) for a, b in zip(runs["auto"], runs[same]))
+    assert not all(torch.equal(a, b) for a, b in zip(runs["auto"], runs[other]))
+    assert Muon([torch.zeros(2, 2)]).defaults["ns_dtype"] == "auto"
 
 
 def test_newton_schulz_batched_equals_one_by_one(threads: int) -> None:
