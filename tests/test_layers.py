@@ -15,7 +15,7 @@ ROOT = Path(__file__).resolve().parents[1] / "descend"
 
 # Bottom first. Within a tuple, earlier entries may be imported by later ones, not the reverse.
 LAYERS: list[tuple[str, ...]] = [
-    ("errors", "version", "io", "jsonfields", "registry", "extras"),
+    ("errors", "version", "io", "jsonfields", "registry", "extras", "cpu"),
     ("data", "models", "optim"),
     ("config",),
     ("runtime", "reports", "crawl"),

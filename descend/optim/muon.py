@@ -21,6 +21,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from descend.cpu import native_bf16
 from descend.errors import ConfigError
 from descend.optim.base import (
     DescendOptimizer,
@@ -32,7 +33,6 @@ from descend.optim.base import (
 from descend.optim.ema import ema_, foreach_ema_
 from descend.optim.momentum import _multi_tensor_momentum, _single_tensor_momentum
 from descend.optim.registry import OPTIMIZERS
-from descend.runtime.precision import native_bf16
 
 __all__ = ["NS_COEFFICIENTS", "Muon", "MuonWithAuxiliary", "muon_groups", "newton_schulz"]
 
@@ -68,7 +68,7 @@ def lr_scale(rows: int, cols: int, adjust_lr_fn: str | None = None) -> float:
 
 def ns_dtype_on(name: str, device: torch.device) -> torch.dtype:
     """The Newton-Schulz precision ``name`` means on ``device``; "auto" is bfloat16 on a GPU
-    and on a CPU that multiplies bfloat16 natively (`precision.native_bf16`: amx_bf16 or
+    and on a CPU that multiplies bfloat16 natively (`descend.cpu.native_bf16`: amx_bf16 or
     avx512_bf16), float32 elsewhere. Without those instructions bfloat16 matrix products are
     emulated: on a 2-core AVX2-only EPYC, five steps on a 1024 x 768 matrix took 9.0 s in
     bfloat16 against 0.10 s in float32 (256 x 576: 282 against 6.4 ms), and float32's O is
