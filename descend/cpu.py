@@ -5,6 +5,7 @@ may ask: `runtime.precision` chooses autocast by it, `optim.muon` its Newton-Sch
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import torch
@@ -33,3 +34,14 @@ def native_bf16(flags: set[str] | None = None) -> str | None:
         if not torch.backends.cpu.get_cpu_capability().startswith("AVX512"):
             return None
     return next((f for f in NATIVE_BF16_FLAGS if f in flags), None)
+
+
+def multiplies_bf16(device: torch.device) -> bool:
+    """Whether ``device`` multiplies bfloat16 natively: a CUDA device, or a CPU with
+    `native_bf16` instructions (read from /proc/cpuinfo once). Elsewhere bfloat16 is emulated."""
+    return device.type == "cuda" or (device.type == "cpu" and _this_cpu_has_bf16())
+
+
+@functools.cache
+def _this_cpu_has_bf16() -> bool:
+    return native_bf16() is not None

@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from descend.config import TrainConfig, parse_duration
+from descend.cpu import multiplies_bf16
 from descend.data.splits import DataSplits, ImageTensors
 from descend.errors import DataError
 from descend.evaluation.predict import Classifier
@@ -139,7 +140,6 @@ def from_features(data: DataSplits, pool: Pool, backbone: str, folds: int, seed:
     from descend.models import ModelSpec, create_model
     from descend.models.efficientnet_lite import MEAN, STD, imagenet_state_dict
     from descend.runtime.device import pick_device
-    from descend.runtime.precision import native_bf16
     from descend.training.fitting.features import (
         choose_strength,
         cross_val_probabilities,
@@ -152,7 +152,7 @@ def from_features(data: DataSplits, pool: Pool, backbone: str, folds: int, seed:
     model = create_model(ModelSpec(backbone, 1000, 3, data.image_size)).to(where)
     model.load_state_dict(imagenet_state_dict(backbone))
     normalize = Normalize(MEAN, STD, where)
-    amp = where.type == "cuda" or (where.type == "cpu" and bool(native_bf16()))
+    amp = multiplies_bf16(where)
     images, labels = pool.images.images, pool.images.labels
     batches = ((normalize(images[i:i + 64].to(where)), labels[i:i + 64])
                for i in range(0, len(pool), 64))

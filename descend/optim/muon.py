@@ -13,7 +13,6 @@ their own parameter groups (`MuonWithAuxiliary`, registered as ``muon``; `muon_g
 
 from __future__ import annotations
 
-import functools
 import math
 from collections.abc import Iterable
 from typing import Any
@@ -21,7 +20,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from descend.cpu import native_bf16
+from descend.cpu import multiplies_bf16
 from descend.errors import ConfigError
 from descend.optim.base import (
     DescendOptimizer,
@@ -68,22 +67,14 @@ def lr_scale(rows: int, cols: int, adjust_lr_fn: str | None = None) -> float:
 
 def ns_dtype_on(name: str, device: torch.device) -> torch.dtype:
     """The Newton-Schulz precision ``name`` means on ``device``; "auto" is bfloat16 on a GPU
-    and on a CPU that multiplies bfloat16 natively (`descend.cpu.native_bf16`: amx_bf16 or
-    avx512_bf16), float32 elsewhere. Without those instructions bfloat16 matrix products are
+    and on a CPU that multiplies bfloat16 natively (`descend.cpu.multiplies_bf16`: amx_bf16
+    or avx512_bf16), float32 elsewhere. Without those instructions bfloat16 matrix products are
     emulated: on a 2-core AVX2-only EPYC, five steps on a 1024 x 768 matrix took 9.0 s in
     bfloat16 against 0.10 s in float32 (256 x 576: 282 against 6.4 ms), and float32's O is
     the closer to the exact polar factor (`newton_schulz`)."""
     if name != "auto":
         return NS_DTYPES[name]
-    if device.type == "cuda" or (device.type == "cpu" and cpu_multiplies_bf16()):
-        return torch.bfloat16
-    return torch.float32
-
-
-@functools.cache
-def cpu_multiplies_bf16() -> bool:
-    """Whether this CPU has bfloat16 instructions torch's kernels use (read once)."""
-    return native_bf16() is not None
+    return torch.bfloat16 if multiplies_bf16(device) else torch.float32
 
 
 def newton_schulz(

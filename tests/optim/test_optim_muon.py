@@ -9,6 +9,7 @@ import pytest
 import torch
 from torch import nn
 
+from descend import cpu
 from descend.errors import ConfigError
 from descend.models.cnn import CNN
 from descend.models.fastres import FastRes
@@ -154,11 +155,11 @@ def test_the_default_precision_is_bfloat16_only_where_the_cpu_multiplies_it(
         native: bool, monkeypatch: pytest.MonkeyPatch) -> None:
     # Emulated, bfloat16 Newton-Schulz is 18-88x slower than float32 (an AVX2-only EPYC), and
     # no closer to U V^T; "auto" takes float32 there and torch's bfloat16 where it is native.
-    monkeypatch.setattr(muon, "cpu_multiplies_bf16", lambda: native)
-    cpu = torch.device("cpu")
-    assert muon.ns_dtype_on("auto", cpu) is (torch.bfloat16 if native else torch.float32)
+    monkeypatch.setattr(cpu, "_this_cpu_has_bf16", lambda: native)
+    on_cpu = torch.device("cpu")
+    assert muon.ns_dtype_on("auto", on_cpu) is (torch.bfloat16 if native else torch.float32)
     assert muon.ns_dtype_on("auto", torch.device("cuda")) is torch.bfloat16
-    assert muon.ns_dtype_on("bfloat16", cpu) is torch.bfloat16  # asked for: wherever
+    assert muon.ns_dtype_on("bfloat16", on_cpu) is torch.bfloat16  # asked for: wherever
     assert muon.ns_dtype_on("float32", torch.device("cuda")) is torch.float32
     # A default Muon steps as the precision it resolves to, bit for bit, and not as the other.
     runs = {dtype: trajectories(lambda p, d=dtype: Muon(p, lr=0.02, ns_dtype=d),
