@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 from descend.io import atomic_write
 
@@ -37,6 +38,7 @@ def plot_curves(rows: Sequence[dict[str, float]], path: str | Path) -> None:
     ax_loss.set(xlabel="epoch", ylabel="loss", title="loss")
     ax_acc.set(xlabel="epoch", ylabel="accuracy (%)", title="accuracy")
     for ax in (ax_loss, ax_acc):
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole: no 1.5
         ax.grid(alpha=0.3)
         ax.legend()
     save_figure(fig, path)

@@ -162,3 +162,39 @@ def test_callbacks_run_in_their_declared_order_whatever_the_list_says() -> None:
     # before last.pt, the new run's last.pt before the old one is replaced; yours after all.
     assert calls == ["EMA", "MetricsLog", "TimeBudget", "Checkpoint", "ReplaceOldRun",
                      "EarlyStopping", "Callback"]
+
+
+def test_the_curves_are_redrawn_when_due_and_always_at_the_end(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A drawing costs about 0.35 s: a run of short epochs must not spend most of its time on
+    curves.png (84 epochs of 48 images spent 32 s of 42 on it), and the file ends complete."""
+    from types import SimpleNamespace
+
+    import descend.reports.plots as plots
+    from descend.training.fitting.callbacks import MetricsLog
+
+    now = [0.0]
+    drawn: list[int] = []
+
+    def plot(rows: list[dict[str, Any]], path: Path) -> None:
+        drawn.append(len(rows))
+        now[0] += 0.5  # the drawing's own seconds
+
+    monkeypatch.setattr(plots, "plot_curves", plot)
+    log = MetricsLog(tmp_path, clock=lambda: now[0])
+    run = SimpleNamespace(history=[], horizon=SimpleNamespace(steps_left=100))
+    for epoch in range(1, 61):  # epochs of one second, the last with no steps left
+        now[0] += 1.0
+        run.history.append({"epoch": epoch, "train_loss": 1.0, "train_acc": 0.5})
+        run.horizon.steps_left = 0 if epoch == 60 else 100
+        log.on_epoch_end(run)  # type: ignore[arg-type]
+    log.on_train_end(run)  # type: ignore[arg-type]
+    # Epoch 1, then once 30 drawings' seconds (15 s) have passed: every 15 epochs; and the last.
+    assert drawn == [1, 16, 31, 46, 60]
+    assert len((tmp_path / "metrics.csv").read_text().splitlines()) == 61  # every epoch's row
+
+    drawn.clear()
+    run.history.append({"epoch": 61, "train_loss": 1.0, "train_acc": 0.5})
+    log.on_train_end(run)  # type: ignore[arg-type]  # e.g. stopped early: drawn at the end
+    log.on_train_end(run)  # type: ignore[arg-type]  # and not twice
+    assert drawn == [61]
