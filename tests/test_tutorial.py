@@ -1,19 +1,20 @@
 """The tutorial (docs/tutorial/en.md and zh.md) cannot drift from the code.
 
 The file tests read the two files: the same steps in both languages, the same recorded output,
-the checked lines present in what the files show, every figure in docs/tutorial/img/. The step
-tests run the steps once, in order, in a scratch folder (tests/support/tutorial.py), and check
-that each command exits with status 0 and still prints the lines the markdown marks with
-``<!-- expect: ... -->``.
+the checked lines present in what the files show, every figure in docs/tutorial/img/. They run
+in the default suite (a second).
 
+The step tests run the steps once, in order, in a scratch folder (tests/support/tutorial.py),
+and check that each command exits with status 0 and still prints the lines the markdown marks
+with ``<!-- expect: ... -->``. They are all `slow` (``make test-slow``, which CI runs): the 20
+quick steps alone took 3 minutes of a default suite that must stay near 10 on two cores.
 Steps marked ``<!-- needs: data -->`` read MNIST or CIFAR-10 (a minute of CIFAR-10 training
-among them): they are `slow`, as every real-data test is, and skip without ``$DESCEND_DATA``.
-Steps marked ``<!-- needs: time -->`` (chapter 7's photos at photo size, chapter 5's MLP
-against the CNN and chapter 9's four schedules: about 5 minutes; chapter 2's Muon against the
-default, 72 s on a loaded machine) are `slow` too, but run without the data. The others run in
-the default suite (a few minutes); none of them depends on a slow step. When a slow step is
-selected, every step before it runs too, since it builds on them (the photos folder, the test
-web): the whole tutorial, about 6 minutes before chapter 2's Muon run was added.
+among them) and skip without ``$DESCEND_DATA``; steps marked ``<!-- needs: time -->``
+(chapter 7's photos at photo size, chapter 5's MLP against the CNN, chapter 9's four schedules,
+chapter 2's Muon against the default) run without the data. When a step is selected, every
+step before it runs too, since it builds on them (the photos folder, the test web), the data
+steps among them when it reads the data: the whole tutorial takes about 15 minutes on a 2-core
+AVX2 CPU.
 """
 
 from __future__ import annotations
@@ -103,9 +104,8 @@ def ran(request: pytest.FixtureRequest,
         session.close()
 
 
-@pytest.mark.parametrize("n", [pytest.param(n, marks=[pytest.mark.slow]
-                                            if s.needs_data or s.slow else [],
-                                            id=_id(n + 1, s)) for n, s in enumerate(STEPS)])
+@pytest.mark.slow
+@pytest.mark.parametrize("n", [pytest.param(n, id=_id(n + 1, s)) for n, s in enumerate(STEPS)])
 def test_step_runs_and_prints_its_stable_lines(ran: list[tutorial.Result], n: int) -> None:
     result = ran[n]
     if result.skipped:
