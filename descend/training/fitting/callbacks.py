@@ -75,9 +75,10 @@ class MetricsLog(Callback):
 
     A drawing takes about 0.35 s on a 2-core CPU (matplotlib's PNG), which was most of an epoch
     on a small dataset: 84 epochs of 48 images spent 32 s of 42 drawing. So the curves are
-    redrawn at most once per `CURVES_SHARE` of the run's time since the last drawing (the first
-    epoch and the last always): an epoch of a minute redraws them every epoch, a run of short
-    epochs every few seconds. ``metrics.csv``, written every epoch, stays the record.
+    redrawn once the run has spent `CURVES_SHARE` times the last drawing's seconds since it
+    (drawing then takes at most about a thirtieth of the run), and after the first and the last
+    epoch always: an epoch of a minute redraws them every epoch, a run of short epochs about
+    every 10 s. ``metrics.csv``, written every epoch, stays the record.
     """
 
     order = 20
